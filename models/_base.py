@@ -1,0 +1,120 @@
+"""The small value objects and plugin interfaces every part of the engine shares.
+
+Plugins (judges, namers, embedders) see only these frozen value objects, never an
+estimator, in the way BERTopic's representation and backend base classes keep each
+extension point to one method. Real LLM backends (OpenAI-compatible HTTP, in-process
+vLLM) implement the same two interfaces as the offline heuristic ones.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GOOD = "Good"
+BAD = "Bad"
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What a judge or namer is shown of one cluster (or of a union of two).
+
+    ``texts`` is the sample the LLM reads; ``members`` are the row indices of every
+    utterance in the cluster, for judges that look at the whole set (the oracle judge
+    of the benchmarks, the geometric heuristic). When the question is about the union
+    of two groups, ``parts`` holds the sample of each side so a prompt can show both.
+    ``repetition`` distinguishes the t repeated evaluations of the paper's §6.4.1: the
+    same cluster asked twice on purpose is two questions, asked twice by accident is one.
+    """
+
+    members: tuple[int, ...]
+    texts: tuple[str, ...]
+    parts: tuple[tuple[str, ...], ...] = ()
+    role: str | None = None
+    repetition: int = 0
+    embeddings: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One coherence judgement. ``good`` is None when no valid answer was obtained.
+
+    An unparseable or failed answer is never read as Good: callers treat None as Bad
+    and count it, so a flaky LLM can only make the engine more conservative.
+    """
+
+    good: bool | None
+    confidence: float | None = None
+    backend: str = ""
+
+    @property
+    def is_good(self) -> bool:
+        return self.good is True
+
+
+class Judge(ABC):
+    """The paper's LLM_eval: is this cluster semantically coherent (Good) or not (Bad)?"""
+
+    #: Short backend name reported with every verdict ("heuristic", "oracle", "openai", ...).
+    backend: str = "judge"
+
+    def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
+        """Called once at the start of every ``fit`` with the whole data set.
+
+        Label-free judges calibrate here; LLM judges have nothing to do.
+        """
+
+    @abstractmethod
+    def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
+        """Judge a batch of clusters; LLM backends send the batch concurrently."""
+
+    def cache_key(self, view: ClusterView) -> tuple:
+        """What identifies a question for this judge: by default what it is shown."""
+        return (view.parts or view.texts, view.role, view.repetition)
+
+
+class Namer(ABC):
+    """The paper's LLM_name: summarise a cluster as an "Action-Objective" label."""
+
+    backend: str = "namer"
+
+    def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
+        """Called once per ``fit`` with the whole data set (keyword namers fit IDF here)."""
+
+    @abstractmethod
+    def name(self, views: Sequence[ClusterView]) -> list[str]:
+        """Return one ``action-objective`` label per view."""
+
+
+class Embedder(ABC):
+    """Turns texts into L2-normalised float32 rows; the space must stay fixed once used."""
+
+    #: A name that identifies the embedding space (model name, or lsa + fitted hash).
+    name: str = "embedder"
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an ``(n, d)`` float32 array of unit-length rows."""
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One discovered intent: the estimator's public result for a cluster."""
+
+    intent_id: int
+    label: str
+    members: tuple[int, ...]
+    examples: tuple[str, ...]
+    role: str | None = None
+    verdict: Verdict | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.members)

@@ -1,0 +1,80 @@
+"""Every Prometheus metric the worker exports, defined once (prometheus-client).
+
+The Grafana dashboard and the alert rules in ``deploy/`` query only these names; a
+test parses their PromQL and checks each name against this registry, so they cannot
+drift. Labels never carry utterance text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter(
+    "dialin_events", "Inbound utterance events by outcome (assigned, buffered, invalid, duplicate).",
+    ["outcome"], registry=REGISTRY,
+)
+BUFFER_UTTERANCES = Gauge(
+    "dialin_buffer_utterances", "Utterances waiting in the unassigned buffer.", registry=REGISTRY,
+)
+BUFFER_OLDEST_AGE = Gauge(
+    "dialin_buffer_oldest_age_seconds", "Age of the oldest buffered utterance.", registry=REGISTRY,
+)
+BUFFER_CAP = Gauge(
+    "dialin_buffer_cap_utterances", "Configured cap of the unassigned buffer.", registry=REGISTRY,
+)
+BUFFER_AGED_OUT = Counter(
+    "dialin_buffer_aged_out", "Utterances dropped from the buffer by age or cap (also published).",
+    ["reason"], registry=REGISTRY,
+)
+DISCOVERY_RUNS = Counter(
+    "dialin_discovery_runs", "Discovery runs by result (ok, failed, skipped).",
+    ["result"], registry=REGISTRY,
+)
+DISCOVERY_SECONDS = Histogram(
+    "dialin_discovery_duration_seconds", "Wall time of one discovery run.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800), registry=REGISTRY,
+)
+DISCOVERY_GOODNESS = Gauge(
+    "dialin_discovery_goodness_ratio", "Good clusters over judged clusters in the last run.",
+    registry=REGISTRY,
+)
+CLUSTERS_JUDGED = Counter(
+    "dialin_clusters_judged", "Cluster verdicts by verdict (good, bad, invalid).",
+    ["verdict"], registry=REGISTRY,
+)
+JUDGE_CALLS = Counter(
+    "dialin_judge_calls", "Judge calls spent by discovery phase.", ["phase"], registry=REGISTRY,
+)
+INTENTS = Counter(
+    "dialin_intent_updates", "Intent updates published by status (created, updated, merged, retired).",
+    ["status"], registry=REGISTRY,
+)
+CATALOG_INTENTS = Gauge(
+    "dialin_catalog_intents", "Intents in the catalog.", registry=REGISTRY,
+)
+LLM_CALLS = Counter(
+    "dialin_llm_calls", "LLM requests by task (judge, name, prune) and outcome (ok, invalid, error, cached).",
+    ["task", "outcome"], registry=REGISTRY,
+)
+LLM_SECONDS = Histogram(
+    "dialin_llm_request_duration_seconds", "LLM request latency by task.", ["task"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,
+)
+LLM_TOKENS = Counter(
+    "dialin_llm_tokens", "LLM tokens by task and kind (prompt, completion).",
+    ["task", "kind"], registry=REGISTRY,
+)
+EMBED_SECONDS = Histogram(
+    "dialin_embedding_batch_duration_seconds", "Wall time to embed one micro-batch.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "dialin_consumer_lag", "End offset minus committed offset, per partition.",
+    ["topic", "partition"], registry=REGISTRY,
+)
+READY = Gauge(
+    "dialin_ready", "1 when the worker is connected to Kafka and its catalog is loaded.",
+    registry=REGISTRY,
+)

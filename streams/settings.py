@@ -1,0 +1,72 @@
+"""All configuration of Dial-In in one typed place (pydantic-settings, env ``DIALIN_*``).
+
+The engine in ``dialin.models`` takes plain constructor arguments and never reads the
+environment; this module and :mod:`dialin.streams.factory` are the only places that
+know both configuration and classes. Use :func:`get_settings`, never a module-level
+instance, so tests and the CLI can change the environment first.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every ``DIALIN_*`` setting; field ``kafka_bootstrap`` is env ``DIALIN_KAFKA_BOOTSTRAP``."""
+
+    model_config = SettingsConfigDict(env_prefix="DIALIN_", env_file=None, extra="ignore")
+
+    # --- engine -----------------------------------------------------------------
+    embedder: str = Field("minilm", description="minilm | lsa | a sentence-transformers name or path")
+    embedding_cache_dir: str | None = Field(None, description="on-disk embedding cache folder")
+    judge: Literal["heuristic", "openai", "vllm"] = "heuristic"
+    namer: Literal["keywords", "openai", "vllm"] = "keywords"
+    strategy: Literal["budget", "paper"] = "budget"
+    judge_budget: float = Field(0.3, gt=0, description="judge calls per utterance per discovery run")
+    merge_threshold: float = Field(0.15, ge=0, le=2, description="label-embedding cosine distance θ")
+    random_state: int = 0
+
+    # --- LLM (OpenAI-compatible server such as `vllm serve`) -------------------------
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr = SecretStr("EMPTY")
+    llm_timeout: float = 30.0
+    llm_max_retries: int = 3
+    llm_concurrency: int = 16
+
+    # --- Kafka ------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_utterances: str = "utterances"
+    topic_assignments: str = "intent-assignments"
+    topic_updates: str = "intent-updates"
+    topic_dlq: str = "utterances-dlq"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+
+    # --- service ----------------------------------------------------------------
+    app_id: str = "dialin"
+    data_dir: str = "./dialin-data"
+    metrics_port: int = 9464
+    match_threshold: float = Field(0.6, description="cosine similarity to assign to a known intent")
+    batch_size: int = 64
+    batch_seconds: float = 0.5
+    discovery_min_utterances: int = 200
+    discovery_max_age_seconds: float = 600.0
+    discovery_interval_seconds: float = 5.0
+    buffer_cap: int = 20000
+    buffer_max_age_seconds: float = 86400.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()
