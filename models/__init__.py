@@ -1,1 +1,21 @@
-__all__ = []
+"""Dial-In's engine: LLM-in-the-loop intent clustering, usable without Kafka.
+
+Public objects are re-exported here from their private modules (scikit-learn style).
+"""
+
+from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
+from ._ledger import JudgeLedger
+from ._oracle import OracleJudge
+
+__all__ = [
+    "BAD",
+    "GOOD",
+    "ClusterView",
+    "Embedder",
+    "Intent",
+    "Judge",
+    "JudgeLedger",
+    "Namer",
+    "OracleJudge",
+    "Verdict",
+]
