@@ -4,6 +4,7 @@ Public objects are re-exported here from their private modules (scikit-learn sty
 """
 
 from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
+from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
 from ._oracle import OracleJudge
 
@@ -12,10 +13,13 @@ __all__ = [
     "GOOD",
     "ClusterView",
     "Embedder",
+    "InputError",
     "Intent",
     "Judge",
     "JudgeLedger",
     "Namer",
     "OracleJudge",
+    "Table",
     "Verdict",
+    "load_table",
 ]
