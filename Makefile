@@ -8,7 +8,7 @@ PIP ?= $(PYTHON) -m pip
 install:
 	# The local CPU wheel first, or pip resolves a multi-GB CUDA build of torch.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,bench]'
+	$(PIP) install -q -e '.[dev,bench,deploy]'
 
 tools:
 	bash deploy/install-tools.sh
