@@ -3,3 +3,124 @@
 from __future__ import annotations
 
 from .cli import app  # noqa: F401
+
+
+# --- broker, replay, watch, demo: the tools around the worker -------------------------
+
+import contextlib  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import typer  # noqa: E402
+
+_BOOTSTRAP_HELP = "Kafka bootstrap servers (default: DIALIN_KAFKA_BOOTSTRAP)."
+
+
+def _tool_settings(bootstrap: str | None):
+    """The process settings, with the bootstrap servers overridden when given."""
+    from .settings import get_settings
+
+    settings = get_settings()
+    return settings.model_copy(update={"kafka_bootstrap": bootstrap}) if bootstrap else settings
+
+
+@contextlib.contextmanager
+def _tool_errors(bootstrap: str) -> Iterator[None]:
+    """Turn the expected failures into one line on stderr and exit code 2."""
+    from kafka.errors import KafkaError
+
+    from .broker import BrokerError
+    from .kafka_config import KafkaConfigError
+    from .replay import ReplayError
+
+    try:
+        yield
+    except (ReplayError, KafkaConfigError, BrokerError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KafkaError as exc:
+        typer.echo(f"error: Kafka at {bootstrap}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                   err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def broker(
+    port: int = typer.Option(9092, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (and advertise)."),
+) -> None:
+    """Run the embedded Kafka-protocol broker (tansu, in memory) in the foreground."""
+    from .broker import EmbeddedBroker
+
+    embedded = EmbeddedBroker(port, host)
+    with _tool_errors(embedded.bootstrap):
+        embedded.start()
+    typer.echo(f"broker ready on {embedded.bootstrap} (in memory; Ctrl-C stops it)", err=True)
+    try:
+        code = embedded.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        embedded.stop()
+    raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    file: Path = typer.Argument(..., help="JSONL (lines sent as they are) or CSV (rows converted)."),
+    rate: float = typer.Option(0.0, help="Events per second; 0 sends as fast as possible."),
+    topic: str | None = typer.Option(None, help="Target topic (default: DIALIN_TOPIC_UTTERANCES)."),
+    text_field: str = typer.Option("text", help="CSV column holding the utterance."),
+    role_field: str | None = typer.Option(None, help="CSV column holding the role, if any."),
+    limit: int | None = typer.Option(None, min=0, help="Send at most this many records."),
+    bootstrap: str | None = typer.Option(None, help=_BOOTSTRAP_HELP),
+) -> None:
+    """Produce a file of utterances onto the inbound topic, key = call_id."""
+    from .replay import file_records
+    from .replay import replay as run_replay
+
+    if rate < 0:
+        typer.echo("error: --rate must be >= 0", err=True)
+        raise typer.Exit(2)
+    settings = _tool_settings(bootstrap)
+    with _tool_errors(settings.kafka_bootstrap):
+        records = file_records(file, text_field=text_field, role_field=role_field)
+        stats = run_replay(records, settings, topic=topic, rate=rate or None, limit=limit)
+    typer.echo(f"sent {stats.sent} records to {topic or settings.topic_utterances} "
+               f"in {stats.seconds:.1f}s", err=True)
+    if stats.failed:
+        typer.echo(f"error: {stats.failed} records refused: {'; '.join(stats.errors[:3])}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    from_beginning: bool = typer.Option(False, help="Print the updates already published first."),
+    json_lines: bool = typer.Option(False, "--json", help="Print each update as one JSON line."),
+    max_updates: int | None = typer.Option(None, "--max", min=1, help="Stop after this many updates."),
+    timeout: float | None = typer.Option(None, min=0, help="Stop after this many seconds."),
+    bootstrap: str | None = typer.Option(None, help=_BOOTSTRAP_HELP),
+) -> None:
+    """Print intent updates as they are published (Ctrl-C stops)."""
+    import json
+    import time
+
+    from .watch import follow, format_update
+
+    settings = _tool_settings(bootstrap)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen = 0
+
+    def done() -> bool:
+        return (max_updates is not None and seen >= max_updates) or (
+            deadline is not None and time.monotonic() >= deadline)
+
+    with _tool_errors(settings.kafka_bootstrap), contextlib.suppress(KeyboardInterrupt):
+        for record in follow(settings, settings.topic_updates, from_beginning=from_beginning, stop=done):
+            if not isinstance(record.data, dict):
+                continue  # a tombstone or a foreign record on the compacted topic
+            seen += 1
+            line = json.dumps(record.data, ensure_ascii=False) if json_lines else format_update(record.data)
+            typer.echo(line)
+            if done():
+                break
