@@ -3,6 +3,7 @@
 Public objects are re-exported here from their private modules (scikit-learn style).
 """
 
+from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
 from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
 from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
@@ -10,6 +11,9 @@ from ._oracle import OracleJudge
 
 __all__ = [
     "BAD",
+    "CatalogIntent",
+    "EmbeddingSpaceError",
+    "IntentCatalog",
     "GOOD",
     "ClusterView",
     "Embedder",

@@ -124,3 +124,30 @@ def watch(
             typer.echo(line)
             if done():
                 break
+
+
+# --- serve: one streaming worker (streams/worker.py) -----------------------------------
+
+
+@app.command()
+def serve(
+    bootstrap: str | None = typer.Option(None, help=_BOOTSTRAP_HELP),
+    metrics_port: int | None = typer.Option(
+        None, help="Port of /metrics, /healthz, /readyz (default: DIALIN_METRICS_PORT; 0 = any free)."),
+    loglevel: str = typer.Option("info", help="faust worker log level."),
+) -> None:
+    """Run one streaming worker in the foreground (SIGTERM drains and stops it)."""
+    from .factory import SettingsError
+    from .kafka_config import KafkaConfigError
+    from .settings import get_settings
+    from .worker import WorkerConfigError, run_worker
+
+    update = {k: v for k, v in {"kafka_bootstrap": bootstrap, "metrics_port": metrics_port}.items()
+              if v is not None}
+    settings = get_settings().model_copy(update=update)
+    try:
+        code = run_worker(settings, loglevel=loglevel)
+    except (SettingsError, KafkaConfigError, WorkerConfigError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     discovery_interval_seconds: float = 5.0
     buffer_cap: int = 20000
     buffer_max_age_seconds: float = 86400.0
+    # --- worker internals (appended by the streaming worker) -----------------------
+    topic_buffer: str = Field("dialin-buffer", description="internal compacted topic of unassigned utterances")
+    topic_catalog: str = Field("dialin-catalog", description="internal compacted topic of the intent catalog")
+    topic_partitions: int = Field(4, ge=1, description="partitions of topics the worker creates")
+    embedder_fit_file: str | None = Field(
+        None, description="CSV/JSONL to fit the lsa embedder on once (saved in data_dir/lsa)")
+    catalog_update_threshold: float = Field(
+        0.8, description="centroid cosine at or above which a new cluster updates a known intent")
+    discovery_min_cluster_size: int = Field(3, ge=1, description="smaller clusters stay buffered")
+    dedup_window: int = Field(100000, ge=0, description="recent utterance_ids remembered per worker")
 
 
 @lru_cache(maxsize=1)
