@@ -8,8 +8,28 @@ from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdi
 from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
 from ._oracle import OracleJudge
+from ._accounting import LLMStats
+from ._openai import LLMWarning, OpenAIJudge, OpenAINamer
+from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
+from ._pruning import HeuristicPruner, LLMPruner
+from ._vllm import VLLMJudge, VLLMNamer
+from ._voting import CrowdJudge, RepeatedJudge
 
 __all__ = [
+    "PROMPT_VERSION",
+    "CrowdJudge",
+    "HeuristicPruner",
+    "LLMPruner",
+    "LLMStats",
+    "LLMWarning",
+    "OpenAIJudge",
+    "OpenAINamer",
+    "RepeatedJudge",
+    "VLLMJudge",
+    "VLLMNamer",
+    "detect_language",
+    "load_prompt",
+    "prompt_version",
     "BAD",
     "CatalogIntent",
     "EmbeddingSpaceError",
