@@ -1,0 +1,230 @@
+"""Build engine objects from settings: the ONE place that knows configuration and classes.
+
+``dialin.models`` takes plain constructor arguments and never reads the environment;
+the CLI (``dialin evaluate``/``discover``) and the streaming worker call these builders
+with a :class:`~dialin.streams.settings.Settings` (CLI options already applied through
+:func:`configure`), so a backend is chosen, and its mistakes reported, the same way
+everywhere. Imports of optional backends (the LLM clients, in-process vLLM) happen
+inside the builder that needs them, so choosing ``heuristic`` never imports ``openai``.
+
+Every mistake a user can make in configuration raises :class:`SettingsError` with one
+line that names the option and the environment variable to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from dialin.models import Embedder, Judge, Namer, OracleJudge
+
+from .settings import Settings
+
+#: Which CLI option and environment variable set each setting, for error messages.
+_OPTION = {
+    "llm_url": ("--llm-url", "DIALIN_LLM_URL"),
+    "llm_model": ("--llm-model", "DIALIN_LLM_MODEL"),
+    "judge": ("--judge", "DIALIN_JUDGE"),
+    "namer": ("--namer", "DIALIN_NAMER"),
+    "strategy": ("--strategy", "DIALIN_STRATEGY"),
+    "judge_budget": ("--judge-budget", "DIALIN_JUDGE_BUDGET"),
+    "embedder": ("--embedder", "DIALIN_EMBEDDER"),
+}
+
+
+class SettingsError(ValueError):
+    """A configuration mistake; the message is one line that says how to fix it."""
+
+
+def configure(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with the given fields replaced; ``None`` means "not given, keep".
+
+    The result is validated like the environment is, so ``--judge-budget -1`` fails
+    with the same rule as ``DIALIN_JUDGE_BUDGET=-1``.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - set(Settings.model_fields)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    if not given:
+        return settings
+    try:
+        return Settings.model_validate({**settings.model_dump(), **given})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        option, env = _OPTION.get(field, (f"--{field.replace('_', '-')}", f"DIALIN_{field.upper()}"))
+        raise SettingsError(f"invalid {option} / {env}: {err['msg']} "
+                            f"(got {err.get('input')!r})") from None
+
+
+def build_embedder(settings: Settings, fit_texts: Sequence[str] | None = None) -> Embedder:
+    """The configured embedder, behind the on-disk cache when a cache folder is set.
+
+    ``lsa`` has no pretrained space: it is fitted here on ``fit_texts`` (the batch run's
+    own utterances), and must be given them.
+    """
+    from dialin.models import get_embedder
+
+    try:
+        embedder = get_embedder(settings.embedder, cache_dir=settings.embedding_cache_dir)
+    except (ValueError, OSError) as exc:
+        raise SettingsError(f"invalid --embedder / DIALIN_EMBEDDER {settings.embedder!r}: "
+                            f"{_first_line(exc)}") from None
+    if settings.embedder == "lsa":
+        if fit_texts is None:
+            raise SettingsError("embedder 'lsa' must be fitted on texts: pass fit_texts, "
+                                "or set DIALIN_EMBEDDER to a saved LSA folder")
+        embedder.fit(list(fit_texts))  # type: ignore[attr-defined]
+    return embedder
+
+
+def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
+                **overrides: Any) -> Judge:
+    """The coherence judge named by ``settings.judge`` (or ``judge=`` in ``overrides``).
+
+    ``judge="oracle"`` (benchmarks and ``dialin evaluate`` only) needs the gold labels
+    ``y_true`` and simulates a judge right with probability ``accuracy``; it is not a
+    setting, so the service can never select it.
+    """
+    kind = overrides.pop("judge", None) or settings.judge
+    settings = configure(settings, **overrides)
+    if kind == "oracle":
+        if y_true is None:
+            raise SettingsError("the oracle judge needs gold labels: it exists only in "
+                                "`dialin evaluate` (with --label-field)")
+        if not 0.5 <= accuracy <= 1.0:
+            raise SettingsError(f"invalid --judge-accuracy: must be in [0.5, 1], got {accuracy}")
+        return OracleJudge(y_true, accuracy=accuracy, random_state=settings.random_state)
+    settings = configure(settings, judge=kind)
+    if kind == "heuristic":
+        from dialin.models import HeuristicJudge
+
+        return HeuristicJudge()
+    return _llm_backend(settings, "judge", kind)
+
+
+def build_namer(settings: Settings, **overrides: Any) -> Namer:
+    """The intent namer named by ``settings.namer`` (or ``namer=`` in ``overrides``)."""
+    settings = configure(settings, **overrides)
+    if settings.namer == "keywords":
+        from dialin.models import KeywordNamer
+
+        return KeywordNamer()
+    return _llm_backend(settings, "namer", settings.namer)
+
+
+def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
+                    strategy: str | None = None, budget: float | None = None, *,
+                    label_embedder: Embedder | None = None, role_aware: bool = False):
+    """The clustering strategy: ``budget`` (default) or the paper's Algorithm 1.
+
+    ``budget`` is judge calls per utterance per fit. ``label_embedder`` embeds intent
+    labels for the paper's post-correction merge (§4.1.2; without it, no merge).
+    ``role_aware`` wraps the strategy in :class:`RoleAwareClustering`, whose ``fit``
+    takes ``roles=`` and clusters each role apart (the paper's §4.2).
+    """
+    settings = configure(settings, strategy=strategy, judge_budget=budget)
+    if settings.strategy == "budget":
+        from dialin.models import BudgetITLClustering
+
+        estimator = BudgetITLClustering(judge, namer=namer, budget=settings.judge_budget,
+                                        random_state=settings.random_state)
+    else:
+        from dialin.models import LLMITLClustering
+
+        merge = settings.merge_threshold if (label_embedder is not None and namer is not None) else None
+        estimator = LLMITLClustering(judge=judge, namer=namer, merge_threshold=merge,
+                                     label_embedder=label_embedder,
+                                     random_state=settings.random_state)
+    if role_aware:
+        from dialin.models import RoleAwareClustering
+
+        estimator = RoleAwareClustering(estimator)
+    return estimator
+
+
+def llm_stats(*parts: Any) -> dict | None:
+    """LLM accounting (calls by task and outcome, tokens, seconds, cache hits) of the
+    backends among ``parts`` that talk to an LLM; None when none does."""
+    found = [p.stats for p in parts if getattr(p, "stats", None) is not None]
+    if not found:
+        return None
+    total = found[0]
+    for other in found[1:]:
+        if other is not total:
+            total = total.merge(other)
+    return total.as_dict()
+
+
+def prompt_version(*parts: Any) -> str | None:
+    """The version of the prompt files the LLM backends among ``parts`` send, if any."""
+    import dialin.models as engine
+
+    read = getattr(engine, "prompt_version", None)
+    versions = set()
+    for part in parts:
+        if getattr(part, "backend", "") not in ("openai", "vllm"):
+            continue
+        version = getattr(part, "prompt_version", None)
+        if version is None and read is not None:
+            version = read(getattr(part, "prompt_dir", None))
+        if version:
+            versions.add(str(version))
+    return ",".join(sorted(versions)) or None
+
+
+def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
+    """An OpenAI-compatible (HTTP) or in-process vLLM judge or namer."""
+    if kind == "openai":
+        if not settings.llm_url:
+            raise SettingsError(f"--{role} openai needs an LLM server: set --llm-url or DIALIN_LLM_URL")
+        from dialin.models import OpenAIJudge, OpenAINamer
+
+        cls = OpenAIJudge if role == "judge" else OpenAINamer
+        model = settings.llm_model or _served_model(settings)
+        return cls(base_url=settings.llm_url, model=model,
+                   api_key=settings.llm_api_key.get_secret_value(),
+                   timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
+                   concurrency=settings.llm_concurrency)
+    if kind == "vllm":
+        if not settings.llm_model:
+            raise SettingsError(f"--{role} vllm needs a model: set --llm-model or DIALIN_LLM_MODEL")
+        from dialin.models import VLLMJudge, VLLMNamer
+
+        cls = VLLMJudge if role == "judge" else VLLMNamer
+        try:
+            return cls(model=settings.llm_model)
+        except ImportError as exc:
+            raise SettingsError(f"--{role} vllm needs vLLM on a GPU machine: "
+                                f"pip install 'dialin[gpu]' ({_first_line(exc)})") from None
+    raise SettingsError(f"unknown {role} backend {kind!r}")
+
+
+def _served_model(settings: Settings) -> str:
+    """The one model an OpenAI-compatible server serves (``GET /models``), when the
+    user named none: ``vllm serve`` exposes exactly one, so asking is friendlier than
+    failing. Several models, or none, is a one-line error naming the option."""
+    import httpx
+
+    url = settings.llm_url.rstrip("/") + "/models"
+    key = settings.llm_api_key.get_secret_value()
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {key}"},
+                             timeout=settings.llm_timeout)
+        response.raise_for_status()
+        models = [m["id"] for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SettingsError(f"no --llm-model given and {url} did not list its models "
+                            f"({_first_line(exc)}); set --llm-model or DIALIN_LLM_MODEL") from None
+    if len(models) != 1:
+        raise SettingsError(f"no --llm-model given and {url} serves {len(models)} models "
+                            f"({', '.join(models[:5])}); set --llm-model or DIALIN_LLM_MODEL")
+    return models[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,217 @@
+"""``dialin evaluate``: the one-JSON-object contract, the scores, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dialin.streams.cli import app
+from dialin.streams.settings import get_settings
+
+from .openai_server import llm_server  # noqa: F401  (fixture)
+
+DATA = Path(__file__).parent / "data"
+BANKING = str(DATA / "banking77_sample.csv")
+CROSSWOZ = str(DATA / "crosswoz_sample.jsonl")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch):
+    """No DIALIN_* variable of the machine leaks into a test; settings are re-read."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("DIALIN_"):
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def evaluate(*args: str):
+    return runner.invoke(app, ["evaluate", *args])
+
+
+def one_line_error(result, code: int = 1) -> str:
+    """The command failed with ``code`` and said so in exactly one stderr line."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_oracle_json_is_one_object_with_the_contract_keys():
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--judge", "oracle", "--embedder", "lsa", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)  # the whole of stdout is one JSON object
+    assert set(report) == {"baseline", "itl"}
+    assert {"nmi", "ari", "n_clusters", "seconds"} <= set(report["baseline"])
+    assert {"nmi", "ari", "n_clusters", "judge_calls", "judge_calls_per_utterance",
+            "calls_by_phase", "seconds", "strategy", "judge"} <= set(report["itl"])
+    assert report["baseline"]["n_clusters"] == 20  # told the true number of labels
+    itl = report["itl"]
+    assert itl["strategy"] == "budget" and itl["judge"] == "oracle"
+    assert 0 < itl["judge_calls"] <= 0.3 * 600 + 1
+    assert itl["judge_calls_per_utterance"] == pytest.approx(itl["judge_calls"] / 600, abs=1e-3)
+    assert sum(itl["calls_by_phase"].values()) == itl["judge_calls"]
+    assert 0.0 <= itl["nmi"] <= 1.0 and itl["n_clusters"] >= 2
+    # Progress and stage lines went to stderr, not stdout.
+    assert "dialin:" in result.stderr
+
+
+def test_oracle_finds_the_sample_intents_not_told_how_many():
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--judge", "oracle", "--judge-accuracy", "1.0", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["itl"]["nmi"] > 0.7
+    assert 10 <= report["itl"]["n_clusters"] <= 40
+
+
+def test_paper_strategy_and_seed_are_reported():
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--judge", "oracle", "--strategy", "paper", "--embedder", "lsa",
+                      "--seed", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["itl"]["strategy"] == "paper"
+
+
+def test_heuristic_human_readable_table():
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--embedder", "lsa")
+    assert result.exit_code == 0, result.stderr
+    assert "NMI" in result.stdout and "k-means (k=20, told)" in result.stdout
+    assert "heuristic" in result.stdout
+
+
+def test_roles_with_lsa_leave_unlabelled_rows_out():
+    result = evaluate(CROSSWOZ, "--text-field", "text", "--label-field", "intent",
+                      "--role-field", "role", "--embedder", "lsa", "--judge", "oracle", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "have no label" in result.stderr
+    assert report["itl"]["n_clusters"] >= 2
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DIALIN_STRATEGY", "paper")
+    monkeypatch.setenv("DIALIN_EMBEDDER", "lsa")
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--judge", "oracle", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["itl"]["strategy"] == "paper"
+
+
+def test_real_process_stdout_is_exactly_one_json_object():
+    cmd = [sys.executable, "-c", "from dialin.streams.cli import main; main()", "evaluate", BANKING,
+           "--text-field", "text", "--label-field", "category", "--judge", "oracle",
+           "--embedder", "lsa", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in __import__("os").environ.items()
+                               if not k.startswith("DIALIN_")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["itl"]["judge"] == "oracle"
+    assert proc.stdout.count("\n") == 1
+
+
+# --- the LLM judge against a real local HTTP server ------------------------------------------
+
+def test_openai_judge_against_a_local_server(llm_server):  # noqa: F811
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--embedder", "lsa", "--judge", "openai", "--llm-url", llm_server.url,
+                      "--llm-model", "test-model", "--json")
+    assert result.exit_code == 0, result.stderr
+    itl = json.loads(result.stdout)["itl"]
+    assert itl["judge"] == "openai"
+    assert itl["judge_calls"] > 0
+    judged = [r for r in llm_server.chat_requests() if "Action-Objective" not in r["messages"][0]["content"]]
+    assert len(judged) >= itl["judge_calls"]
+    assert itl["llm"]["calls"]["judge"]["ok"] >= 1
+    assert itl["prompt_version"]
+
+
+def test_openai_model_is_asked_of_the_server_when_not_given(llm_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("DIALIN_LLM_URL", llm_server.url)
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--embedder", "lsa", "--judge", "openai", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert {r["model"] for r in llm_server.chat_requests()} == {"test-model"}
+
+
+def test_openai_judge_survives_garbage_and_errors(llm_server):  # noqa: F811
+    llm_server.fail = lambda i, body: ("garbage", "500", None, None, None)[i % 5]
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--embedder", "lsa", "--judge", "openai", "--llm-url", llm_server.url,
+                      "--llm-model", "test-model", "--json")
+    assert result.exit_code == 0, result.stderr
+    llm = json.loads(result.stdout)["itl"]["llm"]
+    assert llm["calls"]["judge"].get("invalid", 0) > 0
+    assert llm["http_status"].get("500", 0) > 0
+
+
+# --- bad input: one line on stderr, non-zero exit, no traceback ---------------------------------
+
+def test_missing_file(tmp_path):
+    line = one_line_error(evaluate(str(tmp_path / "none.csv"), "--text-field", "text",
+                                   "--label-field", "category"))
+    assert "no such file" in line
+
+
+def test_missing_field():
+    line = one_line_error(evaluate(BANKING, "--text-field", "utterance", "--label-field", "category"))
+    assert "'utterance'" in line
+
+
+def test_wrong_encoding(tmp_path):
+    p = tmp_path / "latin.csv"
+    p.write_bytes("text,category\ncaf\xe9,a\n".encode("latin-1"))
+    assert "not UTF-8" in one_line_error(evaluate(str(p), "--text-field", "text",
+                                                  "--label-field", "category"))
+
+
+def test_empty_text(tmp_path):
+    p = tmp_path / "empty.jsonl"
+    p.write_text('{"t": "hello", "l": "a"}\n{"t": "", "l": "b"}\n', encoding="utf-8")
+    assert ":2: empty text" in one_line_error(evaluate(str(p), "--text-field", "t", "--label-field", "l"))
+
+
+def test_bad_choice_is_a_usage_error_in_one_line():
+    line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                                   "--judge", "genius"), code=2)
+    assert "--judge" in line and "genius" in line
+
+
+def test_bad_number_and_missing_option_are_one_line():
+    one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                            "--judge-budget", "lots"), code=2)
+    assert "--label-field" in one_line_error(evaluate(BANKING, "--text-field", "text"), code=2)
+
+
+def test_out_of_range_values_name_the_option():
+    assert "--judge-budget" in one_line_error(evaluate(
+        BANKING, "--text-field", "text", "--label-field", "category", "--judge-budget", "-1"))
+    assert "--judge-accuracy" in one_line_error(evaluate(
+        BANKING, "--text-field", "text", "--label-field", "category", "--judge", "oracle",
+        "--judge-accuracy", "0.2", "--embedder", "lsa"))
+
+
+def test_openai_judge_without_url():
+    line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                                   "--judge", "openai", "--embedder", "lsa"))
+    assert "--llm-url" in line and "DIALIN_LLM_URL" in line
+
+
+def test_bad_environment_variable(monkeypatch):
+    monkeypatch.setenv("DIALIN_JUDGE_BUDGET", "-2")
+    line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category"))
+    assert "DIALIN_JUDGE_BUDGET" in line
