@@ -151,3 +151,38 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+# --- demo: broker + worker + replay + watch in one command (streams/demo.py) ------------
+
+
+@app.command()
+def demo(
+    input_file: Path | None = typer.Option(
+        None, "--input", help="JSONL or CSV to replay (default: the bundled English + Chinese sample)."),
+    timeout: float = typer.Option(600.0, min=1, help="Give up (and summarise) after this many seconds."),
+    rate: float = typer.Option(0.0, min=0, help="Events per second; 0 sends as fast as possible."),
+    json_out: bool = typer.Option(False, "--json", help="Print only one JSON summary on stdout."),
+    log_file: Path | None = typer.Option(None, help="Keep the worker's log here."),
+) -> None:
+    """Start a broker and a worker, replay a sample, print intents as they appear, summarise."""
+    import json
+
+    from .demo import format_summary, run_demo
+    from .supervise import WorkerError
+
+    def log(line: str) -> None:
+        typer.echo(line, err=True)
+
+    with _tool_errors("the embedded broker"):
+        try:
+            result = run_demo(input_file, timeout=timeout, rate=rate or None, log=log,
+                              show=log if json_out else typer.echo, log_file=log_file)
+        except WorkerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    if json_out:
+        typer.echo(json.dumps(result.summary))
+    else:
+        typer.echo(format_summary(result.summary))
+    raise typer.Exit(0 if result.completed else 1)
