@@ -8,6 +8,11 @@ from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdi
 from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
 from ._oracle import OracleJudge
+from ._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
+from ._clusterers import CLUSTERERS, cluster
+from ._metrics import ari, clustering_scores, goodness, nmi, semantic_diversity
+from ._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, HeuristicJudge, KeywordNamer, action_of
+from ._sampling import SAMPLING_METHODS, make_union_view, make_view, sample_members
 from ._accounting import LLMStats
 from ._openai import LLMWarning, OpenAIJudge, OpenAINamer
 from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
@@ -16,6 +21,26 @@ from ._vllm import VLLMJudge, VLLMNamer
 from ._voting import CrowdJudge, RepeatedJudge
 
 __all__ = [
+    "AGENT_ACTIONS",
+    "CLUSTERERS",
+    "CUSTOMER_ACTIONS",
+    "CachedEmbedder",
+    "HeuristicJudge",
+    "KeywordNamer",
+    "LSAEmbedder",
+    "SAMPLING_METHODS",
+    "SentenceTransformerEmbedder",
+    "action_of",
+    "ari",
+    "cluster",
+    "clustering_scores",
+    "get_embedder",
+    "goodness",
+    "make_union_view",
+    "make_view",
+    "nmi",
+    "sample_members",
+    "semantic_diversity",
     "PROMPT_VERSION",
     "CrowdJudge",
     "HeuristicPruner",
