@@ -8,6 +8,7 @@ from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdi
 from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
 from ._oracle import OracleJudge
+from ._budget import BudgetITLClustering
 from ._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
 from ._clusterers import CLUSTERERS, cluster
 from ._metrics import ari, clustering_scores, goodness, nmi, semantic_diversity
@@ -21,6 +22,7 @@ from ._vllm import VLLMJudge, VLLMNamer
 from ._voting import CrowdJudge, RepeatedJudge
 
 __all__ = [
+    "BudgetITLClustering",
     "AGENT_ACTIONS",
     "CLUSTERERS",
     "CUSTOMER_ACTIONS",

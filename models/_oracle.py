@@ -38,12 +38,12 @@ class OracleJudge(Judge):
 
     def _truth(self, view: ClusterView) -> bool:
         codes = self._codes[np.asarray(view.members, dtype=np.int64)]
-        return np.bincount(codes).max() >= self.purity * len(codes)
+        return bool(np.bincount(codes).max() >= self.purity * len(codes))
 
     def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
         out = []
         for view in views:
             truth = self._truth(view)
-            flip = self._rng.random() >= self.accuracy
+            flip = bool(self._rng.random() >= self.accuracy)
             out.append(Verdict(good=truth != flip, confidence=None, backend=self.backend))
         return out
