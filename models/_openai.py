@@ -238,6 +238,10 @@ class _OpenAIBackend(PromptedMixin):
             started = time.perf_counter()
             try:
                 completion = await self._complete(task, messages, temperature, seed)
+            except json.JSONDecodeError:
+                # A 200 whose body is not JSON (a proxy's error page): the SDK does not
+                # retry it, so it is an invalid answer, retried like one.
+                completion = Completion(text=None)
             except Exception as exc:  # only the SDK's errors are caught, see below
                 import openai
 
