@@ -20,8 +20,17 @@ from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_versi
 from ._pruning import HeuristicPruner, LLMPruner
 from ._vllm import VLLMJudge, VLLMNamer
 from ._voting import CrowdJudge, RepeatedJudge
+from ._intents import build_intents
+from ._merge import merge_by_label
+from ._paper import LLMITLClustering
+from ._roles import RoleAwareClustering, infer_roles
 
 __all__ = [
+    "LLMITLClustering",
+    "RoleAwareClustering",
+    "build_intents",
+    "infer_roles",
+    "merge_by_label",
     "BudgetITLClustering",
     "AGENT_ACTIONS",
     "CLUSTERERS",
