@@ -43,11 +43,13 @@ details summary{cursor:pointer;color:#444}ul.ex{margin:.3rem 0 .3rem 1rem;paddin
 
 
 def render_report(doc: dict, X: np.ndarray, labels: Sequence[int],
-                  texts: Sequence[str] | None = None, seed: int = 0) -> str:
+                  texts: Sequence[str] | None = None, seed: int = 0,
+                  map_points: int = MAP_POINTS) -> str:
     """The report of a ``discover`` run as one HTML string.
 
     ``doc`` is the discover JSON document (metadata, log, intents); ``X``, ``labels``
     and ``texts`` (row order of the input) are what the map draws and its tooltips show.
+    ``map_points`` caps the rows drawn (a per-cluster stratified sample).
     """
     meta = doc.get("metadata", {})
     intents = doc.get("intents", [])
@@ -60,10 +62,10 @@ def render_report(doc: dict, X: np.ndarray, labels: Sequence[int],
         f"<h1>{_e(title)}</h1>",
         _metadata(meta),
         "<h2>Map of the clusters</h2>",
-        "<p>Each dot is an utterance (a sample of at most "
-        f"{MAP_POINTS}), placed by t-SNE of its embedding; the {len(colour)} largest intents "
+        f"<p>Each dot is an utterance ({_drawn(len(labels), map_points)}), placed by t-SNE of "
+        f"its embedding; the {len(colour)} largest intents "
         "have their own colour, the rest are grey. Hover a dot to read it.</p>",
-        _map_svg(np.asarray(X), np.asarray(labels), texts, doc, colour, seed),
+        _map_svg(np.asarray(X), np.asarray(labels), texts, doc, colour, seed, map_points),
         "<h2>Intents by size</h2>",
         _intents_table(intents, colour),
         "<h2>Iteration log</h2>",
@@ -71,6 +73,10 @@ def render_report(doc: dict, X: np.ndarray, labels: Sequence[int],
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _drawn(n: int, cap: int) -> str:
+    return f"all {n}" if n <= cap else f"a sample of {cap} of {n}, every intent kept"
 
 
 def _e(value: Any) -> str:
@@ -112,7 +118,7 @@ def _layout(X: np.ndarray, seed: int) -> np.ndarray:
         return reduced[:, :2] if reduced.shape[1] >= 2 else np.column_stack([reduced[:, 0], np.zeros(n)])
     perplexity = float(min(30.0, (n - 1) / 3.0))
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                max_iter=750).fit_transform(reduced)
+                max_iter=500).fit_transform(reduced)
 
 
 def _sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -130,10 +136,10 @@ def _sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def _map_svg(X: np.ndarray, labels: np.ndarray, texts: Sequence[str] | None, doc: dict,
-             colour: dict, seed: int) -> str:
+             colour: dict, seed: int, map_points: int) -> str:
     if X.ndim != 2 or X.shape[0] == 0:
         return "<p>(no utterances to draw)</p>"
-    rows = _sample(labels, MAP_POINTS, seed)
+    rows = _sample(labels, map_points, seed)
     xy = _layout(X[rows].astype(np.float64), seed)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dialin.streams.cli import app
-from dialin.streams.settings import get_settings
 
 from .openai_server import llm_server  # noqa: F401  (fixture)
+from .test_cli_evaluate import clean_settings  # noqa: F401  (autouse fixture)
 
 DATA = Path(__file__).parent / "data"
 BANKING = str(DATA / "banking77_sample.csv")
@@ -23,18 +23,6 @@ INTENT_KEYS = {"id", "cluster", "label", "role", "size", "share", "rows", "examp
 METADATA_KEYS = {"input", "n_utterances", "n_intents", "embedder", "strategy", "judge", "namer",
                  "prompt_version", "llm", "judge_calls", "judge_calls_per_utterance",
                  "calls_by_phase", "seed", "seconds", "dialin_version", "created_at"}
-
-
-@pytest.fixture(autouse=True)
-def clean_settings(monkeypatch):
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("DIALIN_"):
-            monkeypatch.delenv(key)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def discover(*args: str):
