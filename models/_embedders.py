@@ -90,7 +90,8 @@ class SentenceTransformerEmbedder(Embedder):
         texts = _as_texts(texts)
         model = self._load()
         if not texts:
-            return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+            dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            return np.zeros((0, dim()), dtype=np.float32)
         X = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                          convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(X, dtype=np.float32)

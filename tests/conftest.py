@@ -1,0 +1,46 @@
+"""Shared fixtures: small real samples of the two benchmark data sets (see tests/data/README.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Texts with their gold labels (and roles for dialogues)."""
+
+    texts: list[str]
+    labels: list[str]
+    roles: list[str] | None = None
+
+
+@pytest.fixture(scope="session")
+def english_sample() -> Sample:
+    """600 BANKING77 test utterances, 20 intents x 30."""
+    with open(DATA / "banking77_sample.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return Sample([r["text"] for r in rows], [r["category"] for r in rows])
+
+
+@pytest.fixture(scope="session")
+def chinese_sample() -> Sample:
+    """~600 CrossWOZ val utterances of whole dialogues; label = dialogue act intent or 'none'."""
+    with open(DATA / "crosswoz_sample.jsonl", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return Sample([r["text"] for r in rows], [r["intent"] or "none" for r in rows], [r["role"] for r in rows])
+
+
+@pytest.fixture(scope="session")
+def english_lsa(english_sample):
+    """LSA embeddings of the English sample: fast, deterministic, no model download."""
+    from dialin.models import LSAEmbedder
+
+    emb = LSAEmbedder(n_components=128).fit(english_sample.texts)
+    return emb.encode(english_sample.texts)
