@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from pathlib import Path
 
 import faust
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> faust.App:
     committed often because every output is idempotent (at-least-once by design,
     never ``exactly_once``: faust-streaming#517/#323).
     """
+    Path(settings.data_dir, "faust").mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),

@@ -47,7 +47,12 @@ def load_embedder(settings: Settings) -> Embedder:
     from . import factory
 
     if settings.embedder != "lsa":
-        return factory.build_embedder(settings)
+        try:
+            return factory.build_embedder(settings)
+        except ImportError:  # the engine's re-export has not landed yet
+            from dialin.models._embedders import get_embedder
+
+            return get_embedder(settings.embedder, cache_dir=settings.embedding_cache_dir)
     from dialin.models import load_table
     from dialin.models._embedders import LSAEmbedder
 
@@ -166,6 +171,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
             parts.health = HealthServer(readiness, settings.metrics_port)
             port = await parts.health.start()
             log.info("health and metrics on port %s", port)
+        await asyncio.to_thread(embedder.encode, ["warm-up"])  # load the model before ready
         await ensure_topics(settings)
         readiness.kafka = True
         await catalog_reader.start()
