@@ -90,7 +90,7 @@ def make_producer(settings: Settings, **overrides):
     from .kafka_config import security_kwargs
 
     config = dict(bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=5,
-                  max_request_size=MAX_REQUEST_BYTES, retries=5)
+                  max_request_size=MAX_REQUEST_BYTES, retries=5, bootstrap_timeout_ms=10000)
     config.update(security_kwargs(settings, "kafka-python"))
     config.update(overrides)
     return KafkaProducer(**config)

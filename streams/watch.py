@@ -57,7 +57,7 @@ def make_consumer(settings: Settings, **overrides):
     from .kafka_config import security_kwargs
 
     config = dict(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                  enable_auto_commit=False, auto_offset_reset="earliest")
+                  enable_auto_commit=False, auto_offset_reset="earliest", bootstrap_timeout_ms=10000)
     config.update(security_kwargs(settings, "kafka-python"))
     config.update(overrides)
     return KafkaConsumer(**config)

@@ -1,0 +1,166 @@
+"""``dialin broker|replay|watch|demo`` on the real embedded broker: exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+from kafka import KafkaProducer
+from kafka_harness import broker, kafka_settings, records_of, settings_env, wait_for  # noqa: F401
+from typer.testing import CliRunner
+
+from dialin.streams.broker import EmbeddedBroker, _answers_metadata, free_port
+from dialin.streams.cli import app
+from dialin.streams.demo import SUMMARY_KEYS
+from dialin.streams.settings import get_settings
+
+runner = CliRunner()
+CLI = [sys.executable, "-c", "from dialin.streams.cli import main; main()"]
+
+
+@pytest.fixture
+def cli_env(kafka_settings, monkeypatch):
+    """The CLI's settings point at this test's broker and topics."""
+    for name, value in settings_env(kafka_settings).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield kafka_settings
+    get_settings.cache_clear()
+
+
+def test_replay_sends_jsonl_lines_as_they_are(cli_env, tmp_path):
+    lines = [b'{"call_id": "c1", "turn": 0, "text": "hello"}', b"not json at all",
+             b'{"call_id": "c2", "text": "\xe4\xbd\xa0\xe5\xa5\xbd"}', b"\xff\xfe not utf-8",
+             b'{"call_id": 3, "text": "numeric id"}']
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines[:2]) + b"\n\n" + b"\r\n".join(lines[2:]) + b"\n")
+    result = runner.invoke(app, ["replay", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "sent 5 records" in result.stderr
+    got = records_of(cli_env, cli_env.topic_utterances)
+    assert sorted(r.value for r in got) == sorted(lines)
+    keys = {r.value: r.key for r in got}
+    assert keys[lines[0]] == b"c1" and keys[lines[2]] == b"c2"
+    assert keys[lines[1]] is None and keys[lines[4]] is None  # no string call_id, no key
+
+
+def test_replay_converts_csv_rows_and_respects_limit(cli_env, tmp_path):
+    path = tmp_path / "calls.csv"
+    path.write_text("utterance,speaker,category\nI lost my card,customer,lost\n"
+                    "我想订一家酒店,agent,hotel\nwhere is my refund,customer,refund\n", encoding="utf-8")
+    result = runner.invoke(app, ["replay", str(path), "--text-field", "utterance",
+                                 "--role-field", "speaker", "--limit", "2", "--rate", "100"])
+    assert result.exit_code == 0, result.output
+    events = sorted((r.data for r in records_of(cli_env, cli_env.topic_utterances)),
+                    key=lambda e: e["call_id"])
+    assert events == [
+        {"call_id": "calls-0", "turn": 0, "text": "I lost my card", "role": "customer"},
+        {"call_id": "calls-1", "turn": 0, "text": "我想订一家酒店", "role": "agent"},
+    ]
+
+
+@pytest.mark.parametrize(("content", "args", "expected"), [
+    (None, [], "no such file"),
+    ("text\n", [], "no rows"),
+    ("body\nhello\n", [], "no text field 'text'"),
+    ("text\nhi\n", ["--rate", "-1"], "--rate"),
+])
+def test_replay_bad_input_is_one_line_error(cli_env, tmp_path, content, args, expected):
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = runner.invoke(app, ["replay", str(path), *args])
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_replay_to_an_unreachable_broker_fails_cleanly(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"call_id": "c", "text": "x"}\n', encoding="utf-8")
+    result = runner.invoke(app, ["replay", str(path), "--bootstrap", f"127.0.0.1:{free_port()}"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Kafka at 127.0.0.1:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _publish_updates(settings, values):
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    for key, value in values:
+        producer.send(settings.topic_updates, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+UPDATES = [
+    {"intent_id": "i-1", "label": "report-lost card", "role": "customer", "version": 1,
+     "status": "created", "size": 12},
+    {"intent_id": "i-2", "label": "预订-酒店", "role": "customer", "version": 1, "status": "created",
+     "size": 7},
+    {"intent_id": "i-2", "label": "预订-酒店", "role": "customer", "version": 2, "status": "merged",
+     "merged_into": "i-1", "size": 0},
+]
+
+
+def test_watch_prints_updates_and_skips_tombstones(cli_env):
+    values = [(u["intent_id"].encode(), json.dumps(u, ensure_ascii=False).encode()) for u in UPDATES]
+    _publish_updates(cli_env, values[:2] + [(b"i-9", None)] + values[2:])
+    result = runner.invoke(app, ["watch", "--from-beginning", "--max", "3", "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("created") and "i-1 v1 [customer] report-lost card (size 12)" in lines[0]
+    assert "预订-酒店 -> i-1 (size 0)" in lines[2] and lines[2].startswith("merged")
+    as_json = runner.invoke(app, ["watch", "--from-beginning", "--max", "3", "--timeout", "60", "--json"])
+    assert [json.loads(line) for line in as_json.stdout.strip().splitlines()] == UPDATES
+
+
+def test_watch_follows_new_updates_only_by_default(cli_env):
+    _publish_updates(cli_env, [(b"i-1", json.dumps(UPDATES[0]).encode())])
+    wait_for(lambda: records_of(cli_env, cli_env.topic_updates), 30, message="the first update")
+    result = runner.invoke(app, ["watch", "--timeout", "2"])
+    assert result.exit_code == 0 and result.stdout == ""
+
+
+def test_broker_command_runs_in_the_foreground_and_refuses_a_busy_port(broker):
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _answers_metadata(f"127.0.0.1:{port}"), 60, message="the broker command")
+        busy = subprocess.run([*CLI, "broker", "--port", str(broker.port)], capture_output=True,
+                              text=True, timeout=60)
+        assert busy.returncode == 2 and "already in use" in busy.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert "broker ready on 127.0.0.1:" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_demo_rejects_a_missing_input_before_starting_anything(tmp_path):
+    result = runner.invoke(app, ["demo", "--input", str(tmp_path / "nope.jsonl"), "--json"])
+    assert result.exit_code == 2
+    assert "no such file" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.slow
+def test_demo_json_prints_exactly_one_consistent_summary(tmp_path):
+    sample = tmp_path / "mini.jsonl"
+    lines = [json.dumps({"call_id": f"c{i}", "turn": 0, "role": "customer",
+                         "text": f"I want to {verb} my {thing}"})
+             for i, (verb, thing) in enumerate((v, t) for v in ("cancel", "renew", "upgrade")
+                                               for t in ("card", "plan", "account", "order"))]
+    sample.write_text("\n".join([*lines, "{broken", '{"call_id": "x"}']) + "\n", encoding="utf-8")
+    proc = subprocess.run([*CLI, "demo", "--input", str(sample), "--json", "--timeout", "300"],
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)  # exactly one JSON document, nothing else on stdout
+    assert tuple(summary) == SUMMARY_KEYS
+    assert summary["events_in"] == len(lines) + 2
+    assert summary["invalid"] == 2 and summary["valid"] == len(lines)
+    assert summary["assigned"] + summary["buffered"] == summary["valid"]
+    assert "broker on 127.0.0.1:" in proc.stderr
