@@ -23,8 +23,9 @@ from sklearn.base import BaseEstimator, ClusterMixin, clone, is_classifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 
+from ._base import ClusterView, Judge, Verdict
 from ._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
-from ._intents import check_embeddings
+from ._intents import check_embeddings, placeholder_texts
 
 CUSTOMER = "customer"
 AGENT = "agent"
@@ -94,15 +95,46 @@ def infer_roles(X: np.ndarray, labels: np.ndarray,
     return _predict_roles(X, rows, decided[rows].astype(str), classifier, random_state)
 
 
-def _rebuild(estimator: BaseEstimator) -> BaseEstimator:
+class _RowMappedJudge(Judge):
+    """The shared judge, seen from a fit on a subset of the rows.
+
+    A per-role fit numbers its rows 0..m-1, but judges that look at members (the
+    oracle's gold labels, the heuristic's neighbour graph) were prepared on the whole
+    data set. This adapter maps members back to global rows before asking, so every
+    role asks the one judge, prepared once, and shares its verdict cache keys.
+    """
+
+    def __init__(self, judge: Judge, rows: np.ndarray) -> None:
+        self.judge_ = judge
+        self.rows_ = np.asarray(rows, dtype=np.int64)
+        self.backend = judge.backend
+
+    def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
+        """Nothing to do: the wrapped judge was prepared on every row."""
+
+    def _global(self, view: ClusterView) -> ClusterView:
+        return replace(view, members=tuple(int(i) for i in self.rows_[list(view.members)]))
+
+    def cache_key(self, view: ClusterView) -> tuple:
+        return self.judge_.cache_key(self._global(view))
+
+    def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
+        return self.judge_.judge([self._global(v) for v in views])
+
+
+def _rebuild(estimator: BaseEstimator, rows: np.ndarray | None = None) -> BaseEstimator:
     """A fresh, unfitted copy of ``estimator`` that shares its plugins.
 
     ``sklearn.base.clone`` would deep-copy the judge and namer: an LLM backend holds an
     HTTP client that cannot be copied, and every role should use the same judge (one
     client, one seeded generator). Rebuilding from ``get_params(deep=False)`` is clone
-    without that deep copy.
+    without that deep copy. With ``rows``, the copy fits that subset and its judge is
+    wrapped to speak in global row numbers.
     """
-    return type(estimator)(**estimator.get_params(deep=False))
+    params = estimator.get_params(deep=False)
+    if rows is not None and isinstance(params.get("judge"), Judge):
+        params["judge"] = _RowMappedJudge(params["judge"], rows)
+    return type(estimator)(**params)
 
 
 class RoleAwareClustering(ClusterMixin, BaseEstimator):
@@ -159,6 +191,11 @@ class RoleAwareClustering(ClusterMixin, BaseEstimator):
                                       classifier=self.role_classifier)
         self.roles_ = np.array([r if _known(r) else None for r in self.roles_], dtype=object)
 
+        judge = self.estimator.get_params(deep=False).get("judge")
+        if isinstance(judge, Judge) and self.discovery_ is None:
+            # Per-role fits see their judge through _RowMappedJudge, which does not
+            # prepare it; prepare it here, once, on every row (discovery already did).
+            judge.prepare(X, list(texts) if texts is not None else placeholder_texts(n))
         self.labels_ = np.full(n, -1, dtype=np.int64)
         self.intents_ = []
         self.estimators_: dict[str | None, BaseEstimator] = {}
@@ -168,7 +205,7 @@ class RoleAwareClustering(ClusterMixin, BaseEstimator):
         for role in groups:
             idx = np.flatnonzero([r == role for r in self.roles_])
             sub_texts = None if texts is None else [texts[i] for i in idx]
-            est = _rebuild(self.estimator).fit(X[idx], sub_texts)
+            est = _rebuild(self.estimator, idx).fit(X[idx], sub_texts)
             self.estimators_[role] = est
             calls.update(getattr(est, "calls_by_phase_", {}))
             self.log_[str(role)] = getattr(est, "log_", [])
