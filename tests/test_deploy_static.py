@@ -9,6 +9,7 @@ tools`` installs them): a skipped check could never fail.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ RULES = PROMETHEUS / "rules" / "dialin.rules.yml"
 RULE_TESTS = PROMETHEUS / "tests" / "dialin.rules.test.yml"
 KUBERNETES_VERSION = "1.34.0"
 #: Kinds from CRDs (Prometheus Operator) that have no schema in kubernetes-validate.
-CRD_KINDS = {"ServiceMonitor"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 #: Every DIALIN_* variable a Settings field answers to.
 SETTINGS_ENV = {f"DIALIN_{name.upper()}" for name in Settings.model_fields}
 #: Chart value sets rendered in CI: the defaults and each file in helm/dialin/ci/.
@@ -159,7 +160,7 @@ def test_rendered_manifests_match_kubernetes_schemas(values):
     validated = 0
     for doc in docs:
         if doc["kind"] in CRD_KINDS:
-            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["endpoints"]
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]
             continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         validated += 1
@@ -231,6 +232,17 @@ def test_vllm_values_add_a_gpu_server_the_worker_points_at():
     assert env["DIALIN_JUDGE"]["value"] == "vllm"
     (monitor,) = _by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_chart_ships_the_same_alert_rules_and_dashboard_as_deploy():
+    """files/ links to deploy/, so the PrometheusRule and dashboard ConfigMap cannot drift."""
+    docs = _render("vllm-values.yaml")
+    (rule,) = _by_kind(docs, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    (dashboard,) = _by_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard_json = DEPLOY / "grafana" / "dashboards" / "dialin.json"
+    assert json.loads(dashboard["data"]["dialin.json"]) == json.loads(dashboard_json.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize(("settings", "message"), [
