@@ -219,6 +219,9 @@ _ZH_PRIORITY = {a: i for i, (a, _) in enumerate(reversed(CHINESE_TRIGGERS))}
 _EN_EXTRA_STOP = {"want", "need", "like", "please", "thanks", "thank", "hi", "hello", "hey", "help", "know",
                   "tell", "does", "did", "just", "got", "ve", "don", "doesn", "isn", "haven", "hasn", "didn",
                   "won", "ll", "im", "ok", "okay", "yes", "able", "possible", "way", "wondering", "let"}
+# Content words that scikit-learn's English stop list drops but service calls need.
+_EN_KEEP = {"amount", "back", "bill", "call", "detail", "empty", "fill", "fire", "front", "full",
+            "interest", "move", "name", "system", "top"}
 _ZH_STOP = {"请问", "什么", "多少", "怎么", "怎么样", "可以", "一下", "一个", "这个", "那个", "这家", "那家",
             "哪些", "哪个", "哪里", "哪家", "你好", "您好", "谢谢", "感谢", "好的", "是的", "没有", "有没有",
             "知道", "需要", "我们", "你们", "他们", "我想", "想要", "帮我", "麻烦", "推荐", "为您", "给我",
@@ -276,7 +279,7 @@ class KeywordNamer(Namer):
             jieba.setLogLevel(60)  # silence its "Building prefix dict" banner
             vec = TfidfVectorizer(tokenizer=_zh_tokens, token_pattern=None, lowercase=False, sublinear_tf=True)
         else:
-            stop = sorted(ENGLISH_STOP_WORDS | _EN_EXTRA_STOP)
+            stop = sorted((ENGLISH_STOP_WORDS - _EN_KEEP) | _EN_EXTRA_STOP)
             vec = TfidfVectorizer(stop_words=stop, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", sublinear_tf=True)
         try:
             self.tfidf_ = vec.fit_transform(self.texts_).tocsr()
