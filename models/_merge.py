@@ -35,9 +35,9 @@ def merge_by_label(labels: np.ndarray, label_texts: Sequence[str], label_embeddi
     """Merge clusters with near labels and agreeing centroids; return new labels and a log.
 
     Row ``c`` of ``label_texts``, ``label_embeddings`` and ``centroids`` describes cluster
-    ``c`` of ``labels`` (labels are ``0..m-1``; ``-1`` is noise and stays ``-1``). Every
-    member of a merged group takes the id of the group's largest cluster, so ids of
-    untouched clusters do not change. Each log entry is one joining pair: ``into`` (the
+    ``c`` of ``labels`` (labels are ``0..m-1``; ``-1`` is noise and stays ``-1``). Pairs
+    join in order of label distance; at each join the group with more members absorbs
+    the other and keeps its id, so untouched clusters keep theirs. Each log entry is one joining pair: ``into`` (the
     larger group's id), ``from`` (the absorbed group's id), and for the pair of clusters
     that linked them: ``pair``, ``label_distance`` (cosine), ``centroid_similarity``
     (cosine) and ``labels`` (their two label texts).
