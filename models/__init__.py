@@ -15,6 +15,13 @@ from ._metrics import ari, clustering_scores, goodness, nmi, semantic_diversity
 from ._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, HeuristicJudge, KeywordNamer, action_of
 from ._sampling import SAMPLING_METHODS, make_union_view, make_view, sample_members
 from ._accounting import LLMStats
+from ._annotations import (
+    Annotation,
+    AnnotationError,
+    AnnotationWarning,
+    export_annotations,
+    load_annotations,
+)
 from ._openai import LLMWarning, OpenAIJudge, OpenAINamer
 from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
 from ._pruning import HeuristicPruner, LLMPruner
@@ -53,6 +60,11 @@ __all__ = [
     "sample_members",
     "semantic_diversity",
     "PROMPT_VERSION",
+    "Annotation",
+    "AnnotationError",
+    "AnnotationWarning",
+    "export_annotations",
+    "load_annotations",
     "CrowdJudge",
     "HeuristicPruner",
     "LLMPruner",
