@@ -51,8 +51,12 @@ def _run(*cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def _dockerfiles() -> list[Path]:
-    names = [p for p in ROOT.rglob("*Dockerfile*") if ".tools" not in p.parts and not p.name.endswith("dockerignore")]
-    return sorted(names)
+    """Every Dockerfile in the repository (hidden folders and build outputs left out)."""
+    skip = {"dialin-data", "build", "dist", "node_modules"}
+    found = [p for p in ROOT.rglob("*Dockerfile*")
+             if not p.name.endswith("dockerignore")
+             and not any(part.startswith(".") or part in skip for part in p.relative_to(ROOT).parts)]
+    return sorted(found)
 
 
 # --- Dockerfiles ------------------------------------------------------------------
