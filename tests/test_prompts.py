@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 
 import pytest
 from hypothesis import given
@@ -151,3 +152,80 @@ def test_the_json_schema_for_each_task_is_valid_json():
 
     for task in ("judge", "name", "prune"):
         assert json.loads(json.dumps(json_schema_format(task)))["type"] == "json_schema"
+
+
+# --- the in-process vLLM backend shares these prompts and parsers -------------------------
+
+class _FakeVLLM:
+    """Just enough of vLLM's offline API (``LLM.chat``, ``SamplingParams``) to drive the glue;
+    vLLM itself needs a GPU, which the test machines lack."""
+
+    def __init__(self, answers):
+        import types
+
+        self.answers = list(answers)
+        self.conversations: list = []
+        self.params: list = []
+        fake = self
+
+        class LLM:
+            def __init__(self, model, **kwargs):
+                fake.model, fake.kwargs = model, kwargs
+
+            def chat(self, conversations, sampling_params, use_tqdm=True):
+                fake.conversations.extend(conversations)
+                fake.params.extend(sampling_params)
+                return [fake._output(fake.answers.pop(0)) for _ in conversations]
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        class StructuredOutputsParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        self.module = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+        self.sampling = types.SimpleNamespace(StructuredOutputsParams=StructuredOutputsParams)
+
+    @staticmethod
+    def _output(text):
+        import types
+
+        lp = types.SimpleNamespace
+        position = {1: lp(logprob=math.log(0.7), decoded_token="Good"),
+                    2: lp(logprob=math.log(0.3), decoded_token="Bad")}
+        token_id = 1 if text == "Good" else 2
+        completion = lp(text=text, token_ids=[token_id], logprobs=[position])
+        return lp(outputs=[completion], prompt_token_ids=[0] * 50)
+
+
+def test_the_vllm_judge_uses_the_same_prompts_retries_and_reads_p_good(monkeypatch):
+    from dialin.models import VLLMJudge, VLLMNamer
+
+    fake = _FakeVLLM(["Good", "nonsense", "Bad", "inquire-card", "no label here", "x"])
+    monkeypatch.setitem(sys.modules, "vllm", fake.module)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", fake.sampling)
+    judge = VLLMJudge("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1, llm_kwargs={"max_model_len": 4096})
+    views = [ClusterView(members=(0, 1), texts=("card", "cards")),
+             ClusterView(members=(0, 1), texts=("fee", "pin"))]
+    first, second = judge.judge(views)
+    assert first.good is True and first.confidence == pytest.approx(0.7)
+    assert second.good is False and second.backend == "vllm"
+    assert fake.conversations[0] == judge_messages(load_prompt("judge", "en"), views[0])
+    assert fake.params[0].kwargs["structured_outputs"].kwargs == {"choice": ["Good", "Bad"]}
+    assert fake.params[2].kwargs["temperature"] > 0  # the retry of the invalid answer
+    assert judge.judge(views) == [first, second] and judge.stats.cache_hits == 2
+    assert judge.stats.as_dict()["calls"]["judge"] == {"cached": 2, "invalid": 1, "ok": 2}
+    assert fake.kwargs == {"max_model_len": 4096}
+
+    namer = VLLMNamer("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1)
+    assert namer.name(views) == ["inquire-card", ""]
+
+
+def test_a_missing_vllm_names_the_extra_to_install(monkeypatch):
+    from dialin.models import VLLMJudge
+
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'dialin\[gpu\]'"):
+        VLLMJudge("some/model").judge([ClusterView(members=(0,), texts=("a",))])
