@@ -276,6 +276,7 @@ class _OpenAIBackend(PromptedMixin):
         import openai
 
         features = self._features()
+        dropped: list[str] = []
         while True:
             kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
                                       "temperature": temperature, "max_tokens": MAX_TOKENS[task]}
@@ -291,16 +292,20 @@ class _OpenAIBackend(PromptedMixin):
             try:
                 async with self._semaphore:
                     response = await self._client.chat.completions.create(**kwargs)
-            except openai.BadRequestError:
-                # Drop one optional feature (constraint first, then logprobs), remember it
-                # for this endpoint, and ask again; a plain request rejected is an error.
+            except (openai.BadRequestError, openai.UnprocessableEntityError):
+                # Drop one optional feature (constraint first, then logprobs) and ask
+                # again; a plain request rejected is an error.
                 drop = next((f for f in ("choice", "json_schema", "logprobs") if f in features), None)
                 if drop is None:
                     raise
                 features.discard(drop)
-                with _REJECTED_LOCK:
-                    _REJECTED.setdefault((self.base_url, self.model), set()).add(drop)
+                dropped.append(drop)
                 continue
+            if dropped:
+                # Remembered only once a request without them worked: a 400 for another
+                # reason (an over-long prompt) must not switch constraints off for good.
+                with _REJECTED_LOCK:
+                    _REJECTED.setdefault((self.base_url, self.model), set()).update(dropped)
             return _completion(response)
 
     def _warn_if_all_failed(self, results: Sequence, n_errors_before: int) -> None:

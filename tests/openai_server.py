@@ -57,8 +57,8 @@ def default_answer(body: dict) -> str:
 class FakeLLMServer:
     """The server. Set ``answer``, ``fail``, ``p_good`` and the ``reject_*`` flags freely.
 
-    ``answer(body) -> str`` gives the text; ``fail(i, body) -> None|"garbage"|"500"|"stall"|
-    "notjson"`` picks a misbehaviour for the i-th request (0-based, in arrival order);
+    ``answer(body) -> str`` gives the text; ``fail(i, body) -> None|"garbage"|"400"|"500"|
+    "stall"|"notjson"`` picks a misbehaviour for the i-th request (0-based, in arrival order);
     ``p_good(body) -> float`` sets the logprobs returned when the client asks for them.
     """
 
@@ -105,6 +105,8 @@ class FakeLLMServer:
         if self.reject_logprobs and body.get("logprobs"):
             return 400, _error("logprobs are not supported")
         mode = self.fail(index, body)
+        if mode == "400":
+            return 400, _error("prompt too long")
         if mode == "500":
             return 500, _error("internal error")
         if mode == "stall":

@@ -202,6 +202,26 @@ def test_a_server_without_structured_outputs_gets_plain_prompts_from_then_on(llm
     assert judge.stats.http_status[400] == 1
 
 
+def test_logprobs_are_dropped_too_when_the_server_refuses_them(llm_server, make):
+    llm_server.reject_structured = llm_server.reject_logprobs = True
+    judge = make(model="bare-model")
+    assert judge.judge([view("a", "b")])[0] == judge.judge([view("c", "d")])[0]
+    first, second, third, fourth = llm_server.chat_requests()
+    assert "structured_outputs" in first and "structured_outputs" not in second and second["logprobs"]
+    assert "logprobs" not in third and "logprobs" not in fourth and "structured_outputs" not in fourth
+
+
+def test_a_400_for_another_reason_is_an_error_and_switches_nothing_off(llm_server, make):
+    llm_server.fail = lambda i, body: "400" if i < 3 else None
+    judge = make(model="long-prompt-model")
+    with pytest.warns(LLMWarning):
+        assert judge.judge([view("a", "b")])[0].good is None
+    assert judge.stats.count("judge", "error") == 1
+    judge.judge([view("c", "d")])
+    last = llm_server.chat_requests()[-1]
+    assert "structured_outputs" in last and last["logprobs"] is True
+
+
 def test_json_schema_mode_sends_an_enum_and_reads_the_object(llm_server, make):
     llm_server.answer = lambda body: '{"verdict": "Bad"}'
     judge = make(structured="json_schema", logprobs=False)
