@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state
 
 from ._base import ClusterView, Judge, Namer, Verdict
@@ -41,7 +42,7 @@ from ._ledger import JudgeLedger
 from ._sampling import make_union_view, make_view
 
 
-class BudgetITLClustering:
+class BudgetITLClustering(ClusterMixin, BaseEstimator):
     """LLM-in-the-loop intent clustering on a judge-call budget (scikit-learn style).
 
     Parameters

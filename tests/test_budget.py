@@ -1,0 +1,147 @@
+"""BudgetITLClustering: the budget holds, every phase does its job, results are consistent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from dialin.models import (
+    BudgetITLClustering,
+    ClusterView,
+    Judge,
+    KeywordNamer,
+    OracleJudge,
+    Verdict,
+    cluster,
+    nmi,
+)
+
+
+class CountingJudge(Judge):
+    """Wraps a judge and counts what reaches it, to prove the cache works."""
+
+    backend = "counting"
+
+    def __init__(self, inner: Judge) -> None:
+        self.inner = inner
+        self.seen = 0
+
+    def prepare(self, X, texts):
+        self.inner.prepare(X, texts)
+
+    def cache_key(self, view: ClusterView) -> tuple:
+        return self.inner.cache_key(view)
+
+    def judge(self, views):
+        self.seen += len(views)
+        return self.inner.judge(views)
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3, 0.6])
+def test_calls_stay_within_budget(english_sample, english_lsa, budget):
+    est = BudgetITLClustering(OracleJudge(english_sample.labels, random_state=0), budget=budget,
+                              random_state=0).fit(english_lsa, english_sample.texts)
+    n = len(english_sample.texts)
+    assert 0 < est.n_judge_calls_ <= budget * n
+    assert sum(est.calls_by_phase_.values()) == est.n_judge_calls_
+    assert set(est.calls_by_phase_) <= {"coarse", "growth", "merge"}
+
+
+def test_absolute_cap_wins_when_smaller(english_sample, english_lsa):
+    est = BudgetITLClustering(OracleJudge(english_sample.labels), budget=1.0, max_calls=50,
+                              random_state=0).fit(english_lsa)
+    assert est.n_judge_calls_ <= 50
+
+
+@pytest.fixture(scope="module")
+def english_minilm(english_sample):
+    """The packaged MiniLM on the English sample: the engine's default embedding space."""
+    from dialin.models import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder().encode(english_sample.texts)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_beats_kmeans_told_the_true_k(english_sample, english_minilm, seed):
+    y = english_sample.labels
+    k = len(set(y))
+    base = nmi(y, cluster(english_minilm, k, "kmeans", random_state=seed))
+    est = BudgetITLClustering(OracleJudge(y, accuracy=0.96, random_state=seed), budget=0.3,
+                              random_state=seed).fit(english_minilm)
+    assert est.n_judge_calls_ <= 0.3 * len(y)
+    assert nmi(y, est.labels_) >= base + 0.02
+    assert 0.75 * k <= est.labels_.max() + 1 <= 1.25 * k
+
+
+def test_merge_phase_joins_groups_of_one_intent(english_sample, english_lsa):
+    est = BudgetITLClustering(OracleJudge(english_sample.labels, accuracy=1.0), budget=0.6,
+                              random_state=0).fit(english_lsa)
+    merge = next(r for r in est.log_ if r["phase"] == "merge")
+    assert merge["accepted"] > 0 and merge["groups"] < merge["groups_before"]
+
+
+def test_every_row_is_labelled_and_intents_agree(english_sample, english_lsa):
+    est = BudgetITLClustering(OracleJudge(english_sample.labels), namer=KeywordNamer(), budget=0.3,
+                              random_state=0).fit(english_lsa, english_sample.texts)
+    labels = est.labels_
+    assert labels.shape == (len(english_sample.texts),) and labels.min() >= 0
+    assert sorted(i.intent_id for i in est.intents_) == list(range(labels.max() + 1))
+    for intent in est.intents_:
+        assert set(intent.members) == set(np.flatnonzero(labels == intent.intent_id).tolist())
+        assert intent.label and not intent.label.startswith("cluster-")
+        assert 1 <= len(intent.examples) <= 10
+    judged = [i for i in est.intents_ if i.verdict is not None]
+    assert judged and all(i.verdict.is_good for i in judged)
+
+
+def test_repeated_questions_are_not_paid_twice(english_sample, english_lsa):
+    judge = CountingJudge(OracleJudge(english_sample.labels, random_state=0))
+    est = BudgetITLClustering(judge, budget=0.3, random_state=0).fit(english_lsa)
+    assert judge.seen == est.n_judge_calls_
+
+
+def test_same_seed_same_result(english_sample, english_lsa):
+    def run():
+        return BudgetITLClustering(OracleJudge(english_sample.labels, random_state=3), budget=0.3,
+                                   random_state=3).fit(english_lsa).labels_
+
+    np.testing.assert_array_equal(run(), run())
+
+
+def test_invalid_answers_count_as_bad():
+    class Broken(Judge):
+        def judge(self, views):
+            return [Verdict(good=None, backend="broken") for _ in views]
+
+    X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    est = BudgetITLClustering(Broken(), budget=0.5, random_state=0).fit(X)
+    assert est.labels_.max() == 0  # nothing was ever Good: one honest cluster
+    assert est.judge_summary_["invalid_answers"] == est.n_judge_calls_
+
+
+def test_is_a_clonable_estimator():
+    est = BudgetITLClustering(judge=OracleJudge(["a"]), budget=0.2, max_calls=10, random_state=1)
+    copy = clone(est)
+    assert copy is not est
+    assert copy.get_params()["budget"] == 0.2 and copy.get_params()["max_calls"] == 10
+    assert not hasattr(copy, "labels_")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget": 0}, "budget"),
+    ({"budget": -1}, "budget"),
+])
+def test_bad_parameters_fail_in_fit(english_sample, english_lsa, kwargs, message):
+    est = BudgetITLClustering(OracleJudge(english_sample.labels), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        est.fit(english_lsa)
+
+
+def test_bad_input_shapes_fail_clearly():
+    est = BudgetITLClustering(OracleJudge(["a", "b"]))
+    with pytest.raises(ValueError, match="2-D"):
+        est.fit(np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match="texts"):
+        est.fit(np.eye(3, dtype=np.float32), texts=["only one"])
