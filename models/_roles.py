@@ -165,6 +165,7 @@ class RoleAwareClustering(ClusterMixin, BaseEstimator):
         if not hasattr(self.estimator, "get_params"):
             raise TypeError("estimator must follow scikit-learn conventions (get_params)")
         seed = check_random_state(self.random_state).randint(2**31 - 1)
+        _classifier(self.role_classifier, seed)  # fail early on a bad role_classifier
         calls: Counter[str] = Counter()
         self.log_: dict[str, list] = {}
         self.discovery_ = None
