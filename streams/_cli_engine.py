@@ -320,7 +320,7 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         "n_utterances": n,
         "labels": labels,
         "intents": list(estimator.intents_),
-        "log": list(getattr(estimator, "log_", []) or []),
+        "log": _flat_log(getattr(estimator, "log_", None)),
         "estimator": estimator,
         "judge_obj": judge_obj,
         "namer_obj": namer_obj,
@@ -331,6 +331,15 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         result["prompt_version"] = prompt_version(judge_obj, namer_obj)
     _stage(f"{result['n_clusters']} clusters, {calls} judge calls in {seconds:.1f}s")
     return result
+
+
+def _flat_log(log: Any) -> list[dict]:
+    """The iteration log as rows; a role-aware fit keeps one log per role (a dict)."""
+    if not log:
+        return []
+    if isinstance(log, dict):
+        return [{"role": role, **row} for role, rows in log.items() for row in rows or []]
+    return [dict(row) for row in log]
 
 
 def _jsonable(value: Any) -> Any:

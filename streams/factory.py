@@ -142,7 +142,7 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
     if role_aware:
         from dialin.models import RoleAwareClustering
 
-        estimator = RoleAwareClustering(estimator)
+        estimator = RoleAwareClustering(estimator, random_state=settings.random_state)
     return estimator
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dialin.streams.cli import app
 from dialin.streams.settings import get_settings
 
-from .openai_server import llm_server  # noqa: F401  (fixture)
+from openai_server import llm_server  # noqa: F401  (fixture)
 
 DATA = Path(__file__).parent / "data"
 BANKING = str(DATA / "banking77_sample.csv")
