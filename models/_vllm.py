@@ -6,11 +6,17 @@ structured outputs (``StructuredOutputsParams`` since 0.12; the older
 ``GuidedDecodingParams`` is used when that is what the installed vLLM has), and parsed
 with the same strict parsers and prompts as the HTTP backend (:mod:`._prompts`).
 vLLM is imported on first use only, like BERTopic's optional backends, so
-``dialin.models`` imports on machines without it.
+``dialin.models`` imports on machines without it; constructing a backend without vLLM
+installed raises ``ModuleNotFoundError`` naming the extra. Judge and namer on the same
+model share one engine.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,12 +38,36 @@ from ._prompts import (
 INSTALL_HINT = "the vllm backend needs vLLM on a GPU machine: pip install 'dialin[gpu]'"
 
 
+# One engine per (model, options) in the process: a judge and a namer on the same model
+# share the GPU weights instead of loading them twice.
+_ENGINES: dict[tuple[str, str], Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _check_vllm() -> None:
+    """Fail at construction, without importing vLLM (slow), when it is not installed."""
+    if "vllm" in sys.modules:
+        missing = sys.modules["vllm"] is None
+    else:
+        missing = importlib.util.find_spec("vllm") is None
+    if missing:
+        raise ModuleNotFoundError(INSTALL_HINT)
+
+
 def _import_vllm():
     try:
         import vllm
     except ImportError as exc:
         raise ModuleNotFoundError(INSTALL_HINT) from exc
     return vllm
+
+
+def _shared_engine(vllm, model: str, llm_kwargs: dict | None):
+    key = (model, json.dumps(llm_kwargs or {}, sort_keys=True, default=str))
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = vllm.LLM(model=model, **(llm_kwargs or {}))
+        return _ENGINES[key]
 
 
 def _sampling_params(vllm, task: str, temperature: float, seed: int | None, logprobs: bool,
@@ -78,6 +108,7 @@ class _VLLMBackend(PromptedMixin):
     def __init__(self, model: str, language: str = "auto", prompt_dir: str | None = None,
                  structured: bool = True, invalid_retries: int = 2, temperature: float = 0.0,
                  on_call: OnCall | None = None, llm_kwargs: dict | None = None) -> None:
+        _check_vllm()  # the one check done early: a missing extra is a setup error
         self.model = model
         self.language = language
         self.prompt_dir = prompt_dir
@@ -101,7 +132,7 @@ class _VLLMBackend(PromptedMixin):
                 raise ValueError("a model name or path is required for the vllm backend")
             vllm = _import_vllm()
             self._vllm = vllm
-            self._llm = vllm.LLM(model=self.model, **(self.llm_kwargs or {}))
+            self._llm = _shared_engine(vllm, self.model, self.llm_kwargs)
             self._cache = {}
         return self._llm
 

@@ -206,6 +206,7 @@ def test_the_vllm_judge_uses_the_same_prompts_retries_and_reads_p_good(monkeypat
     fake = _FakeVLLM(["Good", "nonsense", "Bad", "inquire-card", "no label here", "x"])
     monkeypatch.setitem(sys.modules, "vllm", fake.module)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", fake.sampling)
+    monkeypatch.setattr("dialin.models._vllm._ENGINES", {})
     judge = VLLMJudge("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1, llm_kwargs={"max_model_len": 4096})
     views = [ClusterView(members=(0, 1), texts=("card", "cards")),
              ClusterView(members=(0, 1), texts=("fee", "pin"))]
@@ -219,8 +220,10 @@ def test_the_vllm_judge_uses_the_same_prompts_retries_and_reads_p_good(monkeypat
     assert judge.stats.as_dict()["calls"]["judge"] == {"cached": 2, "invalid": 1, "ok": 2}
     assert fake.kwargs == {"max_model_len": 4096}
 
-    namer = VLLMNamer("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1)
+    namer = VLLMNamer("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1,
+                      llm_kwargs={"max_model_len": 4096})
     assert namer.name(views) == ["inquire-card", ""]
+    assert namer._engine() is judge._engine()  # one copy of the weights on the GPU
 
 
 def test_a_missing_vllm_names_the_extra_to_install(monkeypatch):
@@ -228,4 +231,4 @@ def test_a_missing_vllm_names_the_extra_to_install(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'dialin\[gpu\]'"):
-        VLLMJudge("some/model").judge([ClusterView(members=(0,), texts=("a",))])
+        VLLMJudge("some/model")
