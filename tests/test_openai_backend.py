@@ -271,3 +271,16 @@ def test_sync_calls_work_inside_a_running_event_loop(llm_server, make):
 def test_a_missing_model_is_a_clear_error():
     with pytest.raises(ValueError, match="model"):
         OpenAIJudge("http://127.0.0.1:9/v1", "").judge([view("a")])
+
+
+def test_constructors_only_store_their_parameters():
+    import inspect
+    import threading
+
+    before = threading.active_count()
+    for cls in (OpenAIJudge, OpenAINamer):
+        params = {name: p.default for name, p in inspect.signature(cls).parameters.items()
+                  if p.default is not inspect.Parameter.empty}
+        backend = cls("http://127.0.0.1:9/v1", "m", **params)
+        assert all(getattr(backend, name) is value for name, value in params.items())
+    assert threading.active_count() == before  # no loop, client or socket until first use
