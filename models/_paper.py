@@ -10,12 +10,21 @@ kept cluster, so every row gets a label. The log follows the paper's Table 10.
 
 Choosing the candidate is where the paper's rule fails. ``selection="ratio"`` is the
 paper's arg max of #good/#bad clusters, kept for the record: tiny clusters are
-trivially coherent, so it takes the largest count every round and over-splits
-(BANKING77 test with a 96%-accurate judge: hundreds of clusters for 77 intents).
-``selection="coverage"`` (default) weighs clusters by their utterances, as the
-paper's own Table 10 does, counts clusters below ``min_cluster_size`` as Bad, and
-then stops splitting once more clusters stop paying: it takes the smallest candidate
-whose Good share is within ``coverage_tolerance`` of the best. See :func:`_choose`.
+trivially coherent, so it takes (nearly) the largest count every round and over-splits.
+No choice of k fixes that alone (measured: weighing by utterances picks fine cuts
+too), so the default does two things. ``selection="coverage"`` weighs clusters by
+their utterances, as the paper's own Table 10 does, counts clusters below
+``min_cluster_size`` as Bad, and takes the smallest candidate whose Good share is
+within ``coverage_tolerance`` of the best: it over-splits on purpose, because small
+Good clusters are pure. Then ``union_merge`` undoes the over-splitting with the same
+judge: each kept cluster is offered to its nearest kept clusters (up to
+``merge_neighbors``, centroid cosine) and merged when the judge calls the union Good.
+
+Measured on BANKING77 test (3,080 utterances, 77 intents, MiniLM, oracle judge 96%,
+seeds 0-2; k-means told k=77: NMI 0.794 / ARI 0.505): the paper's rule
+(``selection="ratio", union_merge=False, min_cluster_size=1``) 621-631 clusters, NMI
+0.77-0.78, ARI 0.21-0.24, ~1,500 judge calls; the default 84-89 clusters, NMI
+0.831-0.839, ARI 0.58-0.60, ~2,200 judge calls (0.7 per utterance), under 20 s.
 
 Base clusterers come from :func:`dialin.models.cluster` (scikit-learn / FAISS); the
 optional label merge of §4.1.2 is :func:`dialin.models.merge_by_label`.
