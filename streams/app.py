@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=max(4 * settings.batch_size, 100),
         broker_max_poll_interval=300.0,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=max(settings.kafka_session_timeout_seconds / 4, 0.5),
         broker_commit_every=max(settings.batch_size, 100),
         broker_commit_interval=1.0,
         producer_acks=-1,

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
         0.8, description="centroid cosine at or above which a new cluster updates a known intent")
     discovery_min_cluster_size: int = Field(3, ge=1, description="smaller clusters stay buffered")
     dedup_window: int = Field(100000, ge=0, description="recent utterance_ids remembered per worker")
+    kafka_session_timeout_seconds: float = Field(
+        10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move")
 
 
 @lru_cache(maxsize=1)

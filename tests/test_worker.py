@@ -1,0 +1,321 @@
+"""The streaming worker: the ingest agent (faust ``test_context``), the discovery run, the
+Kafka client security settings, and the whole worker on the real embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+import warnings
+
+import numpy as np
+import pytest
+from kafka_harness import broker, kafka_settings, records_of, wait_for, workers  # noqa: F401
+
+from dialin.models import Intent, IntentCatalog, Verdict
+from dialin.models._embedders import LSAEmbedder
+from dialin.streams import metrics
+from dialin.streams.buffer import BufferStore
+from dialin.streams.discovery import Discovery, DiscoveryFailedWarning
+from dialin.streams.kafka_config import KafkaConfigError, security_kwargs
+from dialin.streams.records import BufferEntry
+from dialin.streams.settings import Settings
+
+
+class RecordingPublisher:
+    """Stands in for the Kafka publisher: keeps ``(topic, key, value)`` in send order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str | None, bytes | None]] = []
+
+    async def send_all(self, records) -> None:
+        for topic, key, value in records:
+            key = key.decode() if isinstance(key, bytes) else key
+            self.sent.append((topic, key, value))
+
+    def on(self, topic: str) -> list[tuple[str | None, dict | None]]:
+        return [(k, None if v is None else json.loads(v)) for t, k, v in self.sent if t == topic]
+
+
+def counter(c, *labels) -> float:
+    return (c.labels(*labels) if labels else c)._value.get()
+
+
+@pytest.fixture(scope="module")
+def lsa(english_sample) -> LSAEmbedder:
+    return LSAEmbedder(n_components=64, random_state=0).fit(english_sample.texts)
+
+
+# --- ingest agent ----------------------------------------------------------------------
+
+def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_path):
+    from dialin.streams.worker import create_app
+
+    settings = Settings(data_dir=str(tmp_path), batch_size=4, batch_seconds=0.05,
+                        app_id="t-ingest", match_threshold=0.9)
+    app = create_app(settings, embedder=lsa, make_estimator=lambda: None)
+    parts = app.dialin
+    text = english_sample.texts[0]
+    parts.catalog.upsert_from_cluster(lsa.encode([text])[0], "known", "customer", 5)
+    publisher = RecordingPublisher()
+    parts.ingestor.publisher = publisher
+    before = counter(metrics.EVENTS, "invalid")
+    good = {"call_id": "c1", "turn": 0, "role": "customer", "text": text}
+    payloads = [json.dumps(good).encode(), b"\xff not utf-8",
+                json.dumps({**good, "turn": 1, "text": "zzzz qqqq unrelated words"}).encode(),
+                json.dumps(good).encode()]  # a redelivery of the first
+
+    async def run() -> None:
+        parts.catalog_ready.set()
+        agent = app.agents["dialin-ingest"]
+        async with agent.test_context() as ctx:
+            for p in payloads:
+                await ctx.put(p, key=b"c1")
+            for _ in range(200):
+                if len(publisher.sent) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    [(akey, assignment)] = publisher.on(settings.topic_assignments)
+    assert assignment["label"] == "known" and assignment["score"] >= 0.9
+    assert akey == assignment["utterance_id"]
+    [(_, entry)] = publisher.on(settings.topic_buffer)
+    assert entry["text"] == "zzzz qqqq unrelated words" and entry["role"] == "customer"
+    assert len(BufferEntry.model_validate(entry).vector()) == 64
+    [(_, dead)] = publisher.on(settings.topic_dlq)
+    assert dead["reason"].startswith("invalid UTF-8") and dead["payload_encoding"] == "base64"
+    assert len(publisher.sent) == 3  # the redelivered event was de-duplicated
+    assert counter(metrics.EVENTS, "invalid") == before + 1
+
+
+# --- discovery -------------------------------------------------------------------------
+
+class DirectionEstimator:
+    """Clusters rows by their largest coordinate; clusters in ``bad`` get a Bad verdict."""
+
+    def __init__(self, bad=(), fail=False) -> None:
+        self.bad = bad
+        self.fail = fail
+
+    def fit(self, X, texts=None):
+        if self.fail:
+            raise RuntimeError("LLM down")
+        self.labels_ = np.argmax(X, axis=1)
+        self.intents_ = [
+            Intent(intent_id=int(c), label=f"topic-{c}", members=tuple(np.flatnonzero(self.labels_ == c)),
+                   examples=(texts[int(np.flatnonzero(self.labels_ == c)[0])],),
+                   verdict=Verdict(good=int(c) not in self.bad, confidence=0.8, backend="test"))
+            for c in np.unique(self.labels_)]
+        return self
+
+
+def fill(buffer: BufferStore, directions, n_each: int, accepted_at: float, role="customer",
+         tag="a") -> None:
+    rng = np.random.default_rng(len(buffer))
+    for d in directions:
+        for i in range(n_each):
+            v = np.zeros(8, np.float32)
+            v[d] = 1.0
+            v += rng.normal(0, 0.05, 8).astype(np.float32)
+            v /= np.linalg.norm(v)
+            e = BufferEntry(utterance_id=f"{tag}{d}-{i}", call_id="c", text=f"text {d} {i}", role=role,
+                            embedding=BufferEntry.pack(v), accepted_at=accepted_at)
+            buffer.apply(e.utterance_id.encode(), e.model_dump_json().encode())
+
+
+def make_discovery(estimator, **overrides):
+    settings = Settings(discovery_min_utterances=20, discovery_max_age_seconds=1e9,
+                        match_threshold=0.9, **overrides)
+    catalog = IntentCatalog("emb", update_threshold=0.8)
+    buffer, publisher = BufferStore(), RecordingPublisher()
+    return Discovery(settings, catalog, buffer, publisher, lambda: estimator), publisher
+
+
+def test_discovery_publishes_good_clusters_in_a_crash_safe_order():
+    disco, pub = make_discovery(DirectionEstimator(bad={2}))
+    fill(disco.buffer, [0, 1, 2], 10, accepted_at=time.time())
+    counts = asyncio.run(disco.tick())
+    s = disco.settings
+    assert counts["created"] == 2 and counts["assigned"] == 20
+    topics = [t for t, _, _ in pub.sent]
+    # catalog records, then updates, then assignments, then tombstones
+    order = [topics.index(t) for t in (s.topic_catalog, s.topic_updates, s.topic_assignments, s.topic_buffer)]
+    assert order == sorted(order)
+    updates = [u for _, u in pub.on(s.topic_updates)]
+    assert {u["status"] for u in updates} == {"created"} and all("centroid" not in u for u in updates)
+    assert all(u["judge"] == {"backend": "test", "confidence": 0.8} for u in updates)
+    ids = {u["intent_id"] for u in updates}
+    assert {a["intent_id"] for _, a in pub.on(s.topic_assignments)} == ids
+    assert all(json.loads(v)["centroid"] for t, _, v in pub.sent if t == s.topic_catalog)
+    tombstones = [k for k, v in pub.on(s.topic_buffer) if v is None]
+    assert len(tombstones) == 20
+    assert sorted(disco.buffer.entries) == [f"a2-{i}" for i in range(10)]  # the Bad cluster stays
+
+
+def test_a_second_run_updates_known_intents_instead_of_creating_new_ones():
+    disco, pub = make_discovery(DirectionEstimator())
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time())
+    asyncio.run(disco.tick())
+    first = {u["intent_id"] for _, u in pub.on(disco.settings.topic_updates)}
+    pub.sent.clear()
+    disco.settings = disco.settings.model_copy(update={"match_threshold": 1.01})  # force discovery
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time() + 1, tag="b")
+    asyncio.run(disco.tick(now=time.time() + 2))
+    second = [u for _, u in pub.on(disco.settings.topic_updates)]
+    assert {u["intent_id"] for u in second} == first
+    assert {(u["status"], u["version"], u["size"]) for u in second} == {("updated", 2, 30)}
+
+
+def test_buffered_utterances_matching_the_catalog_are_assigned_without_a_fit():
+    disco, pub = make_discovery(DirectionEstimator(fail=True))
+    disco.catalog.upsert_from_cluster(np.eye(8, dtype=np.float32)[3], "known", "customer", 5)
+    fill(disco.buffer, [3], 5, accepted_at=time.time())
+    asyncio.run(disco.tick())
+    assert len(pub.on(disco.settings.topic_assignments)) == 5 and len(disco.buffer) == 0
+
+
+def test_a_failed_run_leaves_the_buffer_and_is_counted():
+    disco, pub = make_discovery(DirectionEstimator(fail=True))
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time())
+    before = counter(metrics.DISCOVERY_RUNS, "failed")
+    with pytest.warns(DiscoveryFailedWarning, match="LLM down"):
+        assert asyncio.run(disco.tick()) is None
+    assert len(disco.buffer) == 30 and pub.sent == []
+    assert counter(metrics.DISCOVERY_RUNS, "failed") == before + 1
+
+
+def test_age_out_and_cap_are_dead_lettered_and_counted():
+    disco, pub = make_discovery(DirectionEstimator(), buffer_cap=5, buffer_max_age_seconds=100)
+    now = time.time()
+    fill(disco.buffer, [0], 3, accepted_at=now - 1000, tag="old")
+    fill(disco.buffer, [1], 8, accepted_at=now - 10, tag="new")
+    aged, capped = counter(metrics.BUFFER_AGED_OUT, "age"), counter(metrics.BUFFER_AGED_OUT, "cap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert asyncio.run(disco.age_out(now)) == 6
+    reasons = sorted(d["reason"] for _, d in pub.on(disco.settings.topic_dlq))
+    assert reasons == ["aged_out: age"] * 3 + ["aged_out: cap"] * 3
+    assert all(json.loads(d["payload"])["text"] for _, d in pub.on(disco.settings.topic_dlq))
+    assert len(disco.buffer) == 5 and all(k.startswith("new") for k in disco.buffer.entries)
+    assert counter(metrics.BUFFER_AGED_OUT, "age") == aged + 3
+    assert counter(metrics.BUFFER_AGED_OUT, "cap") == capped + 3
+
+
+def test_a_new_leader_republishes_the_same_versions():
+    disco, pub = make_discovery(DirectionEstimator())
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time())
+    asyncio.run(disco.tick())
+    s = disco.settings
+    restored = IntentCatalog("emb")
+    for _, rec in pub.on(s.topic_catalog):
+        restored.apply_record(rec)
+    again, pub2 = make_discovery(DirectionEstimator())
+    again.catalog = restored
+    assert asyncio.run(again.republish()) == 2
+    assert sorted(map(str, pub2.on(s.topic_updates))) == sorted(map(str, pub.on(s.topic_updates)))
+
+
+# --- Kafka client security -------------------------------------------------------------
+
+def test_sasl_settings_reach_every_client_library():
+    s = Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-512",
+                 kafka_sasl_username="svc", kafka_sasl_password="s3cret")
+    ak = security_kwargs(s, "aiokafka")
+    kp = security_kwargs(s, "kafka-python")
+    for kw in (ak, kp):
+        assert kw == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                      "sasl_plain_username": "svc", "sasl_plain_password": "s3cret"}
+    creds = security_kwargs(s, "faust")["broker_credentials"]
+    assert (creds.username, creds.password, creds.mechanism.value) == ("svc", "s3cret", "SCRAM-SHA-512")
+    assert creds.protocol.value == "SASL_PLAINTEXT"
+
+
+def test_tls_settings_and_clear_errors(tmp_path):
+    import ssl
+
+    assert security_kwargs(Settings(), "aiokafka") == {"security_protocol": "PLAINTEXT"}
+    assert security_kwargs(Settings(), "faust") == {}
+    tls = Settings(kafka_security_protocol="SSL")
+    assert isinstance(security_kwargs(tls, "aiokafka")["ssl_context"], ssl.SSLContext)
+    assert security_kwargs(tls, "faust")["broker_credentials"].context.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(KafkaConfigError, match="KAFKA_SSL_CAFILE=.*not a readable file"):
+        security_kwargs(Settings(kafka_security_protocol="SSL",
+                                 kafka_ssl_cafile=str(tmp_path / "none.pem")), "kafka-python")
+    with pytest.raises(KafkaConfigError, match="SASL_MECHANISM"):
+        security_kwargs(Settings(kafka_security_protocol="SASL_SSL"), "aiokafka")
+
+
+# --- the whole worker on the real broker -----------------------------------------------
+
+def _http(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _latest(records) -> dict[str, dict | None]:
+    out: dict[str, dict | None] = {}
+    for r in records:
+        out[r.key_str] = r.data if r.value is not None else None
+    return out
+
+
+@pytest.mark.slow
+def test_worker_survives_sigkill_with_its_buffer_and_catalog(workers, kafka_settings, tmp_path):
+    from kafka import KafkaProducer
+
+    s = kafka_settings
+    fit_file = "tests/data/crosswoz_sample.jsonl"
+    env = {"DIALIN_EMBEDDER": "lsa", "DIALIN_EMBEDDER_FIT_FILE": fit_file,
+           "DIALIN_DISCOVERY_MIN_UTTERANCES": "1000000", "DIALIN_DISCOVERY_MAX_AGE_SECONDS": "1e9",
+           "DIALIN_DISCOVERY_INTERVAL_SECONDS": "1", "DIALIN_BATCH_SIZE": "32"}
+    data_dir = tmp_path / "shared-data"
+    worker = workers.start(env, data_dir=data_dir)
+    lines = open(fit_file, "rb").read().splitlines()[:150]
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+    for line in lines:
+        producer.send(s.topic_utterances, key=json.loads(line)["call_id"].encode(), value=line)
+    producer.send(s.topic_utterances, key=b"bad", value=b'{"call_id": "x"}')
+    producer.flush()
+    producer.close()
+
+    buffered = wait_for(lambda: (b := _latest(records_of(s, s.topic_buffer))) and len(b) >= 150 and b,
+                        timeout=120, message="150 buffered utterances")
+    assert all(v is not None for v in buffered.values())
+    [dead] = wait_for(lambda: records_of(s, s.topic_dlq), timeout=30, message="a dead letter")
+    assert "text" in dead.data["reason"] and dead.data["payload"] == '{"call_id": "x"}'
+    assert _http(worker.metrics_port, "/healthz")[0] == 200
+    assert _http(worker.metrics_port, "/readyz")[0] == 200
+    body = _http(worker.metrics_port, "/metrics")[1]
+    assert 'dialin_events_total{outcome="buffered"} 150.0' in body
+    texts = [json.loads(line)["text"] for line in lines]
+    assert not any(t in body for t in texts)
+
+    worker.kill()  # SIGKILL: nothing in memory survives
+    worker = workers.start({**env, "DIALIN_DISCOVERY_MIN_UTTERANCES": "50"}, data_dir=data_dir)
+    updates = wait_for(lambda: [r for r in records_of(s, s.topic_updates) if r.data], timeout=120,
+                       message="intent updates after restart")
+    created = {u.data["intent_id"] for u in updates if u.data["status"] == "created"}
+    assert created
+    wait_for(lambda: len([r for r in records_of(s, s.topic_assignments)]) > 0, timeout=60,
+             message="assignments")
+    assigned = _latest(records_of(s, s.topic_assignments))
+    published = {u.data["intent_id"] for u in updates}
+    assert {a["intent_id"] for a in assigned.values()} <= published
+    still = {k for k, v in _latest(records_of(s, s.topic_buffer)).items() if v is not None}
+    # every accepted utterance is accounted for: assigned or still buffered
+    assert set(buffered) <= set(assigned) | still
+
+    worker.kill()
+    n_before = len(records_of(s, s.topic_updates))
+    worker = workers.start(env, data_dir=data_dir)
+    wait_for(lambda: len(records_of(s, s.topic_updates)) > n_before, timeout=60,
+             message="the new leader's republished updates")
+    again = [r.data for r in records_of(s, s.topic_updates) if r.data]
+    created_again = {(u["intent_id"], u["version"]) for u in again if u["status"] == "created"}
+    assert {i for i, _ in created_again} == created  # no new id published as created
+    assert {v for _, v in created_again} == {1}
