@@ -17,7 +17,7 @@ the threshold adapts to each data set and embedding space):
 
 The cluster is Good when the mean of the two percentiles exceeds ``quantile``.
 Measured on BANKING77 test (MiniLM) against the oracle's truth (one gold label covers
->= 90%) for k-means clusters of sizes 2-150: 74% accurate where always answering
+>= 90%) for 1,682 k-means clusters (k = 20..400, sizes 2-150): 75% accurate where always answering
 the majority verdict gets 52% (``tests/test_heuristic.py`` checks it beats chance).
 
 :class:`KeywordNamer` stands in for LLM_name: an "action-objective" label where the
