@@ -131,3 +131,39 @@ class Publisher:
         sends: list[Awaitable[None]] = [self._send_one(t, k, v) for t, k, v in records]
         if sends:
             await asyncio.gather(*sends)
+
+
+class LagProbe:
+    """Consumer lag of this worker's input partitions: end offset minus committed offset.
+
+    A group-less reader of the group's committed offsets (an OffsetFetch needs no
+    membership), so probing never joins or disturbs the consumer group. Exported as
+    ``dialin_consumer_lag{topic,partition}`` for the "stalled consumer" alert.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer = None
+
+    async def measure(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        if not tps:
+            return {}
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.settings.app_id,
+                enable_auto_commit=False, **security_kwargs(self.settings, "aiokafka"))
+            await self._consumer.start()
+        ends = await self._consumer.end_offsets(tps)
+        out = {}
+        for tp in tps:
+            committed = await self._consumer.committed(tp) or 0
+            out[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
+        return out
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     dedup_window: int = Field(100000, ge=0, description="recent utterance_ids remembered per worker")
     kafka_session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move")
+    lag_interval_seconds: float = Field(10.0, gt=0, description="how often consumer lag is exported")
 
 
 @lru_cache(maxsize=1)

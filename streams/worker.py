@@ -28,7 +28,8 @@ import faust
 
 from dialin.models import Embedder, EmbeddingSpaceError, IntentCatalog
 
-from .app import Publisher, create_app as create_bare_app, ensure_topics
+from . import metrics
+from .app import LagProbe, Publisher, create_app as create_bare_app, ensure_topics
 from .buffer import BufferStore, TopicFollower
 from .discovery import Discovery
 from .health import HealthServer, Readiness
@@ -196,12 +197,29 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
             leader_state["started"] = True
         await parts.discovery.tick()
 
+    lag_probe = LagProbe(settings)
+
+    @app.timer(settings.lag_interval_seconds)
+    async def export_lag() -> None:
+        if not parts.catalog_ready.is_set():
+            return
+        mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment()
+                if tp.topic == settings.topic_utterances]
+        try:
+            lags = await lag_probe.measure(mine)
+        except Exception as exc:  # noqa: BLE001 - a probe failure must not stop the worker
+            log.warning("consumer lag probe failed: %s", exc)
+            return
+        for (topic, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+
     @app.on_before_shutdown.connect
     async def _stop_readers(app_, **kwargs) -> None:
         readiness.stopping = True
         readiness.publish()
         await catalog_reader.stop()
         await buffer_reader.stop()
+        await lag_probe.stop()
         if parts.health is not None:
             await parts.health.stop()
 
