@@ -48,14 +48,8 @@ def load_embedder(settings: Settings) -> Embedder:
     from . import factory
 
     if settings.embedder != "lsa":
-        try:
-            return factory.build_embedder(settings)
-        except ImportError:  # the engine's re-export has not landed yet
-            from dialin.models._embedders import get_embedder
-
-            return get_embedder(settings.embedder, cache_dir=settings.embedding_cache_dir)
-    from dialin.models import load_table
-    from dialin.models._embedders import LSAEmbedder
+        return factory.build_embedder(settings)
+    from dialin.models import LSAEmbedder, load_table
 
     folder = Path(settings.data_dir) / "lsa"
     if (folder / "lsa.json").is_file():
@@ -71,48 +65,17 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 def estimator_builder(settings: Settings) -> Callable[[], Any]:
-    """A callable returning a fresh default estimator per discovery run (factory-built)."""
+    """A callable returning a fresh default estimator per discovery run (factory-built).
+
+    The judge and namer are built once (an LLM client and its verdict cache live as
+    long as the worker); the estimator is new for every run, as ``fit`` expects.
+    """
     from . import factory
 
-    try:
-        judge = factory.build_judge(settings)
-        namer = factory.build_namer(settings)
-        factory.build_estimator(settings, judge, namer)  # fail at start, not at the first run
-    except ImportError as exc:  # engine parts not landed yet: a stand-in, one line to drop
-        log.warning("engine estimator unavailable (%s); using the stand-in clustering", exc)
-        return _StandInEstimator
+    judge = factory.build_judge(settings)
+    namer = factory.build_namer(settings)
+    factory.build_estimator(settings, judge, namer)  # fail at start, not at the first run
     return lambda: factory.build_estimator(settings, judge, namer)
-
-
-class _StandInEstimator:
-    """Average-linkage cosine clustering named by frequent tokens (no judge).
-
-    Only used while the engine's default estimator is not importable.
-    """
-
-    def __init__(self, distance_threshold: float = 0.45) -> None:
-        self.distance_threshold = distance_threshold
-
-    def fit(self, X, texts=None):
-        import re
-        from collections import Counter
-
-        import numpy as np
-        from sklearn.cluster import AgglomerativeClustering
-
-        from dialin.models import Intent
-
-        model = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                        distance_threshold=self.distance_threshold)
-        self.labels_ = model.fit_predict(np.asarray(X))
-        self.intents_ = []
-        for c in sorted(set(self.labels_.tolist())):
-            members = tuple(int(i) for i in np.flatnonzero(self.labels_ == c))
-            words = Counter(w for i in members for w in re.findall(r"\w+", texts[i].lower()))
-            label = "-".join(w for w, _ in words.most_common(2)) or f"cluster-{c}"
-            self.intents_.append(Intent(intent_id=int(c), label=label, members=members,
-                                        examples=tuple(texts[i] for i in members[:10])))
-        return self
 
 
 @dataclass

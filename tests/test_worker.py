@@ -14,7 +14,7 @@ import pytest
 from kafka_harness import broker, kafka_settings, records_of, wait_for, workers  # noqa: F401
 
 from dialin.models import Intent, IntentCatalog, Verdict
-from dialin.models._embedders import LSAEmbedder
+from dialin.models import LSAEmbedder
 from dialin.streams import metrics
 from dialin.streams.buffer import BufferStore
 from dialin.streams.discovery import Discovery, DiscoveryFailedWarning
