@@ -29,11 +29,12 @@ from ._vllm import VLLMJudge, VLLMNamer
 from ._voting import CrowdJudge, RepeatedJudge
 from ._intents import build_intents
 from ._merge import merge_by_label
-from ._paper import LLMITLClustering
+from ._paper import LLMITLClustering, PruningWarning
 from ._roles import RoleAwareClustering, infer_roles
 
 __all__ = [
     "LLMITLClustering",
+    "PruningWarning",
     "RoleAwareClustering",
     "build_intents",
     "infer_roles",

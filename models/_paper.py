@@ -26,6 +26,11 @@ seeds 0-2; k-means told k=77: NMI 0.794 / ARI 0.505): the paper's rule
 0.77-0.78, ARI 0.21-0.24, ~1,500 judge calls; the default 84-89 clusters, NMI
 0.831-0.839, ARI 0.58-0.60, ~2,200 judge calls (0.7 per utterance), under 20 s.
 
+Search-space pruning (§6.4.2): with a ``pruner`` (:class:`dialin.models.HeuristicPruner`
+or :class:`dialin.models.LLMPruner`), only the first iteration fits the whole grid; every
+later one tries the counts the pruner proposes from the log so far. The paper lets an LLM
+do this because fitting and judging every count is what Algorithm 1 spends its calls on.
+
 Base clusterers come from :func:`dialin.models.cluster` (scikit-learn / FAISS); the
 optional label merge of §4.1.2 is :func:`dialin.models.merge_by_label`.
 """
@@ -49,6 +54,62 @@ from ._sampling import make_union_view, make_view
 
 SELECTIONS = ("coverage", "ratio")
 METHODS = ("agglomerative", "kmeans", "gmm")
+#: Counts a pruner proposes per iteration (the paper's top-5).
+PRUNE_K = 5
+
+
+class PruningWarning(UserWarning):
+    """A pruner proposed no usable cluster count; the iteration used the full grid."""
+
+
+def _pruner_name(pruner) -> str:
+    """Who proposed the candidates, for the log: the pruner's ``name`` or its class."""
+    return str(getattr(pruner, "name", None) or type(pruner).__name__)
+
+
+def _prune_requests(pruner) -> int:
+    """LLM requests a pruner has sent so far (0 for pruners without LLM stats).
+
+    Answers served from the backend's response cache cost nothing and are left out.
+    """
+    stats = getattr(pruner, "stats", None)
+    if stats is None or not hasattr(stats, "count"):
+        return 0
+    return int(stats.count("prune")) - int(stats.count("prune", "cached"))
+
+
+def table10(log: Sequence[dict]) -> list[dict]:
+    """The log as the paper's Table 10 shows it to the pruner: ``good``/``bad`` count
+    utterances (our ``log_`` counts clusters there) and ``rate`` is their ratio.
+
+    That is the form the prune prompt's demonstrations and :class:`HeuristicPruner` read
+    (it scales by ``good + bad`` = the utterances clustered at that iteration).
+    """
+    out = []
+    for r in log:
+        good, bad = int(r["good_utterances"]), int(r["bad_utterances"])
+        out.append({"iteration": r["iteration"], "n_cluster": r["n_cluster"], "good": good,
+                    "bad": bad, "rate": round(good / bad, 3) if bad else float("inf"),
+                    "chosen": r["chosen"]})
+    return out
+
+
+def clean_counts(proposed, lo: int, hi: int, k: int = PRUNE_K) -> list[int]:
+    """A pruner's answer as usable counts: integers only (no bools or floats), clipped into
+    ``[lo, hi]``, first occurrence kept, at most ``k``, ascending.
+
+    A pruner is outside code (an LLM behind it): its answer is checked, not trusted.
+    """
+    out: list[int] = []
+    for value in proposed or ():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            continue
+        value = int(min(max(int(value), lo), hi))
+        if value not in out:
+            out.append(value)
+        if len(out) == k:
+            break
+    return sorted(out)
 
 
 def candidate_grid(n: int, low: float = 60.0, high: float = 4.0, steps: int = 6) -> list[int]:
@@ -135,7 +196,24 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         Embeds intent labels for the merge.
     min_centroid_similarity : float
         Centroids of merged clusters must be at least this cosine-similar.
+    pruner : object with ``propose(log, n_remaining, lo, hi, k)`` or None
+        Search-space pruning (§6.4.2): iteration 1 fits the whole grid, later ones the
+        (at most 5) counts the pruner proposes within the derived grid's range. An empty
+        proposal falls back to the grid (with a :class:`PruningWarning`). LLM requests
+        the pruner sends are counted in ``n_prune_calls_``, never as judge calls.
     random_state : int, Generator or None
+
+    Attributes
+    ----------
+    labels_, intents_, n_clusters_, log_, n_judge_calls_, calls_by_phase_, ledger_summary_
+        The result, Table 10's log (each row also says which candidates were tried and
+        who proposed them: ``proposed_by``), and what the judge was asked.
+    pruning_ : list of dict
+        One entry per iteration: ``iteration``, ``proposed_by`` ("grid", the pruner's
+        name, or "grid-fallback"), ``proposed`` (the pruner's raw answer) and
+        ``candidates`` (the counts actually fitted).
+    n_prune_calls_ : int
+        LLM requests the pruner sent during this fit (0 without an LLM pruner).
     """
 
     def __init__(self, judge: Judge, namer: Namer | None = None,
@@ -146,7 +224,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
                  merge_threshold: float | None = None, label_embedder: Embedder | None = None,
                  min_centroid_similarity: float = 0.5, union_merge: bool = True,
                  union_side: int = 10, merge_neighbors: int = 4, max_merge_rounds: int = 30,
-                 random_state=None) -> None:
+                 pruner=None, random_state=None) -> None:
         self.judge = judge
         self.namer = namer
         self.candidates = candidates
@@ -166,6 +244,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         self.union_side = union_side
         self.merge_neighbors = merge_neighbors
         self.max_merge_rounds = max_merge_rounds
+        self.pruner = pruner
         self.random_state = random_state
 
     # -- validation -----------------------------------------------------------------
@@ -188,6 +267,35 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
             raise ValueError(f"candidates must be positive cluster counts, got {self.candidates}")
         if self.merge_threshold is not None and self.label_embedder is None:
             raise ValueError("merge_threshold needs a label_embedder to embed intent labels")
+        if self.pruner is not None and not callable(getattr(self.pruner, "propose", None)):
+            raise TypeError("pruner must have a propose(log, n_remaining, lo, hi, k) method, "
+                            f"got {type(self.pruner).__name__}")
+
+    # -- candidate counts -----------------------------------------------------------
+    def _candidates(self, iteration: int, m: int) -> list[int]:
+        """The counts to fit at this iteration over ``m`` remaining rows; logs who chose them.
+
+        The derived grid (or the user's ``candidates`` below ``m``) is the search space;
+        a pruner, from iteration 2 on, proposes counts within its range instead.
+        """
+        grid = (candidate_grid(m) if self.candidates is None
+                else sorted({int(k) for k in self.candidates if int(k) < m}))
+        entry = {"iteration": iteration, "proposed_by": "grid", "proposed": None,
+                 "candidates": grid}
+        if self.pruner is not None and iteration > 1 and grid:
+            proposed = self.pruner.propose(table10(self.log_), int(m), int(grid[0]),
+                                           int(grid[-1]), k=PRUNE_K)
+            counts = clean_counts(proposed, grid[0], grid[-1])
+            entry["proposed"] = list(proposed or [])
+            if counts:
+                entry.update(proposed_by=_pruner_name(self.pruner), candidates=counts)
+            else:
+                entry["proposed_by"] = "grid-fallback"
+                warnings.warn(f"{_pruner_name(self.pruner)} proposed no usable cluster count "
+                              f"at iteration {iteration}; trying the full grid",
+                              PruningWarning, stacklevel=3)
+        self.pruning_.append(entry)
+        return entry["candidates"]
 
     # -- one judged clustering ------------------------------------------------------
     def _judge_groups(self, groups: list[np.ndarray], texts: Sequence[str], X: np.ndarray,
@@ -285,11 +393,14 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         remaining = np.arange(n)
         last_groups: list[np.ndarray] = []
         self.log_: list[dict] = []
+        self.pruning_: list[dict] = []
+        prune_before = _prune_requests(self.pruner)
         for iteration in range(1, int(self.max_iter) + 1):
             m = len(remaining)
-            grid = (candidate_grid(m) if self.candidates is None
-                    else sorted({int(k) for k in self.candidates if int(k) < m}))
-            if m < max(2, self.min_cluster_size) or not grid:
+            if m < max(2, self.min_cluster_size):
+                break
+            grid = self._candidates(iteration, m)
+            if not grid:
                 break
             rows, outcomes = [], []
             for k in grid:
@@ -307,7 +418,8 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
                              "good_utterances": good_utt, "bad_utterances": m - good_utt,
                              "coverage": good_utt / m,
                              "chosen": False,
-                             "judge_calls": ledger.n_calls})
+                             "judge_calls": ledger.n_calls,
+                             "proposed_by": self.pruning_[-1]["proposed_by"]})
                 outcomes.append((groups, verdicts, good))
             pick = _choose(rows, self.selection, self.coverage_tolerance)
             rows[pick]["chosen"] = True
@@ -352,6 +464,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         self.n_judge_calls_ = ledger.n_calls
         self.calls_by_phase_ = dict(ledger.calls_by_phase)
         self.ledger_summary_ = ledger.summary()
+        self.n_prune_calls_ = _prune_requests(self.pruner) - prune_before
         return self
 
     def _merge(self, labels: np.ndarray, intents: list, X: np.ndarray,
