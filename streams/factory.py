@@ -116,15 +116,51 @@ def build_namer(settings: Settings, **overrides: Any) -> Namer:
     return _llm_backend(settings, "namer", settings.namer)
 
 
+#: ``--prune`` choices: the paper strategy's search-space pruning (§6.4.2).
+PRUNERS = ("none", "heuristic", "llm")
+
+
+def build_pruner(settings: Settings, kind: str | None) -> Any:
+    """The paper strategy's search-space pruner: None, the heuristic, or an LLM over the
+    configured OpenAI-compatible server (``--llm-url``/``--llm-model``)."""
+    kind = kind or "none"
+    if kind == "none":
+        return None
+    if kind == "heuristic":
+        from dialin.models import HeuristicPruner
+
+        return HeuristicPruner()
+    if kind == "llm":
+        if not settings.llm_url:
+            raise SettingsError("--prune llm needs an LLM server: set --llm-url or DIALIN_LLM_URL")
+        from dialin.models import LLMPruner
+
+        return LLMPruner(base_url=settings.llm_url,
+                         model=settings.llm_model or _served_model(settings),
+                         api_key=settings.llm_api_key.get_secret_value(),
+                         timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+    raise SettingsError(f"invalid --prune {kind!r}: choose one of {', '.join(PRUNERS)}")
+
+
+def pruner_of(estimator: Any) -> Any:
+    """The pruner inside a built strategy (through a role-aware wrapper), or None."""
+    params = estimator.get_params(deep=False)
+    inner = params.get("estimator")
+    return pruner_of(inner) if inner is not None else params.get("pruner")
+
+
 def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
                     strategy: str | None = None, budget: float | None = None, *,
-                    label_embedder: Embedder | None = None, role_aware: bool = False):
+                    label_embedder: Embedder | None = None, role_aware: bool = False,
+                    prune: str | None = None):
     """The clustering strategy: ``budget`` (default) or the paper's Algorithm 1.
 
     ``budget`` is judge calls per utterance per fit. ``label_embedder`` embeds intent
     labels for the paper's post-correction merge (§4.1.2; without it, no merge).
     ``role_aware`` wraps the strategy in :class:`RoleAwareClustering`, whose ``fit``
-    takes ``roles=`` and clusters each role apart (the paper's §4.2).
+    takes ``roles=`` and clusters each role apart (the paper's §4.2). ``prune``
+    (none|heuristic|llm, see :func:`build_pruner`) is the paper strategy's search-space
+    pruning; the budget strategy has no candidate grid and ignores it.
     """
     settings = configure(settings, strategy=strategy, judge_budget=budget)
     if settings.strategy == "budget":
@@ -138,6 +174,7 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
         merge = settings.merge_threshold if (label_embedder is not None and namer is not None) else None
         estimator = LLMITLClustering(judge=judge, namer=namer, merge_threshold=merge,
                                      label_embedder=label_embedder,
+                                     pruner=build_pruner(settings, prune),
                                      random_state=settings.random_state)
     if role_aware:
         from dialin.models import RoleAwareClustering
