@@ -14,6 +14,7 @@ redelivered event is counted as ``duplicate`` rather than processed twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from . import metrics
 from .app import Publisher
 from .records import Assignment, BufferEntry, DeadLetter, Rejection, Utterance, dumps, validate_event
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,27 @@ class Ingestor:
         ids, scores = self.catalog.match(X, roles)
         return X, roles, ids, scores
 
+    def _route(self, valid, X, roles, ids, scores, counts) -> list:
+        """Assignment at or above the threshold, buffer entry below it."""
+        s = self.settings
+        out: list[tuple[str, str | bytes | None, bytes | None]] = []
+        now = time.time()
+        for u, x, role, iid, score in zip(valid, X, roles, ids, scores):
+            intent = self.catalog.get(iid) if iid is not None else None
+            if intent is not None and score >= s.match_threshold:
+                a = Assignment(utterance_id=u.uid, call_id=u.call_id, intent_id=intent.intent_id,
+                               label=intent.label, role=role, score=round(float(score), 6))
+                out.append((s.topic_assignments, u.uid, dumps(a)))
+                counts["assigned"] += 1
+            else:
+                e = BufferEntry(utterance_id=u.uid, call_id=u.call_id, text=u.text, role=role,
+                                turn=u.turn, lang=u.lang,
+                                ts=u.ts.isoformat() if u.ts else None,
+                                embedding=BufferEntry.pack(x), accepted_at=now)
+                out.append((s.topic_buffer, u.uid, dumps(e)))
+                counts["buffered"] += 1
+        return out
+
     async def process(self, batch: Sequence[Inbound]) -> dict[str, int]:
         """Process one micro-batch; return the count per outcome."""
         s = self.settings
@@ -105,22 +129,18 @@ class Ingestor:
         if valid:
             texts = [u.text for u in valid]
             roles: list[str | None] = [u.role for u in valid]
-            X, roles, ids, scores = await asyncio.to_thread(self._embed_and_match, texts, roles)
-            now = time.time()
-            for u, x, role, iid, score in zip(valid, X, roles, ids, scores):
-                intent = self.catalog.get(iid) if iid is not None else None
-                if intent is not None and score >= s.match_threshold:
-                    a = Assignment(utterance_id=u.uid, call_id=u.call_id, intent_id=intent.intent_id,
-                                   label=intent.label, role=role, score=round(float(score), 6))
-                    out.append((s.topic_assignments, u.uid, dumps(a)))
-                    counts["assigned"] += 1
-                else:
-                    e = BufferEntry(utterance_id=u.uid, call_id=u.call_id, text=u.text, role=role,
-                                    turn=u.turn, lang=u.lang,
-                                    ts=u.ts.isoformat() if u.ts else None,
-                                    embedding=BufferEntry.pack(x), accepted_at=now)
-                    out.append((s.topic_buffer, u.uid, dumps(e)))
-                    counts["buffered"] += 1
+            try:
+                X, roles, ids, scores = await asyncio.to_thread(self._embed_and_match, texts, roles)
+            except Exception as exc:  # noqa: BLE001 - raising would ack the batch unprocessed
+                log.exception("embedding a batch failed; dead-lettering it")
+                reason = f"processing failed: {type(exc).__name__}"
+                for u in valid:
+                    dl = DeadLetter.of(reason, u.model_dump_json().encode(), key=u.call_id,
+                                       utterance_id=u.uid)
+                    out.append((s.topic_dlq, u.call_id, dumps(dl)))
+                counts["invalid"] += len(valid)
+            else:
+                out += self._route(valid, X, roles, ids, scores, counts)
         await self.publisher.send_all(out)
         for outcome, n in counts.items():
             if n:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from kafka_harness import broker, kafka_settings, records_of, wait_for, workers  # noqa: F401
 
-from dialin.models import Intent, IntentCatalog, Verdict
+from dialin.models import Embedder, Intent, IntentCatalog, Verdict
 from dialin.models import LSAEmbedder
 from dialin.streams import metrics
 from dialin.streams.buffer import BufferStore
@@ -88,6 +88,27 @@ def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_
     assert dead["reason"].startswith("invalid UTF-8") and dead["payload_encoding"] == "base64"
     assert len(publisher.sent) == 3  # the redelivered event was de-duplicated
     assert counter(metrics.EVENTS, "invalid") == before + 1
+
+
+class BrokenEmbedder(Embedder):
+    name = "broken"
+
+    def encode(self, texts):
+        raise MemoryError("no memory")
+
+
+def test_a_batch_that_cannot_be_embedded_is_dead_lettered_not_lost():
+    from dialin.streams.ingest import Inbound, Ingestor
+
+    settings = Settings()
+    publisher = RecordingPublisher()
+    ingestor = Ingestor(settings, BrokenEmbedder(), IntentCatalog("broken"), publisher)
+    raw = json.dumps({"call_id": "c9", "text": "hello"}).encode()
+    counts = asyncio.run(ingestor.process([Inbound(key=b"c9", value=raw)]))
+    assert counts["invalid"] == 1
+    [(key, dead)] = publisher.on(settings.topic_dlq)
+    assert key == "c9" and dead["reason"] == "processing failed: MemoryError"
+    assert json.loads(dead["payload"])["text"] == "hello" and dead["utterance_id"].startswith("u-")
 
 
 # --- discovery -------------------------------------------------------------------------
