@@ -268,6 +268,21 @@ def test_tls_settings_and_clear_errors(tmp_path):
         security_kwargs(Settings(kafka_security_protocol="SASL_SSL"), "aiokafka")
 
 
+def test_serve_reports_an_unusable_setting_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DIALIN_EMBEDDER": "lsa", "DIALIN_DATA_DIR": str(tmp_path),
+           "DIALIN_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    env.pop("DIALIN_EMBEDDER_FIT_FILE", None)
+    run = subprocess.run([sys.executable, "-c", "from dialin.streams.cli import main; main()", "serve"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert "DIALIN_EMBEDDER_FIT_FILE" in run.stderr and "Traceback" not in run.stderr
+
+
 # --- the whole worker on the real broker -----------------------------------------------
 
 def _http(port: int, path: str) -> tuple[int, str]:
@@ -340,3 +355,4 @@ def test_worker_survives_sigkill_with_its_buffer_and_catalog(workers, kafka_sett
     created_again = {(u["intent_id"], u["version"]) for u in again if u["status"] == "created"}
     assert {i for i, _ in created_again} == created  # no new id published as created
     assert {v for _, v in created_again} == {1}
+    assert worker.stop() == 0  # SIGTERM drains and exits cleanly
