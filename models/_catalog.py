@@ -156,7 +156,11 @@ class IntentCatalog:
                 if intent_id is not None and self.intents_.pop(intent_id, None) is not None:
                     self._indexes = None
             return
-        self.check_embedder(rec.get("embedder", self.embedder))
+        theirs = rec.get("embedder", self.embedder)
+        if theirs != self.embedder:
+            raise EmbeddingSpaceError(
+                f"intent {rec.get('intent_id')} was built with embedder {theirs!r}, but this "
+                f"catalog uses {self.embedder!r}; use the same embedder or start a new catalog")
         self.put(CatalogIntent.from_record(rec))
 
     # --- matching --------------------------------------------------------------

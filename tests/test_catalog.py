@@ -112,7 +112,7 @@ def test_records_apply_in_version_order_and_tombstones_remove():
     other.apply_record(a2.to_record("emb"))
     other.apply_record(a.to_record("emb"))  # an older version arriving late is ignored
     assert other.get(a.intent_id).version == 2
-    with pytest.raises(EmbeddingSpaceError):
+    with pytest.raises(EmbeddingSpaceError, match="built with embedder 'another', but this catalog uses 'emb'"):
         other.apply_record(a.to_record("another"))
     other.apply_record(None, a.intent_id)
     assert len(other) == 0
