@@ -16,6 +16,7 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from enum import Enum
@@ -65,7 +66,8 @@ def _user_errors() -> Iterator[None]:
     from .factory import SettingsError
 
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             yield
     except (InputError, SettingsError) as exc:
         _fail(str(exc))
@@ -74,6 +76,11 @@ def _user_errors() -> Iterator[None]:
         _fail(f"invalid setting DIALIN_{str(err['loc'][0]).upper()}: {err['msg']}")
     except (ValueError, TypeError, OSError, ImportError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Engine warnings (typed, e.g. an LLM that failed every call) as one stderr line."""
+    typer.echo(f"warning: {' '.join(str(message).split())} ({category.__name__})", err=True)
 
 
 def _stage(message: str) -> None:
@@ -195,7 +202,7 @@ def evaluate(
         result = _run_itl(settings, X, table.texts, table.roles, emb, *backends)
         report = {"baseline": baseline, "itl": _scores(result, y)}
     if as_json:
-        typer.echo(json.dumps(report, default=_jsonable))
+        typer.echo(_dumps(report))
     else:
         typer.echo(_evaluation_table(report, n=len(y)))
 
@@ -342,6 +349,25 @@ def _flat_log(log: Any) -> list[dict]:
     return [dict(row) for row in log]
 
 
+def _dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259): an infinite or missing number, such as the paper's
+    good/bad rate with no Bad cluster, becomes null instead of ``Infinity``."""
+    return json.dumps(_finite(obj), ensure_ascii=False, indent=indent, default=_jsonable,
+                      allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    return obj
+
+
 def _jsonable(value: Any) -> Any:
     """numpy scalars/arrays and other odd values in logs, as JSON can take them."""
     if isinstance(value, np.generic):
@@ -393,7 +419,7 @@ def discover(
         result = _run_itl(settings, X, table.texts, table.roles, emb, *backends)
         doc = intents_document(table, result, settings, embedder_name=emb.name,
                                seconds=time.perf_counter() - started)
-        _write_text(out, json.dumps(doc, ensure_ascii=False, indent=1, default=_jsonable) + "\n")
+        _write_text(out, _dumps(doc, indent=1) + "\n")
         _stage(f"wrote {len(doc['intents'])} intents to {out}")
         if report is not None:
             from .report import render_report

@@ -158,7 +158,9 @@ def _map_svg(X: np.ndarray, labels: np.ndarray, texts: Sequence[str] | None, doc
         mine = px[labels[rows] == c]
         if len(mine):
             x, y = np.median(mine, axis=0)
-            tags.append(f'<text x="{x:.1f}" y="{y:.1f}" fill="{fill}" text-anchor="middle">'
+            # Keep labels near the edges inside the picture.
+            anchor = "start" if x < 0.15 * _W else "end" if x > 0.85 * _W else "middle"
+            tags.append(f'<text x="{x:.1f}" y="{y:.1f}" fill="{fill}" text-anchor="{anchor}">'
                         f"{_e(_short(name.get(c, c)))}</text>")
     return (f'<svg class="map" role="img" aria-label="2-D map of the clusters" width="{_W}" '
             f'height="{_H}" viewBox="0 0 {_W} {_H}">' + "".join(dots) + "".join(tags) + "</svg>")

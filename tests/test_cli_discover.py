@@ -30,7 +30,11 @@ def discover(*args: str):
 
 
 def read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """Parse strictly: NaN or Infinity would break every JSON reader but Python's."""
+    def reject(constant: str):
+        raise AssertionError(f"{path} is not strict JSON: {constant}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
 
 
 def test_intents_json_schema_and_report(tmp_path):
@@ -60,6 +64,16 @@ def test_intents_json_schema_and_report(tmp_path):
     assert isinstance(doc["log"], list)
     text = html.read_text(encoding="utf-8")
     assert "<svg" in text and intents[0]["label"].split()[0] in text
+
+
+def test_paper_strategy_log_is_strict_json(tmp_path):
+    out = tmp_path / "intents.json"
+    result = discover(BANKING, "--text-field", "text", "--embedder", "lsa", "--strategy", "paper",
+                      "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    doc = read(out)
+    assert doc["metadata"]["strategy"] == "paper" and doc["metadata"]["judge_budget"] is None
+    assert doc["log"] and {"iteration", "n_cluster", "good", "bad", "rate"} <= set(doc["log"][0])
 
 
 def test_same_input_and_seed_give_the_same_ids(tmp_path):
