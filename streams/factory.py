@@ -235,8 +235,7 @@ def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
         try:
             return cls(model=settings.llm_model)
         except ImportError as exc:
-            raise SettingsError(f"--{role} vllm needs vLLM on a GPU machine: "
-                                f"pip install 'dialin[gpu]' ({_first_line(exc)})") from None
+            raise SettingsError(f"--{role} vllm: {_first_line(exc)}") from None
     raise SettingsError(f"unknown {role} backend {kind!r}")
 
 

@@ -211,6 +211,18 @@ def test_openai_judge_without_url():
     assert "--llm-url" in line and "DIALIN_LLM_URL" in line
 
 
+def test_vllm_without_vllm_installed():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vLLM is installed here: the missing-extra message cannot be shown")
+    line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                                   "--judge", "vllm", "--llm-model", "some/model", "--embedder", "lsa"))
+    assert "--judge vllm" in line and "dialin[gpu]" in line
+
+
 def test_bad_environment_variable(monkeypatch):
     monkeypatch.setenv("DIALIN_JUDGE_BUDGET", "-2")
     line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category"))
