@@ -113,6 +113,12 @@ class StrategyChoice(str, Enum):
     paper = "paper"
 
 
+class PruneChoice(str, Enum):
+    none = "none"
+    heuristic = "heuristic"
+    llm = "llm"
+
+
 def _value(choice: Enum | None) -> str | None:
     return None if choice is None else choice.value
 
@@ -125,6 +131,11 @@ RoleField = Annotated[str | None, typer.Option(
 Strategy = Annotated[StrategyChoice | None, typer.Option(
     "--strategy", envvar="DIALIN_STRATEGY",
     help="budget: judge-call budget strategy (default); paper: the paper's Algorithm 1.")]
+Prune = Annotated[PruneChoice, typer.Option(
+    "--prune",
+    help="Search-space pruning of the paper strategy (§6.4.2): none (every candidate count, "
+         "default), heuristic, or llm (the --llm-url server proposes the counts). The budget "
+         "strategy ignores it.")]
 JudgeBudget = Annotated[float | None, typer.Option(
     "--judge-budget", envvar="DIALIN_JUDGE_BUDGET",
     help="Judge calls per utterance the budget strategy may spend (default 0.3).")]
@@ -173,6 +184,7 @@ def evaluate(
         "--judge-accuracy", help="How often the oracle judge is right.")] = 0.96,
     judge_budget: JudgeBudget = None,
     strategy: Strategy = None,
+    prune: Prune = PruneChoice.none,
     namer: NamerOpt = None,
     embedder: EmbedderOpt = None,
     embedding_cache: EmbeddingCache = None,
@@ -199,7 +211,8 @@ def evaluate(
         backends = _backends(settings, judge=_value(judge), y_true=y, accuracy=judge_accuracy)
         X, emb = _embed(settings, table.texts)
         baseline = _baseline(X, y, settings.random_state)
-        result = _run_itl(settings, X, table.texts, table.roles, emb, *backends)
+        result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
+                          prune=_value(prune))
         report = {"baseline": baseline, "itl": _scores(result, y)}
     if as_json:
         typer.echo(_dumps(report))
@@ -291,21 +304,23 @@ def _backends(settings, judge: str | None = None, y_true: Sequence[str] | None =
 
 
 def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str | None] | None,
-             embedder, judge_obj, namer_obj) -> dict:
+             embedder, judge_obj, namer_obj, prune: str | None = None) -> dict:
     """Build the strategy from settings and fit it on ``X`` with the given backends.
 
     Returns plain figures plus the fitted estimator and the backends (keys ending in
     ``_obj``/``estimator``) for callers that write intents or reports.
     """
-    from .factory import build_estimator, llm_stats, prompt_version
+    from .factory import build_estimator, llm_stats, prompt_version, pruner_of
 
     role_aware = roles is not None
     estimator = build_estimator(settings, judge_obj, namer_obj, label_embedder=embedder,
-                                role_aware=role_aware)
+                                role_aware=role_aware, prune=prune)
+    pruner = pruner_of(estimator)
     n = len(texts)
     _stage(f"LLM-in-the-loop clustering: strategy {settings.strategy}, judge {judge_obj.backend}, "
            f"namer {namer_obj.backend}"
            + (f", budget {settings.judge_budget} calls/utterance" if settings.strategy == "budget" else "")
+           + (f", pruning {prune}" if pruner is not None else "")
            + (", per role" if role_aware else ""))
     started = time.perf_counter()
     if role_aware:
@@ -322,6 +337,8 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         "calls_by_phase": dict(getattr(estimator, "calls_by_phase_", {}) or {}),
         "seconds": round(seconds, 3),
         "strategy": settings.strategy,
+        "prune": prune if pruner is not None else "none",
+        "prune_calls": 0,
         "judge": judge_obj.backend,
         "namer": namer_obj.backend,
         "n_utterances": n,
@@ -332,10 +349,13 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         "judge_obj": judge_obj,
         "namer_obj": namer_obj,
     }
-    stats = llm_stats(judge_obj, namer_obj)
+    stats = llm_stats(judge_obj, namer_obj, pruner)
     if stats is not None:
         result["llm"] = stats
-        result["prompt_version"] = prompt_version(judge_obj, namer_obj)
+        result["prompt_version"] = prompt_version(judge_obj, namer_obj, pruner)
+        # The pruner is built for this run: its stats are this run's (every role's) requests.
+        result["prune_calls"] = sum(n for outcome, n in stats["calls"].get("prune", {}).items()
+                                    if outcome != "cached")
     _stage(f"{result['n_clusters']} clusters, {calls} judge calls in {seconds:.1f}s")
     return result
 
@@ -393,6 +413,7 @@ def discover(
         help="Coherence judge: heuristic (offline), openai (OpenAI-compatible server), vllm.")] = None,
     namer: NamerOpt = None,
     strategy: Strategy = None,
+    prune: Prune = PruneChoice.none,
     judge_budget: JudgeBudget = None,
     embedder: EmbedderOpt = None,
     embedding_cache: EmbeddingCache = None,
@@ -416,7 +437,8 @@ def discover(
         table = load_table(input, text_field, role_field=role_field, id_field=id_field)
         backends = _backends(settings)
         X, emb = _embed(settings, table.texts)
-        result = _run_itl(settings, X, table.texts, table.roles, emb, *backends)
+        result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
+                          prune=_value(prune))
         doc = intents_document(table, result, settings, embedder_name=emb.name,
                                seconds=time.perf_counter() - started)
         _write_text(out, _dumps(doc, indent=1) + "\n")
