@@ -481,7 +481,8 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
         records.append({
             "id": intent_id(rows, it.role),
             "cluster": int(it.intent_id),
-            "label": it.label,
+            # An LLM namer answers "" when it gave no valid label: never an empty name.
+            "label": it.label or f"unnamed-{it.intent_id}",
             "role": it.role,
             "size": it.size,
             "share": round(it.size / n, 4),

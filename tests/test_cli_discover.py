@@ -126,6 +126,21 @@ def test_labels_come_from_the_llm_server(tmp_path, llm_server):  # noqa: F811
     assert any(it["confidence"] is not None for it in doc["intents"])
 
 
+def test_completes_when_a_fifth_of_llm_requests_fail(tmp_path, llm_server):  # noqa: F811
+    llm_server.fail = lambda i, body: ("garbage", None, "500", None, None, "notjson", None, None,
+                                       None, None)[i % 10]
+    out = tmp_path / "intents.json"
+    result = discover(BANKING, "--text-field", "text", "--embedder", "lsa", "--judge", "openai",
+                      "--namer", "openai", "--llm-url", llm_server.url, "--llm-model", "test-model",
+                      "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    doc = read(out)
+    calls = doc["metadata"]["llm"]["calls"]
+    assert calls["judge"].get("invalid", 0) + calls["name"].get("invalid", 0) > 0
+    assert all(it["label"] for it in doc["intents"])
+    assert doc["metadata"]["llm"]["http_status"].get("500", 0) > 0
+
+
 def test_oracle_is_not_offered():
     result = discover(BANKING, "--text-field", "text", "--judge", "oracle")
     assert result.exit_code == 2
