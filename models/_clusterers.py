@@ -59,9 +59,11 @@ def _kmeans(X: np.ndarray, k: int, seed: int, n_redo: int = 3) -> np.ndarray:
     from sklearn.cluster import kmeans_plusplus
 
     rng = np.random.RandomState(seed)
+    # float64 on purpose: scikit-learn upcasts float32 distances chunk by chunk, ~7x slower.
+    X64 = X.astype(np.float64)
     best, best_obj = None, -np.inf
     for _ in range(n_redo):
-        init, _ = kmeans_plusplus(X, k, random_state=rng)
+        init, _ = kmeans_plusplus(X64, k, random_state=rng)
         km = faiss.Kmeans(X.shape[1], k, niter=25, spherical=True, seed=int(rng.randint(2**31 - 1)),
                           verbose=False, min_points_per_centroid=1, max_points_per_centroid=512)
         km.train(X, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
