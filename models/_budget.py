@@ -128,7 +128,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         self.labels_ = labels
         self.n_judge_calls_ = self._ledger.n_calls
         self.calls_by_phase_ = dict(self._ledger.calls_by_phase)
-        self.judge_summary_ = self._ledger.summary()
+        self.ledger_summary_ = self._ledger.summary()
         self.intents_ = build_intents(labels, given, X, namer=self.namer, rng=self._gen,
                                       verdicts=self._group_verdicts)
         self.seconds_ = time.perf_counter() - started

@@ -118,7 +118,7 @@ def test_invalid_answers_count_as_bad():
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     est = BudgetITLClustering(Broken(), budget=0.5, random_state=0).fit(X)
     assert est.labels_.max() == 0  # nothing was ever Good: one honest cluster
-    assert est.judge_summary_["invalid_answers"] == est.n_judge_calls_
+    assert est.ledger_summary_["invalid_answers"] == est.n_judge_calls_
 
 
 def test_is_a_clonable_estimator():
