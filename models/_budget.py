@@ -132,7 +132,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         self.intents_ = build_intents(labels, given, X, namer=self.namer, rng=self._gen,
                                       verdicts=self._group_verdicts)
         self.seconds_ = time.perf_counter() - started
-        del self._X, self._texts
+        del self._X, self._texts, self._ledger, self._verdicts, self._group_verdicts
         return self
 
     def fit_predict(self, X, texts=None, y=None) -> np.ndarray:
