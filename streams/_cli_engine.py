@@ -285,13 +285,30 @@ def _embed(settings, texts: Sequence[str]) -> tuple[np.ndarray, Any]:
     with tqdm(total=len(texts), desc="embedding", unit="utt", file=sys.stderr, disable=None) as bar:
         for start in range(0, len(texts), _EMBED_CHUNK):
             chunk = texts[start:start + _EMBED_CHUNK]
-            parts.append(embedder.encode(chunk))
+            if start == 0:
+                parts.append(_first_encode(embedder, chunk, settings.embedder))
+            else:
+                parts.append(embedder.encode(chunk))
             bar.update(len(chunk))
+            if start == 0 and len(texts) > _EMBED_CHUNK:
+                # Said only once the model has loaded and answered, so a bad --embedder
+                # stays a one-line error; long runs without a terminal still see progress.
+                _stage(f"embedding {len(texts)} utterances with {embedder.name}")
     X = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
     _stage(f"embedded {len(texts)} utterances with {embedder.name} in "
            f"{time.perf_counter() - started:.1f}s"
            + (f" (cache {settings.embedding_cache_dir})" if settings.embedding_cache_dir else ""))
     return X, embedder
+
+
+def _first_encode(embedder, texts: Sequence[str], name: str) -> np.ndarray:
+    """The first call loads the model: a wrong name or path is the user's option error."""
+    from .factory import SettingsError
+
+    try:
+        return embedder.encode(texts)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"invalid --embedder / DIALIN_EMBEDDER {name!r}: {exc}") from None
 
 
 def _backends(settings, judge: str | None = None, y_true: Sequence[str] | None = None,

@@ -205,6 +205,12 @@ def test_out_of_range_values_name_the_option():
         "--judge-accuracy", "0.2", "--embedder", "lsa"))
 
 
+def test_unknown_embedder(tmp_path):
+    line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                                   "--embedder", str(tmp_path / "no-model")))
+    assert "--embedder" in line and "no-model" in line
+
+
 def test_openai_judge_without_url():
     line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category",
                                    "--judge", "openai", "--embedder", "lsa"))
