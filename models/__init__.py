@@ -23,6 +23,7 @@ from ._annotations import (
     load_annotations,
 )
 from ._openai import LLMWarning, OpenAIJudge, OpenAINamer
+from ._breaker import CircuitBreaker, LLMUnavailableError
 from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
 from ._pruning import HeuristicPruner, LLMPruner
 from ._vllm import VLLMJudge, VLLMNamer
@@ -71,6 +72,8 @@ __all__ = [
     "LLMPruner",
     "LLMStats",
     "LLMWarning",
+    "CircuitBreaker",
+    "LLMUnavailableError",
     "OpenAIJudge",
     "OpenAINamer",
     "RepeatedJudge",

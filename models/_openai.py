@@ -16,6 +16,14 @@ The async work runs on a private event loop in a daemon thread owned by each obj
 the sync ``judge``/``name`` are safe to call from plain code and from inside a running
 loop (the service should still call them through ``asyncio.to_thread``, or await
 ``ajudge``/``aname``, to keep its own loop free).
+
+A circuit breaker (:mod:`._breaker`) sits in front of every request: after
+``breaker_failures`` consecutive outage-type failures (connection errors, timeouts,
+5xx, 429, each after the SDK's own retries) calls fail fast with
+:class:`LLMUnavailableError` for ``breaker_reset_seconds``, then one probe decides. A
+batch that trips or meets an open breaker raises instead of returning invalid verdicts,
+so a discovery run against a dead LLM fails (and is retried later) rather than
+"succeeding" with every cluster judged Bad.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ._accounting import LLMStats, OnCall
+from ._breaker import CircuitBreaker, LLMUnavailableError
 from ._base import ClusterView, Judge, Namer, Verdict
 from ._prompts import (
     PromptedMixin,
@@ -101,7 +110,8 @@ class _OpenAIBackend(PromptedMixin):
                  max_retries: int = 3, concurrency: int = 16, language: str = "auto",
                  prompt_dir: str | None = None, structured: bool | str = True,
                  invalid_retries: int = 2, on_call: OnCall | None = None,
-                 temperature: float = 0.0, cache_dir: str | None = None) -> None:
+                 temperature: float = 0.0, cache_dir: str | None = None,
+                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0) -> None:
         self.base_url = base_url
         self.model = model
         self.api_key = api_key
@@ -115,6 +125,8 @@ class _OpenAIBackend(PromptedMixin):
         self.on_call = on_call
         self.temperature = temperature
         self.cache_dir = cache_dir
+        self.breaker_failures = breaker_failures
+        self.breaker_reset_seconds = breaker_reset_seconds
 
     # --- lazily built private state (``__init__`` only stores parameters) ---------------
 
@@ -146,6 +158,9 @@ class _OpenAIBackend(PromptedMixin):
                 rt.submit(self._start()).result()
                 self._rt = rt
                 self._cache = {}
+                if getattr(self, "_breaker", None) is None:
+                    self._breaker = CircuitBreaker(int(self.breaker_failures),
+                                                   float(self.breaker_reset_seconds))
             return self._rt
 
     async def _start(self) -> None:
@@ -191,7 +206,7 @@ class _OpenAIBackend(PromptedMixin):
     def __getstate__(self) -> dict:
         # Threads, loops and sockets do not copy or pickle: a copy starts its own.
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_rt", "_client", "_semaphore", "_lock", "_stats", "_cache")}
+                if k not in ("_rt", "_client", "_semaphore", "_lock", "_stats", "_cache", "_breaker")}
 
     # --- caching ------------------------------------------------------------------------
 
@@ -231,6 +246,7 @@ class _OpenAIBackend(PromptedMixin):
         if hit is not None:
             self._record(task, "cached")
             return hit[0], hit[1]
+        breaker = self._breaker
         for attempt in range(1 + int(self.invalid_retries)):
             fresh = attempt > 0 or repetition > 0
             temperature = max(float(self.temperature), RETRY_TEMPERATURE) if fresh else float(self.temperature)
@@ -238,6 +254,9 @@ class _OpenAIBackend(PromptedMixin):
             started = time.perf_counter()
             try:
                 completion = await self._complete(task, messages, temperature, seed)
+            except LLMUnavailableError:
+                self._record(task, "error")
+                raise
             except json.JSONDecodeError:
                 # A 200 whose body is not JSON (a proxy's error page): the SDK does not
                 # retry it, so it is an invalid answer, retried like one.
@@ -246,10 +265,18 @@ class _OpenAIBackend(PromptedMixin):
                 import openai
 
                 if not isinstance(exc, openai.OpenAIError):
+                    breaker.success()  # not the server's fault: never leave a probe claimed
                     raise
-                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 self._record(task, "error", time.perf_counter() - started)
+                if _is_outage(exc):
+                    breaker.failure()
+                    if breaker.is_open:
+                        raise self._unavailable() from None
+                else:
+                    breaker.success()  # the server answered (a 400): it is up
                 return None
+            breaker.success()
             seconds = time.perf_counter() - started
             value = parse(completion.text)
             if value is None:
@@ -261,6 +288,25 @@ class _OpenAIBackend(PromptedMixin):
             self._cache_put(key, [value, confidence])
             return value, confidence
         return None
+
+    async def _admit(self) -> None:
+        """Let one request go out, or raise at once while the breaker is open.
+
+        Checked with the concurrency slot held, right before sending, so requests queued
+        behind the ones that tripped the breaker are not sent. While a half-open probe is
+        in flight the others wait for its outcome instead of failing.
+        """
+        breaker = self._breaker
+        while not breaker.allow():
+            if not breaker.probing:
+                raise self._unavailable()
+            await asyncio.sleep(0.05)
+
+    def _unavailable(self) -> LLMUnavailableError:
+        return LLMUnavailableError(
+            f"LLM at {self.base_url} unavailable: circuit open after {self.breaker_failures} "
+            f"consecutive failures, retry in {self.breaker_reset_seconds:g}s "
+            f"(last: {getattr(self, '_last_error', 'unknown error')})")
 
     def _features(self) -> set[str]:
         wanted = set()
@@ -291,6 +337,7 @@ class _OpenAIBackend(PromptedMixin):
                 kwargs["top_logprobs"] = 5
             try:
                 async with self._semaphore:
+                    await self._admit()
                     response = await self._client.chat.completions.create(**kwargs)
             except (openai.BadRequestError, openai.UnprocessableEntityError):
                 # Drop one optional feature (constraint first, then logprobs) and ask
@@ -314,6 +361,26 @@ class _OpenAIBackend(PromptedMixin):
             warnings.warn(f"all {len(results)} LLM calls to {self.base_url} failed "
                           f"({getattr(self, '_last_error', 'unknown error')})", LLMWarning,
                           stacklevel=3)
+
+
+def _raise_first(results: list) -> list:
+    """``gather(return_exceptions=True)`` results, re-raising the first exception: every
+    task has finished, so none leaves an exception unretrieved."""
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Connection errors, timeouts, 5xx and 429 (after the SDK's retries): the server is
+    down or overloaded. A 4xx other than 429 means it is up and answered."""
+    import openai
+
+    if isinstance(exc, (openai.APIConnectionError, openai.RateLimitError)):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 500
 
 
 def _completion(response) -> Completion:
@@ -352,19 +419,22 @@ class OpenAIJudge(_OpenAIBackend, Judge):
                  max_retries: int = 3, concurrency: int = 16, language: str = "auto",
                  prompt_dir: str | None = None, structured: bool | str = True,
                  logprobs: bool = True, invalid_retries: int = 2, on_call: OnCall | None = None,
-                 temperature: float = 0.0, cache_dir: str | None = None) -> None:
+                 temperature: float = 0.0, cache_dir: str | None = None,
+                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0) -> None:
         super().__init__(base_url, model, api_key=api_key, timeout=timeout,
                          max_retries=max_retries, concurrency=concurrency, language=language,
                          prompt_dir=prompt_dir, structured=structured,
                          invalid_retries=invalid_retries, on_call=on_call,
-                         temperature=temperature, cache_dir=cache_dir)
+                         temperature=temperature, cache_dir=cache_dir,
+                         breaker_failures=breaker_failures,
+                         breaker_reset_seconds=breaker_reset_seconds)
         self.logprobs = logprobs
 
     async def _judge_all(self, views: Sequence[ClusterView]) -> list[Verdict]:
         template = self._template("judge", views)
-        results = await asyncio.gather(*[
+        results = _raise_first(await asyncio.gather(*[
             self._ask("judge", judge_messages(template, v), parse_verdict, v.repetition)
-            for v in views])
+            for v in views], return_exceptions=True))
         return [Verdict(good=None, confidence=None, backend=self.backend) if r is None
                 else Verdict(good=bool(r[0]), confidence=r[1], backend=self.backend)
                 for r in results]
@@ -396,9 +466,9 @@ class OpenAINamer(_OpenAIBackend, Namer):
 
     async def _name_all(self, views: Sequence[ClusterView]) -> list[str]:
         template = self._template("name", views)
-        results = await asyncio.gather(*[
+        results = _raise_first(await asyncio.gather(*[
             self._ask("name", name_messages(template, v), parse_label, v.repetition)
-            for v in views])
+            for v in views], return_exceptions=True))
         return ["" if r is None else r[0] for r in results]
 
     def name(self, views: Sequence[ClusterView]) -> list[str]:

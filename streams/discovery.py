@@ -18,7 +18,10 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    version: idempotent), so a ``created`` is never lost and never sent for a second id.
 
 A failed fit leaves the buffer untouched and is counted (``dialin_discovery_runs
-{result="failed"}``); the next trigger retries.
+{result="failed"}``); the next trigger retries. A failed run does not count as a run
+for the trigger (no new traffic is needed to try again), but the retry backs off
+(``discovery_interval_seconds`` doubled per consecutive failure, at most
+:data:`MAX_RETRY_SECONDS`) so a dead LLM is not asked again every tick.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 Record = tuple[str, str | bytes | None, bytes | None]
+
+#: Longest pause between retries of a failing discovery run.
+MAX_RETRY_SECONDS = 300.0
 
 
 class DiscoveryFailedWarning(RuntimeWarning):
@@ -71,6 +77,8 @@ class Discovery:
         self.make_estimator = make_estimator
         self.last_run_at = 0.0
         self.runs = 0
+        self.failures = 0  # consecutive failed runs
+        self.retry_at = 0.0
         self._judged = self._good = 0
 
     # --- steps -------------------------------------------------------------------
@@ -152,7 +160,7 @@ class Discovery:
     def should_run(self, now: float) -> bool:
         s = self.settings
         n = len(self.buffer)
-        if n == 0:
+        if n == 0 or now < self.retry_at:
             return False
         fresh = sum(1 for e in self.buffer.entries.values() if e.accepted_at >= self.last_run_at)
         by_size = n >= s.discovery_min_utterances and fresh >= max(1, s.discovery_min_utterances // 4)
@@ -230,10 +238,14 @@ class Discovery:
             return None
         entries, X = self.buffer.snapshot()
         started = time.perf_counter()
-        self.last_run_at = now
+        previous_run_at, self.last_run_at = self.last_run_at, now
         try:
             counts = await self.discover(entries, X)
         except Exception as exc:  # noqa: BLE001 - a failed run must leave the buffer alone
+            self.last_run_at = previous_run_at  # the same trigger still holds at the retry
+            self.failures += 1
+            self.retry_at = now + min(self.settings.discovery_interval_seconds * 2 ** self.failures,
+                                      MAX_RETRY_SECONDS)
             metrics.DISCOVERY_RUNS.labels("failed").inc()
             warnings.warn(f"discovery run failed, buffer kept: {type(exc).__name__}: {exc}",
                           DiscoveryFailedWarning, stacklevel=1)
@@ -242,6 +254,7 @@ class Discovery:
         finally:
             metrics.DISCOVERY_SECONDS.observe(time.perf_counter() - started)
         self.runs += 1
+        self.failures, self.retry_at = 0, 0.0
         metrics.DISCOVERY_RUNS.labels("ok").inc()
         if self._judged:
             metrics.DISCOVERY_GOODNESS.set(self._good / self._judged)
