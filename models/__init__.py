@@ -26,6 +26,7 @@ from ._openai import LLMWarning, OpenAIJudge, OpenAINamer
 from ._breaker import CircuitBreaker, LLMUnavailableError
 from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
 from ._pruning import HeuristicPruner, LLMPruner
+from ._pii import Redactor
 from ._vllm import VLLMJudge, VLLMNamer
 from ._voting import CrowdJudge, RepeatedJudge
 from ._intents import build_intents
@@ -70,6 +71,7 @@ __all__ = [
     "CrowdJudge",
     "HeuristicPruner",
     "LLMPruner",
+    "Redactor",
     "LLMStats",
     "LLMWarning",
     "CircuitBreaker",
