@@ -57,11 +57,6 @@ def _position(rec: Record, data: dict) -> str:
 def read_tally(settings: Settings, *, timeout: float = 60.0) -> Tally:
     """Read the assignment, buffer, DLQ and update topics to the end and account."""
     tally = Tally()
-    for rec in read_topic(settings, settings.topic_updates, timeout=timeout):
-        if isinstance(rec.data, dict) and "intent_id" in rec.data:
-            tally.intents[rec.data["intent_id"]] = rec.data
-            if rec.data.get("status") == "created":
-                tally.created[rec.data["intent_id"]] += 1
     for rec in read_topic(settings, settings.topic_assignments, timeout=timeout):
         if isinstance(rec.data, dict) and "utterance_id" in rec.data:
             tally.assignment_records += 1
@@ -80,6 +75,13 @@ def read_tally(settings: Settings, *, timeout: float = 60.0) -> Tally:
             tally.aged_out.add(data["utterance_id"])
         else:
             tally.rejected[_position(rec, data)] = reason
+    # Updates last: the worker publishes an intent's update before its assignments, so
+    # every assignment read above has its intent on the updates topic by now.
+    for rec in read_topic(settings, settings.topic_updates, timeout=timeout):
+        if isinstance(rec.data, dict) and "intent_id" in rec.data:
+            tally.intents[rec.data["intent_id"]] = rec.data
+            if rec.data.get("status") == "created":
+                tally.created[rec.data["intent_id"]] += 1
     tally.buffered = {u for u, alive in live.items() if alive and u not in tally.assigned}
     tally.aged_out -= set(tally.assigned)
     return tally
