@@ -12,6 +12,9 @@ Answers are constrained where the server allows it (vLLM >= 0.12 ``structured_ou
 (:mod:`._prompts`). A server that rejects the constraint or logprobs with HTTP 400 is
 asked again without them once, and the endpoint is remembered for the rest of the process.
 
+With a ``redactor`` (:class:`~._pii.Redactor`), every utterance is redacted just before
+it is put in a prompt, so no phone number, card or ID leaves the process.
+
 The async work runs on a private event loop in a daemon thread owned by each object, so
 the sync ``judge``/``name`` are safe to call from plain code and from inside a running
 loop (the service should still call them through ``asyncio.to_thread``, or await
@@ -41,6 +44,7 @@ from typing import Any
 
 from ._accounting import LLMStats, OnCall
 from ._breaker import CircuitBreaker, LLMUnavailableError
+from ._pii import Redactor, redact_view
 from ._base import ClusterView, Judge, Namer, Verdict
 from ._prompts import (
     PromptedMixin,
@@ -111,7 +115,8 @@ class _OpenAIBackend(PromptedMixin):
                  prompt_dir: str | None = None, structured: bool | str = True,
                  invalid_retries: int = 2, on_call: OnCall | None = None,
                  temperature: float = 0.0, cache_dir: str | None = None,
-                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0) -> None:
+                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0,
+                 redactor: Redactor | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.api_key = api_key
@@ -127,6 +132,7 @@ class _OpenAIBackend(PromptedMixin):
         self.cache_dir = cache_dir
         self.breaker_failures = breaker_failures
         self.breaker_reset_seconds = breaker_reset_seconds
+        self.redactor = redactor
 
     # --- lazily built private state (``__init__`` only stores parameters) ---------------
 
@@ -420,20 +426,22 @@ class OpenAIJudge(_OpenAIBackend, Judge):
                  prompt_dir: str | None = None, structured: bool | str = True,
                  logprobs: bool = True, invalid_retries: int = 2, on_call: OnCall | None = None,
                  temperature: float = 0.0, cache_dir: str | None = None,
-                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0) -> None:
+                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0,
+                 redactor: Redactor | None = None) -> None:
         super().__init__(base_url, model, api_key=api_key, timeout=timeout,
                          max_retries=max_retries, concurrency=concurrency, language=language,
                          prompt_dir=prompt_dir, structured=structured,
                          invalid_retries=invalid_retries, on_call=on_call,
                          temperature=temperature, cache_dir=cache_dir,
                          breaker_failures=breaker_failures,
-                         breaker_reset_seconds=breaker_reset_seconds)
+                         breaker_reset_seconds=breaker_reset_seconds, redactor=redactor)
         self.logprobs = logprobs
 
     async def _judge_all(self, views: Sequence[ClusterView]) -> list[Verdict]:
         template = self._template("judge", views)
         results = _raise_first(await asyncio.gather(*[
-            self._ask("judge", judge_messages(template, v), parse_verdict, v.repetition)
+            self._ask("judge", judge_messages(template, redact_view(self.redactor, v)),
+                      parse_verdict, v.repetition)
             for v in views], return_exceptions=True))
         return [Verdict(good=None, confidence=None, backend=self.backend) if r is None
                 else Verdict(good=bool(r[0]), confidence=r[1], backend=self.backend)
@@ -467,7 +475,8 @@ class OpenAINamer(_OpenAIBackend, Namer):
     async def _name_all(self, views: Sequence[ClusterView]) -> list[str]:
         template = self._template("name", views)
         results = _raise_first(await asyncio.gather(*[
-            self._ask("name", name_messages(template, v), parse_label, v.repetition)
+            self._ask("name", name_messages(template, redact_view(self.redactor, v)),
+                      parse_label, v.repetition)
             for v in views], return_exceptions=True))
         return ["" if r is None else r[0] for r in results]
 

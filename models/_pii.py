@@ -39,7 +39,10 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
+
+from ._base import ClusterView
 
 #: Every entity :class:`Redactor` knows; the default set is the first four.
 ENTITIES = ("PHONE", "EMAIL", "CARD", "CN_ID", "IBAN", "IP", "US_SSN")
@@ -325,6 +328,13 @@ class Redactor:
                 if k not in ("_analyzer", "_anonymizer", "_lock", "_stats")}
 
 
-def redact_texts(redactor: Redactor | None, texts: Sequence[str]) -> tuple[str, ...]:
-    """``texts`` redacted by ``redactor``, unchanged when it is None (for the LLM backends)."""
-    return tuple(texts) if redactor is None else tuple(redactor.redact_many(texts))
+def redact_view(redactor: Redactor | None, view: ClusterView) -> ClusterView:
+    """``view`` with its sampled texts (and union parts) redacted; unchanged without a redactor.
+
+    The LLM backends call this on every view just before building a prompt, so only the
+    prompt sees redacted text: cache keys and members stay those of the real cluster.
+    """
+    if redactor is None:
+        return view
+    return replace(view, texts=tuple(redactor.redact_many(view.texts)),
+                   parts=tuple(tuple(redactor.redact_many(p)) for p in view.parts))

@@ -7,7 +7,8 @@ structured outputs (``StructuredOutputsParams`` since 0.12; the older
 with the same strict parsers and prompts as the HTTP backend (:mod:`._prompts`).
 vLLM is imported on first use only, like BERTopic's optional backends, so
 ``dialin.models`` imports on machines without it; constructing a backend without vLLM
-installed raises ``ModuleNotFoundError`` naming the extra. Judge and namer on the same
+installed raises ``ModuleNotFoundError`` naming the extra. With a ``redactor``, utterances are
+redacted before they are put in a prompt, as in the HTTP backend. Judge and namer on the same
 model share one engine.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from ._accounting import LLMStats, OnCall
 from ._base import ClusterView, Judge, Namer, Verdict
 from ._openai import RETRY_TEMPERATURE, MAX_TOKENS
+from ._pii import Redactor, redact_view
 from ._prompts import (
     PromptedMixin,
     judge_messages,
@@ -107,7 +109,8 @@ class _VLLMBackend(PromptedMixin):
 
     def __init__(self, model: str, language: str = "auto", prompt_dir: str | None = None,
                  structured: bool = True, invalid_retries: int = 2, temperature: float = 0.0,
-                 on_call: OnCall | None = None, llm_kwargs: dict | None = None) -> None:
+                 on_call: OnCall | None = None, llm_kwargs: dict | None = None,
+                 redactor: Redactor | None = None) -> None:
         _check_vllm()  # the one check done early: a missing extra is a setup error
         self.model = model
         self.language = language
@@ -117,6 +120,7 @@ class _VLLMBackend(PromptedMixin):
         self.temperature = temperature
         self.on_call = on_call
         self.llm_kwargs = llm_kwargs
+        self.redactor = redactor
 
     logprobs = False
 
@@ -199,10 +203,10 @@ class VLLMJudge(_VLLMBackend, Judge):
     def __init__(self, model: str, language: str = "auto", prompt_dir: str | None = None,
                  structured: bool = True, logprobs: bool = True, invalid_retries: int = 2,
                  temperature: float = 0.0, on_call: OnCall | None = None,
-                 llm_kwargs: dict | None = None) -> None:
+                 llm_kwargs: dict | None = None, redactor: Redactor | None = None) -> None:
         super().__init__(model, language=language, prompt_dir=prompt_dir, structured=structured,
                          invalid_retries=invalid_retries, temperature=temperature,
-                         on_call=on_call, llm_kwargs=llm_kwargs)
+                         on_call=on_call, llm_kwargs=llm_kwargs, redactor=redactor)
         self.logprobs = logprobs
 
     def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
@@ -210,7 +214,8 @@ class VLLMJudge(_VLLMBackend, Judge):
         if not views:
             return []
         template = self._template("judge", views)
-        results = self._ask_all([judge_messages(template, v) for v in views],
+        redacted = [redact_view(self.redactor, v) for v in views]
+        results = self._ask_all([judge_messages(template, v) for v in redacted],
                                 [v.repetition for v in views], parse_verdict)
         return [Verdict(good=None, backend=self.backend) if r is None
                 else Verdict(good=bool(r[0]), confidence=r[1], backend=self.backend)
@@ -228,6 +233,7 @@ class VLLMNamer(_VLLMBackend, Namer):
         if not views:
             return []
         template = self._template("name", views)
-        results = self._ask_all([name_messages(template, v) for v in views],
+        redacted = [redact_view(self.redactor, v) for v in views]
+        results = self._ask_all([name_messages(template, v) for v in redacted],
                                 [v.repetition for v in views], parse_label)
         return ["" if r is None else r[0] for r in results]
