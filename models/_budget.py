@@ -40,6 +40,7 @@ from ._clusterers import cluster
 from ._intents import build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._sampling import make_union_view, make_view
+from ._threads import single_threaded
 
 
 class BudgetITLClustering(ClusterMixin, BaseEstimator):
@@ -97,6 +98,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
+    @single_threaded
     def fit(self, X: np.ndarray, texts: Sequence[str] | None = None, y=None) -> "BudgetITLClustering":
         X = _check_X(X)
         n = X.shape[0]

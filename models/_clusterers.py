@@ -14,10 +14,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._threads import single_threaded
+
 CLUSTERERS = ("kmeans", "agglomerative", "gmm")
 _GMM_MAX_DIM = 50
 
 
+@single_threaded
 def cluster(X: np.ndarray, n_clusters: int, method: str = "kmeans",
             random_state: int | np.random.RandomState | None = None) -> np.ndarray:
     """Partition the rows of ``X`` into ``n_clusters`` (clipped to ``[1, n]``).

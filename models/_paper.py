@@ -51,6 +51,7 @@ from ._intents import build_intents, check_embeddings, placeholder_texts
 from ._ledger import JudgeLedger
 from ._merge import merge_by_label
 from ._sampling import make_union_view, make_view
+from ._threads import single_threaded
 
 SELECTIONS = ("coverage", "ratio")
 METHODS = ("agglomerative", "kmeans", "gmm")
@@ -374,6 +375,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         return groups, verdicts
 
     # -- fit --------------------------------------------------------------------------
+    @single_threaded
     def fit(self, X, texts: Sequence[str] | None = None, y=None, *, cache: dict | None = None):
         """Cluster the rows of ``X`` (unit-length embeddings; ``texts`` are what the judge reads).
 

@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from ._base import ClusterView, Judge, Verdict
 from ._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
 from ._intents import check_embeddings, placeholder_texts
+from ._threads import single_threaded
 
 CUSTOMER = "customer"
 AGENT = "agent"
@@ -155,6 +156,7 @@ class RoleAwareClustering(ClusterMixin, BaseEstimator):
         self.role_classifier = role_classifier
         self.random_state = random_state
 
+    @single_threaded
     def fit(self, X, texts: Sequence[str] | None = None, y=None,
             roles: Sequence[str | None] | None = None):
         """Fit per role; ``roles`` (customer/agent/None per row) or None to infer them."""
