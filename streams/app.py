@@ -144,22 +144,42 @@ class LagProbe:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._consumer = None
+        self.committed: dict[tuple[str, int], int] = {}
+
+    async def _client(self):
+        from aiokafka import AIOKafkaConsumer
+
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.settings.app_id,
+                enable_auto_commit=False, **security_kwargs(self.settings, "aiokafka"))
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def reachable(self, timeout: float = 5.0) -> bool:
+        """True when a broker answers a metadata request within ``timeout`` seconds."""
+        try:
+            consumer = await asyncio.wait_for(self._client(), timeout)
+            return bool(await asyncio.wait_for(consumer._client.force_metadata_update(),  # noqa: SLF001
+                                               timeout))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - unreachable is the answer, not an error
+            return False
 
     async def measure(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         tps = [TopicPartition(t, p) for t, p in partitions]
         if not tps:
             return {}
-        if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.settings.app_id,
-                enable_auto_commit=False, **security_kwargs(self.settings, "aiokafka"))
-            await self._consumer.start()
-        ends = await self._consumer.end_offsets(tps)
+        consumer = await self._client()
+        ends = await consumer.end_offsets(tps)
         out = {}
         for tp in tps:
-            committed = await self._consumer.committed(tp) or 0
+            committed = await consumer.committed(tp) or 0
+            self.committed[(tp.topic, tp.partition)] = committed
             out[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
         return out
 

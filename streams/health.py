@@ -3,7 +3,9 @@
 Liveness answers from the event loop alone, never asking Kafka or the LLM: an
 outage of either must not turn into a restart storm. Readiness is the worker's own
 word: connected to Kafka with the catalog read back (and, once SIGTERM arrives,
-false again so the load balancer drains it first). Nothing here carries utterance
+false again so the load balancer drains it first). ``kafka`` is re-checked every few
+seconds by the worker (a metadata request), so readiness also drops when the brokers
+go away after start and comes back when they return. Nothing here carries utterance
 text: the metrics' labels are outcomes, phases and partitions only.
 
 Library: aiohttp (already a faust dependency), prometheus-client.
@@ -11,7 +13,7 @@ Library: aiohttp (already a faust dependency), prometheus-client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,6 +35,29 @@ class Readiness:
 
     def publish(self) -> None:
         metrics.READY.set(1 if self.ready else 0)
+
+
+@dataclass
+class StallDetector:
+    """Flags a partition whose committed offset stays put while its lag does not shrink.
+
+    Lag alone cannot tell a busy consumer from a stuck one; a committed offset that has
+    not moved for ``stall_seconds`` while there is work (lag > 0, not lower than at the
+    last progress) can. Pure bookkeeping: the worker feeds it what :class:`LagProbe`
+    measured and exports the answer as ``dialin_consumer_stalled``.
+    """
+
+    stall_seconds: float
+    _last: dict = field(default_factory=dict)  # partition -> (committed, lag, since)
+
+    def observe(self, partition, committed: int, lag: int, now: float) -> bool:
+        """Record one measurement; True when ``partition`` is stalled now."""
+        prev = self._last.get(partition)
+        if prev is None or committed != prev[0] or lag == 0:
+            self._last[partition] = (committed, lag, now)
+            return False
+        _, lag_then, since = prev
+        return lag >= lag_then and now - since >= self.stall_seconds
 
 
 class HealthServer:

@@ -11,6 +11,7 @@ aiokafka an ``ssl.SSLContext``, kafka-python file paths.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from typing import Any, Literal
 
@@ -89,3 +90,30 @@ def security_kwargs(settings: Settings, client: Client) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown Kafka client {client!r}")
     return out
+
+
+def check_tls(settings: Settings, timeout: float = 5.0) -> None:
+    """Fail early, in one line, when the brokers' TLS certificate is not trusted.
+
+    Kafka clients only say "unable to bootstrap" after their timeout when the handshake
+    fails; one handshake with the same context here names the cause instead. An
+    unreachable host is left to the client (it has its own retries and message).
+    """
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return
+    ctx = ssl_context(settings)
+    for hostport in (h.strip() for h in settings.kafka_bootstrap.split(",") if h.strip()):
+        host, _, port = hostport.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout) as sock, \
+                    ctx.wrap_socket(sock, server_hostname=host):
+                return
+        except ssl.SSLCertVerificationError as exc:
+            raise KafkaConfigError(
+                f"Kafka at {hostport}: TLS certificate not trusted ({exc.verify_message}); set "
+                "DIALIN_KAFKA_SSL_CAFILE to the CA that signed the brokers' certificate") from None
+        except ssl.SSLError as exc:
+            raise KafkaConfigError(f"Kafka at {hostport}: TLS handshake failed ({exc.reason or exc}); "
+                                   "is this a TLS listener?") from None
+        except (OSError, ValueError):
+            continue

@@ -74,6 +74,11 @@ CONSUMER_LAG = Gauge(
     "dialin_consumer_lag", "End offset minus committed offset, per partition.",
     ["topic", "partition"], registry=REGISTRY,
 )
+CONSUMER_STALLED = Gauge(
+    "dialin_consumer_stalled",
+    "1 while a partition has lag but its committed offset has not moved for 3 lag intervals.",
+    ["topic", "partition"], registry=REGISTRY,
+)
 READY = Gauge(
     "dialin_ready", "1 when the worker is connected to Kafka and its catalog is loaded.",
     registry=REGISTRY,

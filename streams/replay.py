@@ -87,8 +87,9 @@ def make_producer(settings: Settings, **overrides):
     """A kafka-python producer for ``settings.kafka_bootstrap`` with the project's security."""
     from kafka import KafkaProducer
 
-    from .kafka_config import security_kwargs
+    from .kafka_config import check_tls, security_kwargs
 
+    check_tls(settings)
     config = dict(bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=5,
                   max_request_size=MAX_REQUEST_BYTES, retries=5, bootstrap_timeout_ms=10000)
     config.update(security_kwargs(settings, "kafka-python"))

@@ -54,8 +54,9 @@ def make_consumer(settings: Settings, **overrides):
     """A group-less kafka-python consumer with the project's security settings."""
     from kafka import KafkaConsumer
 
-    from .kafka_config import security_kwargs
+    from .kafka_config import check_tls, security_kwargs
 
+    check_tls(settings)
     config = dict(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
                   enable_auto_commit=False, auto_offset_reset="earliest", bootstrap_timeout_ms=10000)
     config.update(security_kwargs(settings, "kafka-python"))

@@ -18,6 +18,7 @@ hash of the fitted state) and refuses another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,11 +33,14 @@ from . import metrics
 from .app import LagProbe, Publisher, create_app as create_bare_app, ensure_topics
 from .buffer import BufferStore, TopicFollower
 from .discovery import Discovery
-from .health import HealthServer, Readiness
+from .health import HealthServer, Readiness, StallDetector
 from .ingest import Ingestor, register_ingest
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: How often readiness re-checks that a Kafka broker answers (seconds).
+KAFKA_PROBE_SECONDS = 2.0
 
 
 class WorkerConfigError(ValueError):
@@ -153,14 +157,24 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
     async def discovery_tick() -> None:
         if not parts.catalog_ready.is_set():
             return
-        if not leader_state["started"]:
-            await buffer_reader.start()
-            await buffer_reader.caught_up.wait()
-            await parts.discovery.republish()
-            leader_state["started"] = True
-        await parts.discovery.tick()
+        try:
+            if not leader_state["started"]:
+                await buffer_reader.start()
+                await buffer_reader.caught_up.wait()
+                await parts.discovery.republish()
+                leader_state["started"] = True
+            await parts.discovery.tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an exception in a faust timer crashes the app
+            log.warning("discovery tick failed, retried at the next tick: %s: %s",
+                        type(exc).__name__, exc)
+            if not leader_state["started"]:
+                with contextlib.suppress(Exception):
+                    await buffer_reader.stop()
 
     lag_probe = LagProbe(settings)
+    stalls = StallDetector(stall_seconds=3 * settings.lag_interval_seconds)
 
     @app.timer(settings.lag_interval_seconds)
     async def export_lag() -> None:
@@ -173,8 +187,25 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
         except Exception as exc:  # noqa: BLE001 - a probe failure must not stop the worker
             log.warning("consumer lag probe failed: %s", exc)
             return
+        now = asyncio.get_running_loop().time()
         for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+            stalled = stalls.observe((topic, partition), lag_probe.committed[(topic, partition)], lag, now)
+            metrics.CONSUMER_STALLED.labels(topic, str(partition)).set(int(stalled))
+            if stalled:
+                log.warning("consumer stalled on %s/%s: lag %d, no committed progress", topic,
+                            partition, lag)
+
+    @app.timer(KAFKA_PROBE_SECONDS)
+    async def probe_kafka() -> None:
+        """Readiness follows Kafka after start too (it was only set once, at start)."""
+        if not parts.catalog_ready.is_set() or readiness.stopping:
+            return
+        up = await lag_probe.reachable()
+        if up != readiness.kafka:
+            log.warning("Kafka %s", "reachable again" if up else "unreachable: not ready")
+            readiness.kafka = up
+            readiness.publish()
 
     @app.on_before_shutdown.connect
     async def _stop_readers(app_, **kwargs) -> None:
@@ -209,6 +240,9 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     """Run one worker in the foreground until SIGTERM/SIGINT; its exit code."""
+    from .kafka_config import check_tls
+
+    check_tls(settings)  # an untrusted certificate is a one-line error, not a crash loop
     app = create_app(settings)
     worker = _Worker(app, loglevel=loglevel, quiet=True)
     try:
