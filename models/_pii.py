@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -235,14 +235,17 @@ class Redactor:
     ``normalise_spoken_digits``: read digit words before detection (see
     :func:`normalise_digits`). Presidio is built on first use, so constructing a Redactor
     is free; ``stats`` counts replacements by entity since construction (thread-safe),
-    for the service to export.
+    and ``on_redact(entity, n)``, when given, hears of each text's replacements as they
+    happen (the service counts them in a metric; ``dialin.models`` imports no Prometheus).
     """
 
     def __init__(self, entities: Sequence[str] = DEFAULT_ENTITIES, language: str = "auto",
-                 normalise_spoken_digits: bool = True) -> None:
+                 normalise_spoken_digits: bool = True,
+                 on_redact: Callable[[str, int], None] | None = None) -> None:
         self.entities = entities
         self.language = language
         self.normalise_spoken_digits = normalise_spoken_digits
+        self.on_redact = on_redact
 
     @property
     def stats(self) -> Counter:
@@ -314,8 +317,12 @@ class Redactor:
                   for r in found]
         operators = {e: OperatorConfig("replace", {"new_value": token(e)}) for e in self._entities}
         result = anonymizer.anonymize(text=text, analyzer_results=mapped, operators=operators)
+        counts = Counter(item.entity_type for item in result.items)
         with self._guard():
-            self._stats.update(item.entity_type for item in result.items)
+            self._stats.update(counts)
+        if self.on_redact is not None:
+            for entity, n in counts.items():
+                self.on_redact(entity, n)
         return result.text
 
     def redact_many(self, texts: Iterable[str]) -> list[str]:

@@ -453,6 +453,9 @@ def discover(
 
         table = load_table(input, text_field, role_field=role_field, id_field=id_field)
         backends = _backends(settings)
+        from .factory import build_redactor
+
+        build_redactor(settings)  # a bad DIALIN_PII_ENTITIES fails before the slow work
         X, emb = _embed(settings, table.texts)
         result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
                           prune=_value(prune))
@@ -488,7 +491,13 @@ def intent_id(row_ids: Sequence[Any], role: str | None) -> str:
 
 
 def intents_document(table, result: dict, settings, embedder_name: str, seconds: float) -> dict:
-    """The ``discover`` output: run metadata, the iteration log, intents largest first."""
+    """The ``discover`` output: run metadata, the iteration log, intents largest first.
+
+    Examples are PII-redacted unless ``settings.pii_redaction`` is off.
+    """
+    from .factory import build_redactor
+
+    redactor = build_redactor(settings)
     n = len(table)
     intents = sorted(result["intents"], key=lambda it: (-it.size, it.intent_id))
     records = []
@@ -504,7 +513,8 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
             "size": it.size,
             "share": round(it.size / n, 4),
             "rows": rows,
-            "examples": list(it.examples[:10]),
+            "examples": (redactor.redact_many(it.examples[:10]) if redactor is not None
+                         else list(it.examples[:10])),
             "verdict": None if verdict is None or verdict.good is None
             else ("Good" if verdict.good else "Bad"),
             "confidence": None if verdict is None else verdict.confidence,

@@ -11,7 +11,8 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    entries since the last run, or its oldest entry is older than
    ``discovery_max_age_seconds``, the engine's estimator is fitted per role in a
    worker thread on the buffered embeddings;
-4. **publish**, in an order that makes a crash at any point safe to repeat: catalog
+4. **publish** (examples PII-redacted first, see :func:`~dialin.streams.factory.build_redactor`),
+   in an order that makes a crash at any point safe to repeat: catalog
    records (``dialin-catalog``, durable, with centroids) -> intent updates -> member
    assignments -> buffer tombstones. Each step waits for the broker's acks. A
    restarted leader republishes the catalog's current updates (same key, same
@@ -31,6 +32,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -191,10 +193,21 @@ class Discovery:
                     continue
                 members = rows[np.asarray(intent.members, dtype=int)]
                 if len(members) >= min_size:
-                    found.append((members, intent))
+                    found.append((members, self._redacted(intent, entries, members)))
             for phase, n in (getattr(est, "calls_by_phase_", None) or {}).items():
                 metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
         return found
+
+    def _redacted(self, intent, entries: list[BufferEntry], members) -> Any:
+        """``intent`` with the examples it will be published with, PII redacted (in the
+        fit's thread: redaction is CPU work that must not hold the event loop)."""
+        from .factory import build_redactor
+
+        examples = list(intent.examples) or [entries[i].text for i in members[:10]]
+        redactor = build_redactor(self.settings)
+        if redactor is not None:
+            examples = redactor.redact_many(examples)
+        return replace(intent, examples=tuple(examples))
 
     async def discover(self, entries: list[BufferEntry], X: np.ndarray) -> dict[str, int]:
         """Fit, upsert into the catalog, publish; returns counts by status and assigned."""

@@ -14,6 +14,7 @@ line that names the option and the environment variable to fix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -142,6 +143,34 @@ def build_pruner(settings: Settings, kind: str | None) -> Any:
     raise SettingsError(f"invalid --prune {kind!r}: choose one of {', '.join(PRUNERS)}")
 
 
+def build_redactor(settings: Settings) -> Any:
+    """The PII redactor for every text that leaves the process (LLM prompts, published
+    examples), or None when ``pii_redaction`` is off. One per process and entity list, so
+    the LLM backends and the publishers share its engines; what it replaces is counted in
+    ``dialin_pii_redactions_total{entity}``. Built (and checked) here, so a bad entity
+    name fails at start with a one-line error."""
+    if not settings.pii_redaction:
+        return None
+    return _shared_redactor(tuple(settings.pii_entities))
+
+
+@lru_cache(maxsize=4)
+def _shared_redactor(entities: tuple[str, ...]) -> Any:
+    from dialin.models import Redactor
+
+    from . import metrics
+
+    def count(entity: str, n: int) -> None:
+        metrics.PII_REDACTIONS.labels(entity).inc(n)
+
+    redactor = Redactor(entities=entities, on_redact=count)
+    try:
+        redactor.redact("")  # validates the parameters and builds the engines once
+    except ValueError as exc:
+        raise SettingsError(f"invalid DIALIN_PII_ENTITIES: {_first_line(exc)}") from None
+    return redactor
+
+
 def pruner_of(estimator: Any) -> Any:
     """The pruner inside a built strategy (through a role-aware wrapper), or None."""
     params = estimator.get_params(deep=False)
@@ -225,7 +254,7 @@ def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
         return cls(base_url=settings.llm_url, model=model,
                    api_key=settings.llm_api_key.get_secret_value(),
                    timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
-                   concurrency=settings.llm_concurrency)
+                   concurrency=settings.llm_concurrency, redactor=build_redactor(settings))
     if kind == "vllm":
         if not settings.llm_model:
             raise SettingsError(f"--{role} vllm needs a model: set --llm-model or DIALIN_LLM_MODEL")
@@ -233,7 +262,7 @@ def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
 
         cls = VLLMJudge if role == "judge" else VLLMNamer
         try:
-            return cls(model=settings.llm_model)
+            return cls(model=settings.llm_model, redactor=build_redactor(settings))
         except ImportError as exc:
             raise SettingsError(f"--{role} vllm: {_first_line(exc)}") from None
     raise SettingsError(f"unknown {role} backend {kind!r}")

@@ -83,3 +83,8 @@ READY = Gauge(
     "dialin_ready", "1 when the worker is connected to Kafka and its catalog is loaded.",
     registry=REGISTRY,
 )
+PII_REDACTIONS = Counter(
+    "dialin_pii_redactions", "PII values replaced before text left the process (LLM prompts, "
+    "published examples), by entity (PHONE, EMAIL, CARD, CN_ID, ...).",
+    ["entity"], registry=REGISTRY,
+)

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move")
     lag_interval_seconds: float = Field(10.0, gt=0, description="how often consumer lag is exported")
+    # --- PII (appended by the redaction work, issue 7) ------------------------------
+    pii_redaction: bool = Field(
+        True, description="redact PII from utterances sent to an LLM and from published examples")
+    pii_entities: list[str] = Field(
+        ["PHONE", "EMAIL", "CARD", "CN_ID"],
+        description='what to redact, a JSON list (DIALIN_PII_ENTITIES=\'["PHONE","EMAIL"]\'); '
+                    "also IBAN, IP, US_SSN")
 
 
 @lru_cache(maxsize=1)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from dataclasses import replace
 
 import pytest
 from openai_server import llm_server, utterance_groups  # noqa: F401 (fixture)
+from test_cli_evaluate import clean_settings  # noqa: F401 (fixture)
 from stdnum import luhn
 from stdnum.cn import ric
 
@@ -190,3 +192,70 @@ def test_without_a_redactor_the_same_requests_do_leak(llm_server):  # noqa: F811
     with OpenAIJudge(llm_server.url, "test-model") as judge:
         judge.judge([ClusterView(members=(0, 1, 2, 3), texts=CLUSTER)])
     assert len(_bodies_leak(llm_server.chat_requests())) >= 4
+
+
+# --- the service: settings, factory, published examples, the metric -------------------
+
+def test_the_factory_shares_one_redactor_and_gives_it_to_llm_backends(llm_server):  # noqa: F811
+    from dialin.streams.factory import SettingsError, build_judge, build_namer, build_redactor
+    from dialin.streams.settings import Settings
+
+    settings = Settings(judge="openai", namer="openai", llm_url=llm_server.url, llm_model="m")
+    judge, namer = build_judge(settings), build_namer(settings)
+    assert isinstance(judge.redactor, Redactor) and judge.redactor is namer.redactor
+    assert build_redactor(settings.model_copy(update={"pii_redaction": False})) is None
+    assert build_judge(settings.model_copy(update={"pii_redaction": False})).redactor is None
+    with pytest.raises(SettingsError, match="DIALIN_PII_ENTITIES.*PASSPORT"):
+        build_redactor(settings.model_copy(update={"pii_entities": ["PHONE", "PASSPORT"]}))
+
+
+def _published_examples(**overrides) -> list[str]:
+    import asyncio
+    import time
+
+    from test_worker import DirectionEstimator, fill, make_discovery
+
+    class Chatty(DirectionEstimator):
+        def fit(self, X, texts=None):
+            super().fit(X, texts)
+            self.intents_ = [replace(it, examples=CLUSTER) for it in self.intents_]
+            return self
+
+    disco, pub = make_discovery(Chatty(), **overrides)
+    fill(disco.buffer, [0, 1], 10, accepted_at=time.time())
+    asyncio.run(disco.tick())
+    return [t for _, u in pub.on(disco.settings.topic_updates) for t in u["examples"]]
+
+
+def test_discovery_publishes_redacted_examples_and_counts_them():
+    from dialin.streams import metrics
+
+    before = metrics.PII_REDACTIONS.labels("PHONE")._value.get()
+    examples = _published_examples()
+    assert len(examples) == 2 * len(CLUSTER)
+    assert _bodies_leak([{"examples": examples}]) == []
+    assert "我的手机号是<PHONE>，卡丢了" in examples
+    assert metrics.PII_REDACTIONS.labels("PHONE")._value.get() - before == 2
+    # Switched off, the same run publishes the numbers: the check above can fail.
+    assert _bodies_leak([{"examples": _published_examples(pii_redaction=False)}])
+
+
+def test_discover_writes_redacted_examples(tmp_path, clean_settings):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from dialin.streams.cli import app
+
+    rows = ["text"] + [f"my card {c} was declined at the shop" for c in
+                       ("4111 1111 1111 1111", "5500 0055 5555 5559", "3782 822463 10005")] * 8 \
+        + [f"please call me back on {p} about my refund" for p in
+           ("(415) 555-2671", "020 7946 0018", "+86 138 1234 5678")] * 8
+    path = tmp_path / "calls.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "intents.json"
+    result = CliRunner().invoke(app, ["discover", str(path), "--text-field", "text",
+                                      "--embedder", "lsa", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    examples = [t for it in json.loads(out.read_text("utf-8"))["intents"] for t in it["examples"]]
+    assert examples and not any(n in t for t in examples
+                                for n in ("4111", "5500", "3782", "555-2671", "7946", "1234 5678"))
+    assert any("<CARD>" in t for t in examples) and any("<PHONE>" in t for t in examples)

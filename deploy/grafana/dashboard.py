@@ -171,6 +171,12 @@ def build() -> dashboard.Dashboard:
             (f"sum by (task, kind) (rate(dialin_llm_tokens_total[{RATE}]))", "{{task}} {{kind}}"),
             span=24,
         ))
+        .with_panel(_series(
+            "PII redactions by entity", "Values replaced before text left the process "
+            "(LLM prompts, published intent examples).", "short",
+            (f"sum by (entity) (increase(dialin_pii_redactions_total[{RATE}]))", "{{entity}}"),
+            span=24,
+        ))
         .with_row(dashboard.Row("Intents"))
         .with_panel(_series(
             "Intents over time", "Size of the intent catalog.", "short",
