@@ -79,6 +79,7 @@ def estimator_builder(settings: Settings) -> Callable[[], Any]:
     judge = factory.build_judge(settings)
     namer = factory.build_namer(settings)
     factory.build_estimator(settings, judge, namer)  # fail at start, not at the first run
+    factory.build_redactor(settings)  # a bad DIALIN_PII_ENTITIES too (and warms it up)
     return lambda: factory.build_estimator(settings, judge, namer)
 
 
