@@ -236,6 +236,7 @@ def test_a_stalled_llm_never_stalls_ingestion(workers, kafka_settings, llm_serve
         release.set()  # the LLM now answers 500: the run fails, the breaker opens
     wait_for(lambda: metric(worker.metrics(), "dialin_discovery_runs_total", result="failed") >= 1,
              120, message="the failed discovery run to be counted")
+    wait_for(lambda: metric(worker.metrics(), "dialin_buffer_utterances") == 140, 60,
+             message="the buffer gauge after the failed run")  # nothing lost, nothing assigned
     samples = worker.metrics()
-    assert metric(samples, "dialin_buffer_utterances") == 140  # nothing lost, nothing assigned
     assert metric(samples, "dialin_discovery_runs_total", result="ok") == 0
