@@ -28,6 +28,9 @@ class ClusterView:
     of two groups, ``parts`` holds the sample of each side so a prompt can show both.
     ``repetition`` distinguishes the t repeated evaluations of the paper's §6.4.1: the
     same cluster asked twice on purpose is two questions, asked twice by accident is one.
+    ``split`` marks a union question: ``members[:split]`` is side A and
+    ``members[split:]`` side B (0 means one cluster), so a judge that looks at the
+    members can weigh the two sides against each other.
     """
 
     members: tuple[int, ...]
@@ -35,6 +38,7 @@ class ClusterView:
     parts: tuple[tuple[str, ...], ...] = ()
     role: str | None = None
     repetition: int = 0
+    split: int = 0
     embeddings: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property

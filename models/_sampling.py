@@ -103,13 +103,15 @@ def make_union_view(members_a: Sequence[int], members_b: Sequence[int], texts: S
     """The view of two clusters asked as one ("is their union coherent?").
 
     ``parts`` keeps each side's sample apart so a prompt can show both groups;
-    ``texts`` is both samples in order and ``members`` is ``a`` then ``b``.
+    ``texts`` is both samples in order and ``members`` is ``a`` then ``b``, with
+    ``split`` the size of ``a``.
     """
     gen = np.random.default_rng(rng)
     a = sample_members(members_a, X, size=per_side, method=method, rng=gen)
     b = sample_members(members_b, X, size=per_side, method=method, rng=gen)
     part_a = tuple(texts[int(i)] for i in a)
     part_b = tuple(texts[int(i)] for i in b)
-    members = tuple(int(i) for i in _members(members_a)) + tuple(int(i) for i in _members(members_b))
+    side_a = tuple(int(i) for i in _members(members_a))
+    members = side_a + tuple(int(i) for i in _members(members_b))
     return ClusterView(members=members, texts=part_a + part_b, parts=(part_a, part_b),
-                       role=role, repetition=repetition)
+                       role=role, repetition=repetition, split=len(side_a))

@@ -137,3 +137,49 @@ def test_action_lexicons_and_action_of():
         KeywordNamer().name([_view([0])])
     with pytest.raises(ValueError, match="lang"):
         KeywordNamer(lang="fr").prepare(None, ["x"])
+
+
+def test_union_view_marks_its_sides(english_sample, english_lsa):
+    view = make_union_view(range(5), range(5, 12), english_sample.texts, english_lsa, per_side=3)
+    assert view.split == 5 and view.members[: view.split] == tuple(range(5))
+    assert make_view(range(12), english_sample.texts, english_lsa).split == 0
+
+
+@pytest.fixture(scope="module")
+def union_judge(english_sample, english_lsa) -> HeuristicJudge:
+    j = HeuristicJudge(union_quantile=0.5)
+    j.prepare(english_lsa, english_sample.texts)
+    return j
+
+
+def test_union_of_one_intent_links_more_than_two_intents(union_judge, english_sample):
+    labels = np.array(english_sample.labels)
+    intents = sorted(set(english_sample.labels))
+    same, mixed = [], []
+    for i, intent in enumerate(intents):
+        rows = np.flatnonzero(labels == intent)
+        other = np.flatnonzero(labels == intents[(i + 1) % len(intents)])
+        same.append(union_judge._union_score(rows[:15], rows[15:]))
+        mixed.append(union_judge._union_score(rows[:15], other[15:]))
+    assert np.mean(same) > np.mean(mixed) + 0.2
+    assert np.mean(np.array(same) > 0.5) > np.mean(np.array(mixed) > 0.5)
+
+
+def test_union_verdict_depends_on_the_sides(union_judge, english_sample, english_lsa):
+    labels = np.array(english_sample.labels)
+    intents = sorted(set(english_sample.labels))
+    a, b = np.flatnonzero(labels == intents[0]), np.flatnonzero(labels == intents[1])
+    whole = np.concatenate([a, b])
+    split_by_intent = make_union_view(a, b, english_sample.texts, english_lsa)
+    split_in_halves = make_union_view(whole[::2], whole[1::2], english_sample.texts, english_lsa)
+    assert union_judge.cache_key(split_by_intent) != union_judge.cache_key(split_in_halves)
+    swapped = make_union_view(b, a, english_sample.texts, english_lsa)
+    assert union_judge.cache_key(swapped) == union_judge.cache_key(split_by_intent)
+    by_intent, halves = union_judge.judge([split_by_intent, split_in_halves])
+    assert by_intent.good is False and halves.good is True
+    # without union_quantile a union is judged on its members, whatever the split
+    plain = HeuristicJudge()
+    plain.prepare(english_lsa, english_sample.texts)
+    assert plain.judge([split_by_intent]) == plain.judge([split_in_halves])
+    with pytest.raises(ValueError, match="union_quantile"):
+        HeuristicJudge(union_quantile=1.0).prepare(english_lsa, english_sample.texts)
