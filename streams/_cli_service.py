@@ -164,6 +164,8 @@ def demo(
     rate: float = typer.Option(0.0, min=0, help="Events per second; 0 sends as fast as possible."),
     json_out: bool = typer.Option(False, "--json", help="Print only one JSON summary on stdout."),
     log_file: Path | None = typer.Option(None, help="Keep the worker's log here."),
+    embedder: str | None = typer.Option(
+        None, help="Worker embedder (default: DIALIN_EMBEDDER, else lsa fitted on the input's texts)."),
 ) -> None:
     """Start a broker and a worker, replay a sample, print intents as they appear, summarise."""
     import json
@@ -177,7 +179,8 @@ def demo(
     with _tool_errors("the embedded broker"):
         try:
             result = run_demo(input_file, timeout=timeout, rate=rate or None, log=log,
-                              show=log if json_out else typer.echo, log_file=log_file)
+                              show=log if json_out else typer.echo, log_file=log_file,
+                              embedder=embedder)
         except WorkerError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

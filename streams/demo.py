@@ -6,10 +6,17 @@ lines), prints intent updates as the worker publishes them, waits until every ev
 is processed and the discovery timer has had its turn on what is left, then
 summarises from the topics (:mod:`.tally`) and the worker's metrics. Everything runs
 on loopback with a throw-away data folder; nothing outlives the command.
+
+The embedder: the bundled MiniLM is English-only (unrelated Chinese sentences sit at
+cosine ~0.55 in its space, so nearly every Chinese utterance matches the first few
+intents), so unless ``DIALIN_EMBEDDER`` or ``embedder`` says otherwise the demo fits
+the character-n-gram ``lsa`` embedder once on the texts it is about to replay (as
+``dialin discover`` does on its input) and the worker saves and uses that one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -66,25 +73,48 @@ def _wait(cond: Callable[[], bool], deadline: float, worker: WorkerProcess) -> b
 
 
 def _settle(worker: WorkerProcess, settings: Settings, deadline: float, log: Echo) -> bool:
-    """After the last event: give discovery up to two more runs while the buffer can trigger it.
+    """After the last event: let discovery have its turn on what is still buffered.
 
-    A run that was already going when the last event arrived may not have seen it,
-    hence a second run when the buffer is still at or above the trigger size.
+    Up to two rounds (a run already going when the last event arrived may not have
+    seen it): while the buffer (read from its topic) can still trigger a run by size,
+    wait for the next run, or for a quiet spell of three timer intervals in which the
+    worker decides not to run. False only when the deadline cut it short.
     """
-    start_runs = _runs(worker.metrics())
-    for extra in (1, 2):
-        buffered = metric(worker.metrics(), "dialin_buffer_utterances")
+    quiet = 3 * settings.discovery_interval_seconds + 10
+    for _ in range(2):
+        buffered = len(read_tally(settings).buffered)
         if buffered < settings.discovery_min_utterances:
             return True
-        log(f"waiting for discovery on {int(buffered)} buffered utterances ...")
-        if not _wait(lambda e=extra: _runs(worker.metrics()) >= start_runs + e, deadline, worker):
-            return False
+        runs = _runs(worker.metrics())
+        log(f"waiting for discovery on {buffered} buffered utterances ...")
+        until = min(deadline, time.monotonic() + quiet)
+        if not _wait(lambda r=runs: _runs(worker.metrics()) > r, until, worker):
+            return time.monotonic() < deadline  # quiet spell: the worker will not run again
     return True
 
 
+def _fit_file(records: list[tuple[bytes | None, bytes]], folder: Path) -> Path:
+    """The texts of the records that carry one, as JSONL for ``DIALIN_EMBEDDER_FIT_FILE``."""
+    path = folder / "embedder-fit.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for _, value in records:
+            try:
+                event = json.loads(value)
+            except (ValueError, RecursionError):
+                continue
+            text = event.get("text") if isinstance(event, dict) else None
+            if isinstance(text, str) and text.strip():
+                fh.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    return path
+
+
 def run_demo(path: Path | None = None, *, timeout: float = 600.0, rate: float | None = None,
-             log: Echo, show: Echo, log_file: Path | None = None) -> DemoResult:
-    """Run the demo on ``path`` (default: the bundled sample); ``show`` gets each intent line."""
+             log: Echo, show: Echo, log_file: Path | None = None,
+             embedder: str | None = None) -> DemoResult:
+    """Run the demo on ``path`` (default: the bundled sample); ``show`` gets each intent line.
+
+    ``embedder`` (default: ``DIALIN_EMBEDDER``, else ``lsa`` fitted on the file's texts).
+    """
     started = time.monotonic()
     deadline = started + timeout
     path = path or bundled_sample()
@@ -94,12 +124,15 @@ def run_demo(path: Path | None = None, *, timeout: float = 600.0, rate: float | 
         settings = get_settings().model_copy(update={
             "kafka_bootstrap": broker.bootstrap, "kafka_security_protocol": "PLAINTEXT",
             "data_dir": tmp})
-        log(f"broker on {broker.bootstrap}; starting a worker ...")
-        worker = WorkerProcess(
-            {"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
-             "DIALIN_DATA_DIR": str(Path(tmp) / "worker"),
-             "DIALIN_APP_ID": os.environ.get("DIALIN_APP_ID", "dialin-demo")},
-            metrics_port=free_port(), log_path=log_file or Path(tmp) / "worker.log")
+        env = {"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+               "DIALIN_DATA_DIR": str(Path(tmp) / "worker"),
+               "DIALIN_APP_ID": os.environ.get("DIALIN_APP_ID", "dialin-demo"),
+               "DIALIN_EMBEDDER": embedder or os.environ.get("DIALIN_EMBEDDER", "lsa")}
+        if env["DIALIN_EMBEDDER"] == "lsa" and not os.environ.get("DIALIN_EMBEDDER_FIT_FILE"):
+            env["DIALIN_EMBEDDER_FIT_FILE"] = str(_fit_file(records, Path(tmp)))
+        log(f"broker on {broker.bootstrap}; starting a worker (embedder {env['DIALIN_EMBEDDER']}) ...")
+        worker = WorkerProcess(env, metrics_port=free_port(),
+                               log_path=log_file or Path(tmp) / "worker.log")
         stop = threading.Event()
         watcher = threading.Thread(target=_show_updates, args=(settings, stop, show), daemon=True)
         try:
