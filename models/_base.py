@@ -68,6 +68,10 @@ class Judge(ABC):
 
     #: Short backend name reported with every verdict ("heuristic", "oracle", "openai", ...).
     backend: str = "judge"
+    #: Judge calls per utterance a budgeted strategy spends when not told otherwise. LLM
+    #: calls cost money, so 0.3 (paper-level quality, see docs/benchmarks.md); judges
+    #: that cost nothing may ask for more.
+    default_budget: float = 0.3
 
     def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
         """Called once at the start of every ``fit`` with the whole data set.

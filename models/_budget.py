@@ -52,8 +52,9 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         The coherence judge (the paper's LLM_eval).
     namer : Namer or None
         Names the final clusters "Action-Objective"; None leaves ``cluster-<id>``.
-    budget : float
-        Judge calls per utterance for the whole fit (0.3 reaches paper-level quality).
+    budget : float or None
+        Judge calls per utterance for the whole fit (0.3 reaches paper-level quality);
+        None uses the judge's ``default_budget`` (0.3 for LLM judges).
     max_calls : int or None
         Absolute cap on judge calls; the smaller of the two caps wins.
     coarse_size, micro_size : float or None
@@ -73,7 +74,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
     random_state : int, RandomState or None
     """
 
-    def __init__(self, judge: Judge, namer: Namer | None = None, budget: float = 0.3,
+    def __init__(self, judge: Judge, namer: Namer | None = None, budget: float | None = None,
                  max_calls: int | None = None, coarse_size: float = 15.0,
                  micro_size: float | None = None, growth_share: float = 0.85,
                  min_group_size: int = 8, n_neighbors: int = 10, confirm_share: float = 0.15,
@@ -106,19 +107,21 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         texts = given if given is not None else placeholder_texts(n)
         if len(texts) != n:
             raise ValueError(f"texts has {len(texts)} items for {n} rows of X")
-        if self.budget is None or self.budget <= 0:
-            raise ValueError(f"budget must be > 0 calls per utterance, got {self.budget}")
+        budget = self.budget if self.budget is not None else getattr(self.judge, "default_budget", 0.3)
+        if not budget > 0:
+            raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
+        self.budget_ = float(budget)
         started = time.perf_counter()
         self._rng = check_random_state(self.random_state)
         self._X, self._texts = X, texts
-        cap = int(self.budget * n)
+        cap = int(self.budget_ * n)
         if self.max_calls is not None:
             cap = min(cap, int(self.max_calls))
         self._cap = max(cap, 1)
         self._gen = np.random.default_rng(self._rng.randint(2**31 - 1))
         self._ledger = JudgeLedger(self.judge)
         self._verdicts: dict[int, Verdict] = {}
-        self._confirm = self.budget >= 0.75 if self.confirm is None else bool(self.confirm)
+        self._confirm = self.budget_ >= 0.75 if self.confirm is None else bool(self.confirm)
         self.judge.prepare(X, texts)
         self.log_: list[dict] = []
 
@@ -163,7 +166,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         for a in anchors:
             in_anchor[a] = True
         rest = np.flatnonzero(~in_anchor)
-        size = self.micro_size or float(np.clip(1.0 / (0.55 * self.budget), 3, 10))
+        size = self.micro_size or float(np.clip(1.0 / (0.55 * self.budget_), 3, 10))
         micros = _ward_groups(self._X, rest, size)
         growth_cap = int(self.growth_share * self._cap)
         X = self._X

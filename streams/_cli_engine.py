@@ -327,7 +327,7 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
     Returns plain figures plus the fitted estimator and the backends (keys ending in
     ``_obj``/``estimator``) for callers that write intents or reports.
     """
-    from .factory import build_estimator, llm_stats, prompt_version, pruner_of
+    from .factory import build_estimator, llm_stats, prompt_version, pruner_of, resolved_budget
 
     role_aware = roles is not None
     estimator = build_estimator(settings, judge_obj, namer_obj, label_embedder=embedder,
@@ -336,7 +336,8 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
     n = len(texts)
     _stage(f"LLM-in-the-loop clustering: strategy {settings.strategy}, judge {judge_obj.backend}, "
            f"namer {namer_obj.backend}"
-           + (f", budget {settings.judge_budget} calls/utterance" if settings.strategy == "budget" else "")
+           + (f", budget {resolved_budget(settings, judge_obj)} calls/utterance"
+              if settings.strategy == "budget" else "")
            + (f", pruning {prune}" if pruner is not None else "")
            + (", per role" if role_aware else ""))
     started = time.perf_counter()
@@ -354,6 +355,7 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         "calls_by_phase": dict(getattr(estimator, "calls_by_phase_", {}) or {}),
         "seconds": round(seconds, 3),
         "strategy": settings.strategy,
+        "judge_budget": resolved_budget(settings, judge_obj) if settings.strategy == "budget" else None,
         "prune": prune if pruner is not None else "none",
         "prune_calls": 0,
         "judge": judge_obj.backend,
@@ -529,7 +531,7 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
         "n_unassigned": int((labels < 0).sum()),
         "embedder": embedder_name,
         "strategy": result["strategy"],
-        "judge_budget": settings.judge_budget if result["strategy"] == "budget" else None,
+        "judge_budget": result["judge_budget"],
         "judge": result["judge"],
         "namer": result["namer"],
         "prompt_version": result.get("prompt_version"),

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     judge: Literal["heuristic", "openai", "vllm"] = "heuristic"
     namer: Literal["keywords", "openai", "vllm"] = "keywords"
     strategy: Literal["budget", "paper"] = "budget"
-    judge_budget: float = Field(0.3, gt=0, description="judge calls per utterance per discovery run")
+    judge_budget: float | None = Field(
+        None, gt=0, description="judge calls per utterance per discovery run; unset: the judge's "
+        "default (0.3 for LLM judges, 0.6 for the free offline heuristic)")
     merge_threshold: float = Field(0.15, ge=0, le=2, description="label-embedding cosine distance θ")
     random_state: int = 0
 

@@ -71,7 +71,12 @@ def test_cache_key_is_the_member_set(judge, english_sample, english_lsa):
     assert a.texts != b.texts and judge.cache_key(a) == judge.cache_key(b)
     assert judge.cache_key(a) != judge.cache_key(ClusterView(a.members, a.texts, repetition=1))
     union = make_union_view(range(20), range(20, 40), english_sample.texts, english_lsa, per_side=3)
+    swapped = make_union_view(range(20, 40), range(20), english_sample.texts, english_lsa, per_side=3)
+    # By default a union is judged as one cluster: the member set is the question ...
     assert judge.cache_key(union) == judge.cache_key(a)
+    # ... with the link ratio on, it is the pair of sides, in either order.
+    linked = HeuristicJudge(union_quantile=0.65)
+    assert linked.cache_key(union) == linked.cache_key(swapped) != linked.cache_key(a)
 
 
 def test_judge_validates():
