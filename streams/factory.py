@@ -13,7 +13,7 @@ line that names the option and the environment variable to fix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -83,7 +83,7 @@ def build_embedder(settings: Settings, fit_texts: Sequence[str] | None = None) -
 
 
 def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
-                **overrides: Any) -> Judge:
+                on_call: Callable | None = None, **overrides: Any) -> Judge:
     """The coherence judge named by ``settings.judge`` (or ``judge=`` in ``overrides``).
 
     ``judge="oracle"`` (benchmarks and ``dialin evaluate`` only) needs the gold labels
@@ -109,17 +109,17 @@ def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy:
         # plain test.
         union = 0.65 if settings.strategy == "budget" else None
         return HeuristicJudge(union_quantile=union, random_state=settings.random_state)
-    return _llm_backend(settings, "judge", kind)
+    return _llm_backend(settings, "judge", kind, on_call)
 
 
-def build_namer(settings: Settings, **overrides: Any) -> Namer:
+def build_namer(settings: Settings, on_call: Callable | None = None, **overrides: Any) -> Namer:
     """The intent namer named by ``settings.namer`` (or ``namer=`` in ``overrides``)."""
     settings = configure(settings, **overrides)
     if settings.namer == "keywords":
         from dialin.models import KeywordNamer
 
         return KeywordNamer()
-    return _llm_backend(settings, "namer", settings.namer)
+    return _llm_backend(settings, "namer", settings.namer, on_call)
 
 
 #: ``--prune`` choices: the paper strategy's search-space pruning (§6.4.2).
@@ -252,8 +252,12 @@ def prompt_version(*parts: Any) -> str | None:
     return ",".join(sorted(versions)) or None
 
 
-def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
-    """An OpenAI-compatible (HTTP) or in-process vLLM judge or namer."""
+def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | None = None) -> Any:
+    """An OpenAI-compatible (HTTP) or in-process vLLM judge or namer.
+
+    ``on_call(task, outcome, seconds, prompt_tokens, completion_tokens)`` sees every
+    request (the worker feeds Prometheus with it; ``dialin.models`` never imports it).
+    """
     if kind == "openai":
         if not settings.llm_url:
             raise SettingsError(f"--{role} openai needs an LLM server: set --llm-url or DIALIN_LLM_URL")
@@ -264,7 +268,8 @@ def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
         return cls(base_url=settings.llm_url, model=model,
                    api_key=settings.llm_api_key.get_secret_value(),
                    timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
-                   concurrency=settings.llm_concurrency, redactor=build_redactor(settings))
+                   concurrency=settings.llm_concurrency, redactor=build_redactor(settings),
+                   on_call=on_call)
     if kind == "vllm":
         if not settings.llm_model:
             raise SettingsError(f"--{role} vllm needs a model: set --llm-model or DIALIN_LLM_MODEL")
@@ -272,7 +277,7 @@ def _llm_backend(settings: Settings, role: str, kind: str) -> Any:
 
         cls = VLLMJudge if role == "judge" else VLLMNamer
         try:
-            return cls(model=settings.llm_model, redactor=build_redactor(settings))
+            return cls(model=settings.llm_model, redactor=build_redactor(settings), on_call=on_call)
         except ImportError as exc:
             raise SettingsError(f"--{role} vllm: {_first_line(exc)}") from None
     raise SettingsError(f"unknown {role} backend {kind!r}")

@@ -88,3 +88,13 @@ PII_REDACTIONS = Counter(
     "published examples), by entity (PHONE, EMAIL, CARD, CN_ID, ...).",
     ["entity"], registry=REGISTRY,
 )
+
+
+def observe_llm_call(task: str, outcome: str, seconds: float, prompt_tokens: int | None,
+                     completion_tokens: int | None) -> None:
+    """The ``on_call`` hook of the LLM backends: one request into the LLM metrics."""
+    LLM_CALLS.labels(task, outcome).inc()
+    if outcome != "cached":
+        LLM_SECONDS.labels(task).observe(seconds)
+    LLM_TOKENS.labels(task, "prompt").inc(prompt_tokens or 0)
+    LLM_TOKENS.labels(task, "completion").inc(completion_tokens or 0)

@@ -76,8 +76,8 @@ def estimator_builder(settings: Settings) -> Callable[[], Any]:
     """
     from . import factory
 
-    judge = factory.build_judge(settings)
-    namer = factory.build_namer(settings)
+    judge = factory.build_judge(settings, on_call=metrics.observe_llm_call)
+    namer = factory.build_namer(settings, on_call=metrics.observe_llm_call)
     factory.build_estimator(settings, judge, namer)  # fail at start, not at the first run
     factory.build_redactor(settings)  # a bad DIALIN_PII_ENTITIES too (and warms it up)
     return lambda: factory.build_estimator(settings, judge, namer)
