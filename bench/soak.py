@@ -1,0 +1,282 @@
+"""Bounded soak: one worker under sustained load above its throughput, then recovery.
+
+Usage: OMP_NUM_THREADS=1 python bench/soak.py [--minutes 3] [--cap 300] [--overload 2]
+       [--rate R] [--every 5] [--out docs/benchmarks.md]
+
+Why this shape (issue 7, item 4): the claim to prove is that overload turns into lag
+in Kafka, not into memory in the process. So, on loopback only (the embedded broker
+and one ``dialin serve`` child, as the end-to-end tests start it):
+
+1. calibrate: a burst of ``--calibrate`` utterances produced at once gives the
+   worker's throughput T on this machine now (unless ``--rate`` is given);
+2. overload: produce at ``--overload`` x T for ``--minutes``, sampling every
+   ``--every`` seconds the worker's RSS (``/proc/PID/status`` VmRSS), its
+   ``dialin_buffer_utterances``, ``dialin_consumer_lag`` (end offset minus committed,
+   summed over partitions), processed events and aged-out entries;
+3. recover: stop producing and time until the backlog (produced minus processed) and
+   the exported lag are both zero;
+4. account: the worker must still be alive, and every produced utterance_id must be
+   assigned, buffered or dead-lettered (aged out), read from the topics with
+   :func:`dialin.streams.tally.read_tally`.
+
+The buffer cap is small (``--cap``) and the buffer age limit short (``--max-age``) so
+both age-out paths run. Every loop has a deadline; the script stops by itself. The
+result goes into ``docs/benchmarks.md`` between ``<!-- soak:start -->`` and
+``<!-- soak:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from dialin.streams.broker import EmbeddedBroker, free_port
+from dialin.streams.replay import replay
+from dialin.streams.settings import Settings
+from dialin.streams.supervise import WorkerProcess, metric
+from dialin.streams.tally import read_tally
+
+from _doc import markers, write_section
+from throughput import events, load_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = markers("soak")
+
+
+def rss_mb(pid: int | None) -> float:
+    """Resident set size of ``pid`` in MB from /proc (Linux); nan when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return float("nan")
+
+
+def processed(samples) -> float:
+    """Inbound events the worker has finished, whatever their outcome."""
+    return metric(samples, "dialin_events_total")
+
+
+class Producer(threading.Thread):
+    """Replays ``records`` at ``rate`` per second in the background, counting sends."""
+
+    def __init__(self, records: list, settings: Settings, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.records, self.settings, self.rate = records, settings, rate
+        self.sent = 0
+        self.stats = None
+
+    def _count(self, n: int) -> None:
+        self.sent = n
+
+    def run(self) -> None:
+        self.stats = replay(iter(self.records), self.settings, rate=self.rate, on_send=self._count)
+
+
+def wait_until(condition, timeout: float, what: str, worker: WorkerProcess) -> float:
+    """Seconds until ``condition()`` holds; exit with a message at the deadline or if the worker dies."""
+    started = time.monotonic()
+    while not condition():
+        if not worker.alive:
+            sys.exit(f"worker died while waiting for {what}: {worker.log_tail(1)}")
+        if time.monotonic() - started > timeout:
+            sys.exit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def sample(worker: WorkerProcess, t0: float, produced: int, phase: str) -> dict:
+    m = worker.metrics()
+    return {"t": round(time.monotonic() - t0, 1), "phase": phase, "produced": produced,
+            "processed": int(processed(m)), "lag": int(metric(m, "dialin_consumer_lag")),
+            "buffer": int(metric(m, "dialin_buffer_utterances")),
+            "aged_out": int(metric(m, "dialin_buffer_aged_out_total")),
+            "rss_mb": round(rss_mb(worker.pid), 1), "alive": worker.alive}
+
+
+def run(args: argparse.Namespace) -> dict:
+    texts = load_texts(args.data, "train", 10**6) + load_texts(args.data, "test", 10**6)
+    with tempfile.TemporaryDirectory(prefix="dialin-soak-") as tmp, \
+            EmbeddedBroker(free_port(), log_path=Path(tmp) / "broker.log") as broker:
+        settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_security_protocol="PLAINTEXT",
+                            app_id="dialin-soak")
+        env = {"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_APP_ID": settings.app_id,
+               "DIALIN_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "DIALIN_DATA_DIR": f"{tmp}/worker",
+               "DIALIN_BUFFER_CAP": str(args.cap), "DIALIN_BUFFER_MAX_AGE_SECONDS": str(args.max_age),
+               "DIALIN_DISCOVERY_MIN_UTTERANCES": str(args.min_utterances),
+               "DIALIN_DISCOVERY_INTERVAL_SECONDS": "2", "DIALIN_LAG_INTERVAL_SECONDS": "2"}
+        if args.embedder:
+            env["DIALIN_EMBEDDER"] = args.embedder
+        worker = WorkerProcess(env, metrics_port=free_port(), log_path=f"{tmp}/worker.log")
+        try:
+            worker.start().wait_ready(600)
+            rss_ready = rss_mb(worker.pid)
+            n_cal = args.calibrate
+            print(f"calibrating: {n_cal} utterances at once ...", file=sys.stderr)
+            replay(iter(events(texts[:n_cal], "cal")), settings)
+            cal_seconds = wait_until(lambda: processed(worker.metrics()) >= n_cal, 900,
+                                     "the calibration burst", worker)
+            throughput = n_cal / cal_seconds
+            rate = args.rate or args.overload * throughput
+            n_load = int(rate * args.minutes * 60)
+            pool = texts[n_cal:] or texts
+            load = events([pool[i % len(pool)] for i in range(n_load)], "soak")
+            print(f"  {throughput:.0f}/s; producing {n_load} at {rate:.0f}/s for {args.minutes} min",
+                  file=sys.stderr)
+
+            rows = []
+            producer = Producer(load, settings, rate)
+            t0 = time.monotonic()
+            producer.start()
+            while producer.is_alive() and time.monotonic() - t0 < args.minutes * 60 + 120:
+                rows.append(sample(worker, t0, n_cal + producer.sent, "load"))
+                print(json.dumps(rows[-1]), file=sys.stderr)
+                if not worker.alive:
+                    break
+                time.sleep(args.every)
+            producer.join(60)
+            if producer.is_alive() or producer.stats is None:
+                sys.exit("the producer did not finish")
+            produced = n_cal + producer.stats.sent
+            stopped_at = time.monotonic()
+            deadline = stopped_at + args.recover_timeout
+            recovered_at = None
+            while worker.alive and time.monotonic() < deadline:
+                rows.append(sample(worker, t0, produced, "recover"))
+                print(json.dumps(rows[-1]), file=sys.stderr)
+                if rows[-1]["processed"] >= produced and rows[-1]["lag"] == 0:
+                    recovered_at = time.monotonic()
+                    break
+                time.sleep(args.every)
+            # one more lag interval, so the exported lag is read after the last commit
+            time.sleep(3)
+            rows.append(sample(worker, t0, produced, "end"))
+            alive = worker.alive
+            expected = {f"cal-{i}" for i in range(n_cal)} | {f"soak-{i}" for i in range(n_load)}
+            wait_until(lambda: read_tally(settings).accepted >= expected, 120,
+                       "every utterance accounted for on the topics", worker)
+            tally = read_tally(settings)
+            final_metrics = worker.metrics()
+        finally:
+            exit_code = worker.stop()
+    by_reason = {r: int(metric(final_metrics, "dialin_buffer_aged_out_total", reason=r))
+                 for r in ("cap", "age")}
+    load_rows = [r for r in rows if r["phase"] == "load"]
+    return {
+        "rows": rows, "minutes": args.minutes, "cap": args.cap, "max_age": args.max_age,
+        "min_utterances": args.min_utterances, "embedder": args.embedder or Settings().embedder,
+        "calibrate": n_cal, "throughput": throughput, "rate": rate, "produced": produced,
+        "producer_failed": producer.stats.failed, "load_seconds": stopped_at - t0,
+        "recovery_seconds": None if recovered_at is None else recovered_at - stopped_at,
+        "alive_at_end": alive, "exit_code": exit_code, "rss_ready": rss_ready,
+        "rss_max": max(r["rss_mb"] for r in rows), "rss_end": rows[-1]["rss_mb"],
+        "rss_first_load": load_rows[0]["rss_mb"] if load_rows else float("nan"),
+        "lag_max": max(r["lag"] for r in rows),
+        "backlog_max": max(r["produced"] - r["processed"] for r in rows),
+        "buffer_max": max(r["buffer"] for r in rows), "aged_out": by_reason,
+        "assigned": len(set(tally.assigned) & expected),
+        "buffered": len(tally.buffered & expected), "aged": len(tally.aged_out & expected),
+        "missing": len(expected - tally.accepted), "lost": len(tally.lost),
+        "rejected": len(tally.rejected), "expected": len(expected),
+        "intents": int(metric(final_metrics, "dialin_catalog_intents")),
+        "discovery_runs": int(metric(final_metrics, "dialin_discovery_runs_total", result="ok")),
+        "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+        "command": "OMP_NUM_THREADS=1 python bench/soak.py " + " ".join(sys.argv[1:]),
+    }
+
+
+def _table(rows: list[dict], every: int) -> list[str]:
+    """Every ``every``-th sample plus the last of each phase, as markdown rows."""
+    keep = [r for i, r in enumerate(rows)
+            if i % every == 0 or i + 1 == len(rows) or rows[i + 1]["phase"] != r["phase"]]
+    out = ["| t (s) | phase | produced | processed | lag | backlog | buffer | aged out | RSS MB |",
+           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out += [f"| {r['t']:.0f} | {r['phase']} | {r['produced']} | {r['processed']} | {r['lag']} | "
+            f"{r['produced'] - r['processed']} | {r['buffer']} | {r['aged_out']} | {r['rss_mb']:.0f} |"
+            for r in keep]
+    return out
+
+
+def section(r: dict) -> str:
+    """The markdown between the soak markers."""
+    rec = ("did not recover within the timeout" if r["recovery_seconds"] is None
+           else f"{r['recovery_seconds']:.0f} s")
+    ok = (r["alive_at_end"] and r["missing"] == 0 and r["lost"] == 0
+          and r["recovery_seconds"] is not None)
+    return "\n".join([
+        START,
+        "## Back-pressure soak (`bench/soak.py`)",
+        "",
+        f"`{r['command']}`",
+        "",
+        f"One worker ({r['embedder']} embedder) on the embedded broker, loopback only. A burst of "
+        f"{r['calibrate']} utterances measured its throughput on this machine at "
+        f"{r['throughput']:.0f} utterances/s; BANKING77 utterances were then produced at "
+        f"{r['rate']:.0f}/s for {r['load_seconds'] / 60:.1f} minutes, then production stopped. "
+        f"The buffer ran with a small cap ({r['cap']}, `DIALIN_BUFFER_CAP`), a "
+        f"{r['max_age']:.0f} s age limit (`DIALIN_BUFFER_MAX_AGE_SECONDS`) and discovery at "
+        f"{r['min_utterances']} buffered utterances. Lag is `dialin_consumer_lag` summed over "
+        "partitions (exported every 2 s; the embedded broker's end offsets can under-count by "
+        "a batch); backlog is produced minus processed (`dialin_events_total`).",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        f"| produced | {r['produced']} ({r['producer_failed']} refused by the broker) |",
+        f"| peak lag / peak backlog | {r['lag_max']} / {r['backlog_max']} |",
+        f"| time to recover after production stopped (backlog and lag 0) | {rec} |",
+        f"| buffer, peak sampled (cap {r['cap']}) | {r['buffer_max']} |",
+        f"| aged out to the DLQ (`dialin_buffer_aged_out_total`) | {r['aged_out']['cap']} by cap, "
+        f"{r['aged_out']['age']} by age |",
+        f"| worker RSS: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
+        f"{r['rss_first_load']:.0f} / {r['rss_max']:.0f} / {r['rss_end']:.0f} MB |",
+        f"| worker alive at the end; exit code after SIGTERM | {r['alive_at_end']}; {r['exit_code']} |",
+        f"| accounting (topics, `read_tally`) | {r['expected']} utterance ids: {r['assigned']} "
+        f"assigned, {r['buffered']} buffered, {r['aged']} aged out, {r['missing']} missing, "
+        f"{r['lost']} lost |",
+        f"| catalog at the end | {r['intents']} intents, {r['discovery_runs']} discovery runs |",
+        "",
+        f"Result: {'bounded and recovered' if ok else 'FAILED (see the figures)'}.",
+        "",
+        *_table(r["rows"], max(1, len(r["rows"]) // 16)),
+        "",
+        f"Machine: {r['cpus']} CPUs (shared), OMP_NUM_THREADS={r['threads']}, Python {r['python']}, "
+        f"{r['date']}.",
+        END,
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--minutes", type=float, default=3.0, help="how long to overload")
+    parser.add_argument("--overload", type=float, default=2.0, help="produce rate over throughput")
+    parser.add_argument("--rate", type=float, default=None, help="fixed produce rate (skips the factor)")
+    parser.add_argument("--calibrate", type=int, default=600, help="burst that measures throughput")
+    parser.add_argument("--cap", type=int, default=300, help="DIALIN_BUFFER_CAP")
+    parser.add_argument("--max-age", type=float, default=90.0, help="DIALIN_BUFFER_MAX_AGE_SECONDS")
+    parser.add_argument("--min-utterances", type=int, default=200,
+                        help="DIALIN_DISCOVERY_MIN_UTTERANCES")
+    parser.add_argument("--embedder", default=None, help="DIALIN_EMBEDDER (default: the worker's)")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--recover-timeout", type=float, default=900.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    result = run(args)
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    write_section(args.out, "soak", section(result))
+    if not (result["alive_at_end"] and result["missing"] == 0 and result["lost"] == 0):
+        sys.exit("soak failed: see docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
