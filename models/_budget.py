@@ -222,75 +222,47 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         n_groups = len(groups)
         if n_groups < 2 or self._left() <= 0:
             return groups
-        X = self._X
-        owner = np.full(X.shape[0], -1)
+        owner = np.full(self._X.shape[0], -1)
         for g, members in enumerate(groups):
             owner[members] = g
-        edges = _group_edges(X, owner, self.n_neighbors)
-        members = {g: groups[g] for g in range(n_groups)}
-        links = {g: dict() for g in range(n_groups)}
-        for (a, b), w in edges.items():
-            links[a][b] = links[a].get(b, 0) + w
-            links[b][a] = links[b].get(a, 0) + w
-        cannot = {g: set() for g in range(n_groups)}
-        heap = []
+        state = _Groups(groups, self._X, _group_edges(self._X, owner, self.n_neighbors))
+        stats = {"asked": 0, "accepted": 0}
+        # Most kNN-connected pairs first; then pairs of near centroids, for parts of one
+        # intent that share no neighbour edge (measured on the 10k BANKING77 train split,
+        # 77 intents: 127 -> 117 groups; on the 3k test split the budget is spent first).
+        self._merge_pass(state, state.link_score, state.linked_pairs, stats)
+        self._merge_pass(state, state.centroid_score, state.near_pairs, stats)
+        self.log_.append({"phase": "merge", "groups_before": n_groups, "groups": len(state.members),
+                          **stats, "calls": self._ledger.n_calls})
+        return list(state.members.values())
 
-        def score(a, b):
-            return links[a].get(b, 0) / np.sqrt(len(members[a]) * len(members[b]))
-
-        for a in links:
-            for b in links[a]:
-                if a < b:
-                    heapq.heappush(heap, (-score(a, b), a, b))
+    def _merge_pass(self, state: "_Groups", score, pairs_of, stats: dict) -> None:
+        """Ask about the best-scoring open pair until merges stop being accepted."""
+        heap = [(-score(a, b), a, b) for a, b in pairs_of(None)]
+        heapq.heapify(heap)
         recent: deque[bool] = deque(maxlen=self.stop_window)
-        asked = accepted = 0
-        next_id = n_groups
         while heap and self._left() > 0:
             neg, a, b = heapq.heappop(heap)
-            if a not in members or b not in members or b in cannot[a]:
-                continue
-            if -neg != score(a, b):
-                continue  # stale entry; a fresher one is in the heap
-            view = self._union_view(members[a], members[b])
-            verdict = self._ledger.ask_one(view, "merge")
-            small = min(len(members[a]), len(members[b]))
-            if verdict.is_good and (self._confirm or small >= self.confirm_share * (
-                    len(members[a]) + len(members[b]))) and self._left() > 0:
-                verdict = self._ledger.ask_one(
-                    self._union_view(members[a], members[b], repetition=1), "merge")
-            good = verdict.is_good
-            asked += 1
-            recent.append(good)
-            if good:
-                accepted += 1
-                g = next_id
-                next_id += 1
-                members[g] = np.concatenate([members.pop(a), members.pop(b)])
-                self._note(members[g], verdict)
-                cannot[g] = (cannot.pop(a) | cannot.pop(b)) - {a, b}
-                la, lb = links.pop(a), links.pop(b)
-                links[g] = {}
-                for other in set(la) | set(lb):
-                    if other in (a, b) or other not in members:
-                        continue
-                    w = la.get(other, 0) + lb.get(other, 0)
-                    links[g][other] = w
-                    links[other].pop(a, None)
-                    links[other].pop(b, None)
-                    links[other][g] = w
-                    heapq.heappush(heap, (-score(g, other), min(g, other), max(g, other)))
-                for other in cannot[g]:
-                    cannot[other].discard(a)
-                    cannot[other].discard(b)
-                    cannot[other].add(g)
+            if not state.open(a, b) or -neg != score(a, b):
+                continue  # merged away, forbidden, or a stale entry
+            ma, mb = state.members[a], state.members[b]
+            verdict = self._ledger.ask_one(self._union_view(ma, mb), "merge")
+            small = min(len(ma), len(mb))
+            if verdict.is_good and (self._confirm or small >= self.confirm_share * (len(ma) + len(mb))) \
+                    and self._left() > 0:
+                verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=1), "merge")
+            stats["asked"] += 1
+            recent.append(verdict.is_good)
+            if verdict.is_good:
+                stats["accepted"] += 1
+                g = state.join(a, b)
+                self._note(state.members[g], verdict)
+                for pair in pairs_of(g):
+                    heapq.heappush(heap, (-score(*pair), *pair))
             else:
-                cannot[a].add(b)
-                cannot[b].add(a)
+                state.forbid(a, b)
             if len(recent) == self.stop_window and sum(recent) < self.stop_rate * self.stop_window:
                 break
-        self.log_.append({"phase": "merge", "groups_before": n_groups, "groups": len(members),
-                          "asked": asked, "accepted": accepted, "calls": self._ledger.n_calls})
-        return list(members.values())
 
     def _assign_leftovers(self, groups: list[np.ndarray], n: int) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression
@@ -337,6 +309,82 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
     def _union_view(self, a: np.ndarray, b: np.ndarray, repetition: int = 0) -> ClusterView:
         return make_union_view(a, b, self._texts, self._X, per_side=self.union_side,
                                method="nearest", rng=self._gen, repetition=repetition)
+
+
+class _Groups:
+    """The merge phase's state: disjoint groups, their kNN links and cannot-links.
+
+    A Bad verdict on a union forbids that pair, and the ban is inherited by any group
+    either side later joins (a cannot-link, as in constrained agglomerative clustering).
+    """
+
+    def __init__(self, groups: list[np.ndarray], X: np.ndarray, edges: dict, n_near: int = 3) -> None:
+        self.X = X
+        self.n_near = n_near
+        self.members = dict(enumerate(groups))
+        self.sums = {g: X[m].sum(0) for g, m in self.members.items()}
+        self.links: dict[int, dict[int, int]] = {g: {} for g in self.members}
+        for (a, b), w in edges.items():
+            self.links[a][b] = self.links[a].get(b, 0) + w
+            self.links[b][a] = self.links[b].get(a, 0) + w
+        self.cannot: dict[int, set[int]] = {g: set() for g in self.members}
+        self.next_id = len(groups)
+
+    def open(self, a: int, b: int) -> bool:
+        return a in self.members and b in self.members and b not in self.cannot[a]
+
+    def link_score(self, a: int, b: int) -> float:
+        return self.links[a].get(b, 0) / np.sqrt(len(self.members[a]) * len(self.members[b]))
+
+    def centroid_score(self, a: int, b: int) -> float:
+        return float(_unit(self.sums[a]) @ _unit(self.sums[b]))
+
+    def linked_pairs(self, g: int | None) -> list[tuple[int, int]]:
+        """Pairs with a neighbour edge: all of them, or those of group ``g``."""
+        if g is None:
+            return [(a, b) for a in self.links for b in self.links[a] if a < b]
+        return [(min(g, o), max(g, o)) for o in self.links[g]]
+
+    def near_pairs(self, g: int | None) -> list[tuple[int, int]]:
+        """Each group (or ``g``) with its ``n_near`` nearest open groups by centroid."""
+        ids = np.array(list(self.members))
+        C = np.array([_unit(self.sums[i]) for i in ids])
+        rows = ids if g is None else np.array([g])
+        pairs = set()
+        for r in rows:
+            sims = C @ _unit(self.sums[int(r)])
+            taken = 0
+            for o in ids[np.argsort(-sims)]:
+                if taken == self.n_near:
+                    break
+                if o != r and self.open(int(r), int(o)):
+                    pairs.add((min(int(r), int(o)), max(int(r), int(o))))
+                    taken += 1
+        return sorted(pairs)
+
+    def join(self, a: int, b: int) -> int:
+        g = self.next_id
+        self.next_id += 1
+        self.members[g] = np.concatenate([self.members.pop(a), self.members.pop(b)])
+        self.sums[g] = self.sums.pop(a) + self.sums.pop(b)
+        self.cannot[g] = (self.cannot.pop(a) | self.cannot.pop(b)) - {a, b}
+        for other in self.cannot[g]:
+            self.cannot[other] -= {a, b}
+            self.cannot[other].add(g)
+        la, lb = self.links.pop(a), self.links.pop(b)
+        self.links[g] = {}
+        for other in (set(la) | set(lb)) - {a, b}:
+            if other in self.members:
+                w = la.get(other, 0) + lb.get(other, 0)
+                self.links[g][other] = w
+                self.links[other].pop(a, None)
+                self.links[other].pop(b, None)
+                self.links[other][g] = w
+        return g
+
+    def forbid(self, a: int, b: int) -> None:
+        self.cannot[a].add(b)
+        self.cannot[b].add(a)
 
 
 # -------------------------------------------------------------------- helpers
