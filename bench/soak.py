@@ -219,7 +219,7 @@ def section(r: dict) -> str:
         "",
         f"`{r['command']}`",
         "",
-        f"One worker ({r['embedder']} embedder) on the embedded broker, loopback only. A burst of "
+        (f"One worker ({r['embedder']} embedder) on the embedded broker, loopback only. A burst of "
         f"{r['calibrate']} utterances measured its throughput on this machine at "
         f"{r['throughput']:.0f} utterances/s; BANKING77 utterances were then produced at "
         f"{r['rate']:.0f}/s for {r['load_seconds'] / 60:.1f} minutes, then production stopped. "
@@ -227,7 +227,7 @@ def section(r: dict) -> str:
         f"{r['max_age']:.0f} s age limit (`DIALIN_BUFFER_MAX_AGE_SECONDS`) and discovery at "
         f"{r['min_utterances']} buffered utterances. Lag is `dialin_consumer_lag` summed over "
         "partitions (exported every 2 s; the embedded broker's end offsets can under-count by "
-        "a batch); backlog is produced minus processed (`dialin_events_total`).",
+        "a batch); backlog is produced minus processed (`dialin_events_total`)."),
         "",
         "| measure | value |",
         "| --- | --- |",
@@ -235,22 +235,22 @@ def section(r: dict) -> str:
         f"| peak lag / peak backlog | {r['lag_max']} / {r['backlog_max']} |",
         f"| time to recover after production stopped (backlog and lag 0) | {rec} |",
         f"| buffer, peak sampled (cap {r['cap']}) | {r['buffer_max']} |",
-        f"| aged out to the DLQ (`dialin_buffer_aged_out_total`) | {r['aged_out']['cap']} by cap, "
-        f"{r['aged_out']['age']} by age |",
-        f"| worker RSS: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
-        f"{r['rss_first_load']:.0f} / {r['rss_max']:.0f} / {r['rss_end']:.0f} MB |",
+        (f"| aged out to the DLQ (`dialin_buffer_aged_out_total`) | {r['aged_out']['cap']} by cap, "
+         f"{r['aged_out']['age']} by age |"),
+        (f"| worker RSS: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
+         f"{r['rss_first_load']:.0f} / {r['rss_max']:.0f} / {r['rss_end']:.0f} MB |"),
         f"| worker alive at the end; exit code after SIGTERM | {r['alive_at_end']}; {r['exit_code']} |",
-        f"| accounting (topics, `read_tally`) | {r['expected']} utterance ids: {r['assigned']} "
-        f"assigned, {r['buffered']} buffered, {r['aged']} aged out, {r['missing']} missing, "
-        f"{r['lost']} lost |",
+        (f"| accounting (topics, `read_tally`) | {r['expected']} utterance ids: {r['assigned']} "
+         f"assigned, {r['buffered']} buffered, {r['aged']} aged out, {r['missing']} missing, "
+         f"{r['lost']} lost |"),
         f"| catalog at the end | {r['intents']} intents, {r['discovery_runs']} discovery runs |",
         "",
         f"Result: {'bounded and recovered' if ok else 'FAILED (see the figures)'}.",
         "",
         *_table(r["rows"], max(1, len(r["rows"]) // 16)),
         "",
-        f"Machine: {r['cpus']} CPUs (shared), OMP_NUM_THREADS={r['threads']}, Python {r['python']}, "
-        f"{r['date']}.",
+        (f"Machine: {r['cpus']} CPUs (shared), OMP_NUM_THREADS={r['threads']}, "
+         f"Python {r['python']}, {r['date']}."),
         END,
     ])
 

@@ -88,6 +88,11 @@ def test_repeated_sigkills_at_random_points_lose_and_duplicate_nothing(workers, 
     assert_each_once(tally, expected)
     assert not tally.dangling, f"seed {seed}"
 
+    assert_intents_stable(s, tally, seed)
+
+
+def assert_intents_stable(s, tally, seed: int) -> None:
+    """Each intent id was created once (version 1, one label) and no cluster got a second id."""
     created = defaultdict(set)  # intent_id -> {(version, label)} of its "created" records
     for rec in records_of(s, s.topic_updates):
         if isinstance(rec.data, dict) and rec.data.get("status") == "created":
@@ -99,3 +104,68 @@ def test_repeated_sigkills_at_random_points_lose_and_duplicate_nothing(workers, 
     keys = [(u["role"], u["label"].strip().lower()) for u in active]
     assert len(keys) == len(set(keys)), f"an intent created twice under a new id (seed {seed})"
     assert read_tally(s).assignment_records >= len(tally.assigned)
+
+
+def _committed(s) -> dict[int, int]:
+    """Committed offset per input partition of the workers' consumer group (OffsetFetch)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    # A group_id but no subscription: committed() fetches offsets without joining the group.
+    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id,
+                             enable_auto_commit=False)
+    try:
+        offsets = {p: consumer.committed(TopicPartition(s.topic_utterances, p))
+                   for p in range(s.topic_partitions)}
+    finally:
+        consumer.close()
+    return {p: offset for p, offset in offsets.items() if offset is not None}
+
+
+def test_two_workers_sigkill_one_mid_stream_rebalance_loses_and_duplicates_nothing(
+        workers, kafka_settings, tmp_path):
+    """Two workers share the partitions; one (at random the discovery leader or not) is
+    SIGKILLed mid-stream, so its partitions and possibly the leadership move to the
+    survivor; it is then restarted, which rebalances the group once more."""
+    s = kafka_settings
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    env = {**ENV, "DIALIN_KAFKA_SESSION_TIMEOUT_SECONDS": "6"}
+    events = banking_events(600, prefix="r")
+    expected = {f"r-{i}" for i in range(len(events))}
+    dirs = [tmp_path / "a-data", tmp_path / "b-data"]
+    pair = [workers.start(env, data_dir=dirs[0]), workers.start(env, data_dir=dirs[1])]
+
+    def done() -> float:
+        return sum(metric(w.metrics(), "dialin_events_total") for w in pair if w.alive)
+
+    # Small chunks until both workers have taken part (the group may still be settling).
+    sent = 0
+    deadline = time.monotonic() + 90
+    while not all(metric(w.metrics(), "dialin_events_total") > 0 for w in pair):
+        assert time.monotonic() < deadline, "the two workers never both took part"
+        assert replay(iter(events[sent:sent + 20]), s).sent == 20
+        sent += 20
+        wait_for(lambda n=sent: done() >= n, 90, 0.2, "the workers to catch up with a chunk")
+
+    # The rest flows while one worker dies part-way through it.
+    sender = threading.Thread(target=replay, args=(iter(events[sent:]), s), kwargs={"rate": 25})
+    sender.start()
+    victim = rng.randrange(2)
+    target = sent + rng.randint(40, 160)
+    _kill_when(pair[victim], lambda m: done() >= target, timeout=60)
+    # With the victim dead, committed offsets move only where the survivor consumes: once
+    # every input partition has moved, the victim's partitions have been handed over.
+    at_kill = _committed(s)
+    wait_for(lambda: (now := _committed(s)) and all(now[p] > at_kill.get(p, -1) for p in now)
+             and len(now) == s.topic_partitions, 90, 0.3,
+             f"the survivor to take over every input partition (seed {seed})")
+    pair[victim] = workers.start(env, data_dir=dirs[victim])
+    sender.join(120)
+    assert not sender.is_alive()
+
+    tally = wait_for(lambda: accounted(s, expected), 240,
+                     message=f"every utterance accounted for after the rebalance (seed {seed})")
+    assert all(w.alive for w in pair)
+    assert_each_once(tally, expected)
+    assert not tally.dangling, f"seed {seed}"
+    assert_intents_stable(s, tally, seed)
