@@ -134,9 +134,11 @@ def oracle(y, acc, seed):
 
 
 def heuristic(seed):
-    from dialin.models import HeuristicJudge
+    """The offline judge exactly as ``dialin evaluate --judge heuristic`` builds it."""
+    from dialin.streams.factory import build_judge
+    from dialin.streams.settings import Settings
 
-    return HeuristicJudge(random_state=seed)
+    return build_judge(Settings(judge="heuristic", strategy="budget", random_state=seed))
 
 
 # --------------------------------------------------------------- report
@@ -183,7 +185,8 @@ def quality_section(data: Path, seeds: list[int]) -> str:
     add("BERTopic (HDBSCAN + reduce_outliers)", lambda s: run_bertopic(X, y, texts, s))
     add("LLM-ITL budget 0.3, oracle judge 0.96", lambda s: run_itl(budget(oracle(y, 0.96, s), 0.3, s), X, y, texts))
     add("LLM-ITL budget 0.3, oracle judge 0.90", lambda s: run_itl(budget(oracle(y, 0.90, s), 0.3, s), X, y, texts))
-    add("LLM-ITL budget 0.3, heuristic judge (label-free)", lambda s: run_itl(budget(heuristic(s), 0.3, s), X, y, texts))
+    add("LLM-ITL, heuristic judge (label-free), its default budget 0.6",
+        lambda s: run_itl(budget(heuristic(s), None, s), X, y, texts))
     add("paper Algorithm 1, good/bad-ratio rule, oracle 0.96",
         lambda s: run_itl(LLMITLClustering(oracle(y, 0.96, s), selection="ratio", union_merge=False,
                                            min_cluster_size=1, random_state=s), X, y, texts))
@@ -196,7 +199,8 @@ def quality_section(data: Path, seeds: list[int]) -> str:
     log(f"CrossWOZ val: {len(texts)} single-act utterances, {len(set(y))} intents, lsa in {secs:.0f}s")
     res = {}
     add(f"k-means told k={len(set(y))} (baseline)", lambda s: run_kmeans(X, y, s))
-    add("LLM-ITL budget 0.3 per role, heuristic judge", lambda s: run_itl(budget(heuristic(s), 0.3, s), X, y, texts, roles))
+    add("LLM-ITL per role, heuristic judge, its default budget 0.6",
+        lambda s: run_itl(budget(heuristic(s), None, s), X, y, texts, roles))
     add("LLM-ITL budget 0.3 per role, oracle judge 0.96", lambda s: run_itl(budget(oracle(y, 0.96, s), 0.3, s), X, y, texts, roles))
     chinese = table(res)
     seed_list = " ".join(map(str, seeds))
