@@ -66,7 +66,7 @@ class SentenceTransformerEmbedder(Embedder):
     missing model fails fast instead of hanging on a network call.
     """
 
-    def __init__(self, model: str = MINILM, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, model: str = MINILM, batch_size: int = 16, device: str = "cpu") -> None:
         self.model = model
         self.batch_size = batch_size
         self.device = device
@@ -92,6 +92,8 @@ class SentenceTransformerEmbedder(Embedder):
         if not texts:
             dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             return np.zeros((0, dim()), dtype=np.float32)
+        # Inner batches of 16 pad less than 64 on CPU (each forward pass pads to its
+        # longest text): measured 50-74 against 25-39 texts/s on 64-text calls here.
         X = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                          convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(X, dtype=np.float32)
