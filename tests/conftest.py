@@ -44,3 +44,18 @@ def english_lsa(english_sample):
 
     emb = LSAEmbedder(n_components=128).fit(english_sample.texts)
     return emb.encode(english_sample.texts)
+
+
+@pytest.fixture
+def clean_settings(monkeypatch):
+    """No DIALIN_* variable of the machine leaks into a test; settings are re-read."""
+    import os
+
+    from dialin.streams.settings import get_settings
+
+    for key in list(os.environ):
+        if key.startswith("DIALIN_"):
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from dialin.streams.cli import app
 
 from openai_server import llm_server  # noqa: F401  (fixture)
-from test_cli_evaluate import clean_settings  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("clean_settings")
 
 DATA = Path(__file__).parent / "data"
 BANKING = str(DATA / "banking77_sample.csv")

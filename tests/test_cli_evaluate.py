@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from dialin.streams.cli import app
-from dialin.streams.settings import get_settings
 
 from openai_server import llm_server  # noqa: F401  (fixture)
 
@@ -21,17 +20,7 @@ CROSSWOZ = str(DATA / "crosswoz_sample.jsonl")
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def clean_settings(monkeypatch):
-    """No DIALIN_* variable of the machine leaks into a test; settings are re-read."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("DIALIN_"):
-            monkeypatch.delenv(key)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_settings")
 
 
 def evaluate(*args: str):

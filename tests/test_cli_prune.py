@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from dialin.streams.cli import app
-from dialin.streams.settings import get_settings
 
 from openai_server import llm_server, task_of  # noqa: F401  (fixture)
 
@@ -19,16 +18,7 @@ ARGS = ["evaluate", BANKING, "--text-field", "text", "--label-field", "category"
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def clean_settings(monkeypatch):
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("DIALIN_"):
-            monkeypatch.delenv(key)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_settings")
 
 
 def itl(*extra: str) -> dict:

@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import pytest
 from openai_server import llm_server, utterance_groups  # noqa: F401 (fixture)
-from test_cli_evaluate import clean_settings  # noqa: F401 (fixture)
 from stdnum import luhn
 from stdnum.cn import ric
 
@@ -240,7 +239,7 @@ def test_discovery_publishes_redacted_examples_and_counts_them():
     assert _bodies_leak([{"examples": _published_examples(pii_redaction=False)}])
 
 
-def test_discover_writes_redacted_examples(tmp_path, clean_settings):  # noqa: F811
+def test_discover_writes_redacted_examples(tmp_path, clean_settings):
     from typer.testing import CliRunner
 
     from dialin.streams.cli import app
