@@ -40,14 +40,17 @@ def _port_open(host: str, port: int) -> bool:
     return False
 
 
-def _answers_metadata(bootstrap: str) -> bool:
-    """True when the broker answers a Kafka metadata request (kafka-python admin client)."""
+def answers_metadata(bootstrap: str, **client_kwargs) -> bool:
+    """True when the broker answers a Kafka metadata request (kafka-python admin client).
+
+    ``client_kwargs`` go to the client as they are (e.g. TLS settings).
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                 bootstrap_timeout_ms=3000)
+                                 bootstrap_timeout_ms=3000, **client_kwargs)
     except (KafkaError, OSError):  # not ready yet
         return False
     try:
@@ -116,7 +119,7 @@ class EmbeddedBroker:
                 code = self._proc.returncode
                 self.stop()
                 raise BrokerError(f"tansu broker exited with code {code} while starting on {self.bootstrap}")
-            if _port_open(self.host, self.port) and _answers_metadata(self.bootstrap):
+            if _port_open(self.host, self.port) and answers_metadata(self.bootstrap):
                 return self
             time.sleep(0.1)
         self.stop()

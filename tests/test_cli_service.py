@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from kafka_harness import broker, kafka_settings, records_of, settings_env, wait_for  # noqa: F401
 from typer.testing import CliRunner
 
-from dialin.streams.broker import EmbeddedBroker, _answers_metadata, free_port
+from dialin.streams.broker import EmbeddedBroker, answers_metadata, free_port
 from dialin.streams.cli import app
 from dialin.streams.demo import SUMMARY_KEYS
 from dialin.streams.settings import get_settings
@@ -129,7 +129,7 @@ def test_broker_command_runs_in_the_foreground_and_refuses_a_busy_port(broker):
     port = free_port()
     proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: _answers_metadata(f"127.0.0.1:{port}"), 60, message="the broker command")
+        wait_for(lambda: answers_metadata(f"127.0.0.1:{port}"), 60, message="the broker command")
         busy = subprocess.run([*CLI, "broker", "--port", str(broker.port)], capture_output=True,
                               text=True, timeout=60)
         assert busy.returncode == 2 and "already in use" in busy.stderr

@@ -21,14 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from kafka_harness import WorkerFactory, wait_for
 
-from dialin.streams.broker import EmbeddedBroker, free_port
+from dialin.streams.broker import EmbeddedBroker, answers_metadata, free_port
 from dialin.streams.settings import Settings
 from dialin.streams.supervise import metric
 
@@ -136,21 +135,7 @@ class TLSBroker:
     def _answers(self) -> bool:
         for proc in self._procs:
             assert proc.poll() is None, (self.folder / "tls.log").read_text(errors="replace")[-2000:]
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
-
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, security_protocol="SSL",
-                                     ssl_cafile=self.cafile, request_timeout_ms=3000)
-        except (KafkaError, OSError):
-            return False
-        try:
-            admin.list_topics()
-            return True
-        except (KafkaError, OSError):
-            return False
-        finally:
-            admin.close()
+        return answers_metadata(self.bootstrap, security_protocol="SSL", ssl_cafile=self.cafile)
 
     def stop(self) -> None:
         for proc in self._procs:
