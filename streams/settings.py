@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move")
     lag_interval_seconds: float = Field(10.0, gt=0, description="how often consumer lag is exported")
+    stop_delay_seconds: float = Field(
+        2.0, ge=0, description="after SIGTERM, /readyz answers 503 this long before the drain begins")
     # --- PII (appended by the redaction work, issue 7) ------------------------------
     pii_redaction: bool = Field(
         True, description="redact PII from utterances sent to an LLM and from published examples")

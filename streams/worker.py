@@ -222,7 +222,16 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
 
 
 class _Worker(faust.Worker):
-    """faust's Worker that drops readiness the moment SIGTERM/SIGINT arrives."""
+    """faust's Worker that drops readiness the moment SIGTERM/SIGINT arrives.
+
+    On SIGTERM the drain itself starts ``stop_delay_seconds`` later: the pod has been
+    answering 503 on ``/readyz`` for that long before its health server goes away with
+    the rest of the app, so probes and dashboards see "stopping", not a vanished pod.
+    """
+
+    def __init__(self, app: faust.App, *args, stop_delay_seconds: float = 0.0, **kwargs) -> None:
+        super().__init__(app, *args, **kwargs)
+        self.stop_delay_seconds = stop_delay_seconds
 
     def _drop_ready(self) -> None:
         parts = getattr(self.app, "dialin", None)
@@ -232,7 +241,10 @@ class _Worker(faust.Worker):
 
     def _on_sigterm(self) -> None:
         self._drop_ready()
-        super()._on_sigterm()
+        if self.stop_delay_seconds > 0:
+            self.loop.call_later(self.stop_delay_seconds, super()._on_sigterm)
+        else:
+            super()._on_sigterm()
 
     def _on_sigint(self) -> None:
         self._drop_ready()
@@ -245,7 +257,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
     check_tls(settings)  # an untrusted certificate is a one-line error, not a crash loop
     app = create_app(settings)
-    worker = _Worker(app, loglevel=loglevel, quiet=True)
+    worker = _Worker(app, loglevel=loglevel, quiet=True,
+                     stop_delay_seconds=settings.stop_delay_seconds)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
