@@ -72,6 +72,9 @@ class Judge(ABC):
     #: calls cost money, so 0.3 (paper-level quality, see docs/benchmarks.md); judges
     #: that cost nothing may ask for more.
     default_budget: float = 0.3
+    #: True when a question asked again always gets the same answer (it depends on the
+    #: members only, not on the sample or the repetition): asking again is then wasted.
+    deterministic: bool = False
 
     def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
         """Called once at the start of every ``fit`` with the whole data set.

@@ -14,7 +14,8 @@ where a verdict changes the result most:
    pair first (edges of a k-nearest-neighbour graph of the utterances, normalised by
    size). Good merges; Bad is a cannot-link inherited by later unions; a merge of two
    comparable groups is confirmed by a second call. It stops when merges stop being
-   accepted.
+   accepted; then near pairs with a single Bad are asked once more (a judge that errs
+   leaves false cannot-links behind).
 4. **leftovers** - groups under ``min_group_size`` are dissolved and a logistic
    regression trained on the groups labels every utterance not in one, so every
    utterance ends in an intent (nearest centroid and k-NN measured the same).
@@ -232,6 +233,14 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         # 77 intents: 127 -> 117 groups; on the 3k test split the budget is spent first).
         self._merge_pass(state, state.link_score, state.linked_pairs, stats)
         self._merge_pass(state, state.centroid_score, state.near_pairs, stats)
+        # One Bad verdict is a cannot-link, but a judge that errs 4% of the time leaves
+        # dozens of false ones on a large input: near pairs with a single Bad are asked
+        # once more, on a fresh sample (the paper's repeated evaluation). Measured on the
+        # 10k BANKING77 train split, oracle 0.96, budget 0.3, seeds 0/1: 117/113 -> 94/97
+        # groups, NMI 0.862 -> 0.874/0.871. A deterministic judge would answer the same.
+        if not getattr(self.judge, "deterministic", False):
+            state.allowed_bad = 2
+            self._merge_pass(state, state.centroid_score, state.near_pairs, stats)
         self.log_.append({"phase": "merge", "groups_before": n_groups, "groups": len(state.members),
                           **stats, "calls": self._ledger.n_calls})
         return list(state.members.values())
@@ -246,11 +255,12 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
             if not state.open(a, b) or -neg != score(a, b):
                 continue  # merged away, forbidden, or a stale entry
             ma, mb = state.members[a], state.members[b]
-            verdict = self._ledger.ask_one(self._union_view(ma, mb), "merge")
+            rep = 2 * state.bad(a, b)  # a fresh question when the pair is asked again
+            verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=rep), "merge")
             small = min(len(ma), len(mb))
             if verdict.is_good and (self._confirm or small >= self.confirm_share * (len(ma) + len(mb))) \
                     and self._left() > 0:
-                verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=1), "merge")
+                verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=rep + 1), "merge")
             stats["asked"] += 1
             recent.append(verdict.is_good)
             if verdict.is_good:
@@ -314,8 +324,9 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
 class _Groups:
     """The merge phase's state: disjoint groups, their kNN links and cannot-links.
 
-    A Bad verdict on a union forbids that pair, and the ban is inherited by any group
-    either side later joins (a cannot-link, as in constrained agglomerative clustering).
+    A Bad verdict on a union counts against that pair, and the count is inherited by any
+    group either side later joins (a cannot-link, as in constrained agglomerative
+    clustering); a pair is open while its count is under :attr:`allowed_bad`.
     """
 
     def __init__(self, groups: list[np.ndarray], X: np.ndarray, edges: dict, n_near: int = 3) -> None:
@@ -327,11 +338,15 @@ class _Groups:
         for (a, b), w in edges.items():
             self.links[a][b] = self.links[a].get(b, 0) + w
             self.links[b][a] = self.links[b].get(a, 0) + w
-        self.cannot: dict[int, set[int]] = {g: set() for g in self.members}
+        self.cannot: dict[int, dict[int, int]] = {g: {} for g in self.members}  # Bad counts
+        self.allowed_bad = 1
         self.next_id = len(groups)
 
+    def bad(self, a: int, b: int) -> int:
+        return self.cannot[a].get(b, 0)
+
     def open(self, a: int, b: int) -> bool:
-        return a in self.members and b in self.members and b not in self.cannot[a]
+        return a in self.members and b in self.members and self.bad(a, b) < self.allowed_bad
 
     def link_score(self, a: int, b: int) -> float:
         return self.links[a].get(b, 0) / np.sqrt(len(self.members[a]) * len(self.members[b]))
@@ -367,10 +382,12 @@ class _Groups:
         self.next_id += 1
         self.members[g] = np.concatenate([self.members.pop(a), self.members.pop(b)])
         self.sums[g] = self.sums.pop(a) + self.sums.pop(b)
-        self.cannot[g] = (self.cannot.pop(a) | self.cannot.pop(b)) - {a, b}
-        for other in self.cannot[g]:
-            self.cannot[other] -= {a, b}
-            self.cannot[other].add(g)
+        ca, cb = self.cannot.pop(a), self.cannot.pop(b)
+        self.cannot[g] = {o: max(ca.get(o, 0), cb.get(o, 0)) for o in set(ca) | set(cb) if o not in (a, b)}
+        for other, count in self.cannot[g].items():
+            self.cannot[other].pop(a, None)
+            self.cannot[other].pop(b, None)
+            self.cannot[other][g] = count
         la, lb = self.links.pop(a), self.links.pop(b)
         self.links[g] = {}
         for other in (set(la) | set(lb)) - {a, b}:
@@ -383,8 +400,7 @@ class _Groups:
         return g
 
     def forbid(self, a: int, b: int) -> None:
-        self.cannot[a].add(b)
-        self.cannot[b].add(a)
+        self.cannot[a][b] = self.cannot[b][a] = self.bad(a, b) + 1
 
 
 # -------------------------------------------------------------------- helpers

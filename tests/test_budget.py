@@ -81,6 +81,35 @@ def test_merge_phase_joins_groups_of_one_intent(english_sample, english_lsa):
     assert merge["accepted"] > 0 and merge["groups"] < merge["groups_before"]
 
 
+class FirstAnswerWrongJudge(Judge):
+    """A perfect judge that calls every union Bad the first time it is asked (repetition 0)."""
+
+    backend = "first-answer-wrong"
+
+    def __init__(self, labels, deterministic: bool) -> None:
+        self.inner = OracleJudge(labels, accuracy=1.0)
+        self.deterministic = deterministic
+
+    def prepare(self, X, texts):
+        self.inner.prepare(X, texts)
+
+    def judge(self, views):
+        truth = self.inner.judge(views)
+        return [Verdict(good=False, backend=self.backend) if v.split and v.repetition == 0 else t
+                for v, t in zip(views, truth)]
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_a_single_bad_merge_verdict_is_asked_again(english_sample, english_lsa, deterministic):
+    est = BudgetITLClustering(FirstAnswerWrongJudge(english_sample.labels, deterministic), budget=1.0,
+                              random_state=0).fit(english_lsa)
+    merge = next(r for r in est.log_ if r["phase"] == "merge")
+    if deterministic:  # the same question would get the same answer: not asked again
+        assert merge["accepted"] == 0 and merge["groups"] == merge["groups_before"]
+    else:
+        assert merge["accepted"] > 0 and merge["groups"] < merge["groups_before"]
+
+
 def test_every_row_is_labelled_and_intents_agree(english_sample, english_lsa):
     est = BudgetITLClustering(OracleJudge(english_sample.labels), namer=KeywordNamer(), budget=0.3,
                               random_state=0).fit(english_lsa, english_sample.texts)
