@@ -42,6 +42,7 @@ from ._intents import build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._sampling import make_union_view, make_view
 from ._threads import single_threaded
+from ._vectors import check_embeddings, unit
 
 
 class BudgetITLClustering(ClusterMixin, BaseEstimator):
@@ -102,12 +103,10 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     @single_threaded
     def fit(self, X: np.ndarray, texts: Sequence[str] | None = None, y=None) -> "BudgetITLClustering":
-        X = _check_X(X)
-        n = X.shape[0]
         given = list(texts) if texts is not None else None
+        X = check_embeddings(X, given, min_rows=2)
+        n = X.shape[0]
         texts = given if given is not None else placeholder_texts(n)
-        if len(texts) != n:
-            raise ValueError(f"texts has {len(texts)} items for {n} rows of X")
         budget = self.budget if self.budget is not None else getattr(self.judge, "default_budget", 0.3)
         if not budget > 0:
             raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
@@ -127,7 +126,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         self.log_: list[dict] = []
 
         groups = self._coarse(n)
-        groups, leftover = self._grow(groups, n)
+        groups, _ = self._grow(groups, n)
         groups = self._merge(groups)
         labels = self._assign_leftovers(groups, n)
 
@@ -172,8 +171,8 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         growth_cap = int(self.growth_share * self._cap)
         X = self._X
         a_sum = [X[a].sum(0) for a in anchors]
-        a_cent = np.array([_unit(s) for s in a_sum]) if anchors else np.zeros((0, X.shape[1]), np.float32)
-        m_cent = np.array([_unit(X[m].sum(0)) for m in micros]) if micros else np.zeros((0, X.shape[1]))
+        a_cent = np.array([unit(s) for s in a_sum]) if anchors else np.zeros((0, X.shape[1]), np.float32)
+        m_cent = np.array([unit(X[m].sum(0)) for m in micros]) if micros else np.zeros((0, X.shape[1]))
         # best[i] = (similarity, anchor) of micro i's nearest anchor, kept up to date lazily
         sims = m_cent @ a_cent.T if len(anchors) else np.full((len(micros), 0), -1.0)
         best_sim = sims.max(1) if sims.shape[1] else np.full(len(micros), -1.0)
@@ -191,7 +190,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
                     anchors[a] = np.concatenate([anchors[a], micro])
                     self._note(anchors[a], verdict)
                     a_sum[a] = a_sum[a] + X[micro].sum(0)
-                    col = m_cent @ _unit(a_sum[a])
+                    col = m_cent @ unit(a_sum[a])
                     # the anchor moved: refresh the micros that pointed at it or now prefer it
                     stale = (best_a == a) | (col > best_sim)
                     best_sim[stale] = col[stale]
@@ -205,7 +204,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
                 anchors.append(micro)
                 self._note(micro, verdict)
                 a_sum.append(X[micro].sum(0))
-                col = m_cent @ _unit(a_sum[-1])
+                col = m_cent @ unit(a_sum[-1])
                 better = col > best_sim
                 best_sim[better] = col[better]
                 best_a[better] = len(anchors) - 1
@@ -352,7 +351,7 @@ class _Groups:
         return self.links[a].get(b, 0) / np.sqrt(len(self.members[a]) * len(self.members[b]))
 
     def centroid_score(self, a: int, b: int) -> float:
-        return float(_unit(self.sums[a]) @ _unit(self.sums[b]))
+        return float(unit(self.sums[a]) @ unit(self.sums[b]))
 
     def linked_pairs(self, g: int | None) -> list[tuple[int, int]]:
         """Pairs with a neighbour edge: all of them, or those of group ``g``."""
@@ -363,11 +362,11 @@ class _Groups:
     def near_pairs(self, g: int | None) -> list[tuple[int, int]]:
         """Each group (or ``g``) with its ``n_near`` nearest open groups by centroid."""
         ids = np.array(list(self.members))
-        C = np.array([_unit(self.sums[i]) for i in ids])
+        C = np.array([unit(self.sums[i]) for i in ids])
         rows = ids if g is None else np.array([g])
         pairs = set()
         for r in rows:
-            sims = C @ _unit(self.sums[int(r)])
+            sims = C @ unit(self.sums[int(r)])
             taken = 0
             for o in ids[np.argsort(-sims)]:
                 if taken == self.n_near:
@@ -404,19 +403,6 @@ class _Groups:
 
 
 # -------------------------------------------------------------------- helpers
-def _check_X(X) -> np.ndarray:
-    X = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
-    if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"X must be a 2-D array with at least 2 rows, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("X contains NaN or infinite values")
-    return X
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
 def _kmeans(X: np.ndarray, k: int, rng) -> np.ndarray:
     return cluster(X, k, method="kmeans", random_state=int(rng.randint(2**31 - 1)))
 

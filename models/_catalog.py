@@ -30,18 +30,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ._vectors import unit
+
 ACTIVE = ("created", "updated")
 MAX_EXAMPLES = 10
 
 
 class EmbeddingSpaceError(ValueError):
     """A catalog used with an embedder other than the one that built it."""
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
 
 
 def normalize_label(label: str) -> str:
@@ -146,7 +142,7 @@ class IntentCatalog:
             old = self.intents_.get(intent.intent_id)
             if old is not None and old.version > intent.version:
                 return
-            self.intents_[intent.intent_id] = replace(intent, centroid=_unit(intent.centroid))
+            self.intents_[intent.intent_id] = replace(intent, centroid=unit(intent.centroid, np.float32))
             self._indexes = None
 
     def apply_record(self, rec: dict | None, intent_id: str | None = None) -> None:
@@ -236,7 +232,7 @@ class IntentCatalog:
         updated and absorbs the others, each published as ``merged`` into it. The
         first entry returned is always the intent the cluster's members belong to.
         """
-        c = _unit(centroid)
+        c = unit(centroid, np.float32)
         examples = tuple(examples)
         with self._lock:
             pool = self.active(role)
@@ -265,7 +261,7 @@ class IntentCatalog:
                                version=other.version + 1, updated_at=now)
                 self.put(gone)
                 changed.append(gone)
-            target = replace(target, centroid=_unit(mix), size=total, status="updated",
+            target = replace(target, centroid=unit(mix, np.float32), size=total, status="updated",
                              version=target.version + 1, updated_at=now,
                              examples=tuple(dict.fromkeys(merged_examples))[:MAX_EXAMPLES],
                              judge_backend=judge_backend or target.judge_backend,

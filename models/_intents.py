@@ -28,16 +28,6 @@ def placeholder_texts(n: int) -> list[str]:
     return [f"utterance {i}" for i in range(n)]
 
 
-def check_embeddings(X, texts: Sequence[str] | None) -> np.ndarray:
-    """Validate a fit's input: a non-empty 2-d float array, and one text per row if any."""
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must be a non-empty 2-d array of embeddings, got shape {X.shape}")
-    if texts is not None and len(texts) != X.shape[0]:
-        raise ValueError(f"texts has {len(texts)} items but X has {X.shape[0]} rows")
-    return X
-
-
 def nearest_to_centroid(members: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` members closest (cosine) to their mean, closest first."""
     rows = X[members]

@@ -15,11 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.where(norms > 0, norms, 1.0)
+from ._vectors import unit
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -55,8 +51,8 @@ def merge_by_label(labels: np.ndarray, label_texts: Sequence[str], label_embeddi
     if not 0.0 <= threshold <= 2.0:
         raise ValueError(f"threshold is a cosine distance in [0, 2], got {threshold}")
     sizes = np.bincount(labels[labels >= 0], minlength=m)
-    label_dist = 1.0 - _unit_rows(emb) @ _unit_rows(emb).T
-    cen_sim = _unit_rows(cen) @ _unit_rows(cen).T
+    label_dist = 1.0 - unit(emb, np.float64) @ unit(emb, np.float64).T
+    cen_sim = unit(cen, np.float64) @ unit(cen, np.float64).T
     ii, jj = np.triu_indices(m, k=1)
     ok = (label_dist[ii, jj] <= threshold) & (cen_sim[ii, jj] >= min_centroid_similarity)
     pairs = sorted(zip(label_dist[ii[ok], jj[ok]], ii[ok], jj[ok]))

@@ -47,11 +47,12 @@ from sklearn.utils import check_random_state
 
 from ._base import ClusterView, Embedder, Judge, Namer, Verdict
 from ._clusterers import cluster
-from ._intents import build_intents, check_embeddings, placeholder_texts
+from ._intents import build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._merge import merge_by_label
 from ._sampling import make_union_view, make_view
 from ._threads import single_threaded
+from ._vectors import check_embeddings, unit
 
 SELECTIONS = ("coverage", "ratio")
 METHODS = ("agglomerative", "kmeans", "gmm")
@@ -149,14 +150,9 @@ def _group_key(g: np.ndarray) -> tuple[int, int]:
     return int(g.min()), len(g)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(n > 0, n, 1.0)
-
-
 def centroids_of(X: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarray:
     """Unit-length mean of each group's rows (for cosine assignment and merging)."""
-    return _unit(np.stack([X[g].mean(axis=0) for g in groups]))
+    return unit(np.stack([X[g].mean(axis=0) for g in groups]))
 
 
 class LLMITLClustering(ClusterMixin, BaseEstimator):

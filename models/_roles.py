@@ -25,8 +25,9 @@ from sklearn.utils import check_random_state
 
 from ._base import ClusterView, Judge, Verdict
 from ._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
-from ._intents import check_embeddings, placeholder_texts
+from ._intents import placeholder_texts
 from ._threads import single_threaded
+from ._vectors import check_embeddings
 
 CUSTOMER = "customer"
 AGENT = "agent"

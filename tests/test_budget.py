@@ -170,7 +170,7 @@ def test_bad_parameters_fail_in_fit(english_sample, english_lsa, kwargs, message
 
 def test_bad_input_shapes_fail_clearly():
     est = BudgetITLClustering(OracleJudge(["a", "b"]))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="2-d"):
         est.fit(np.zeros(5, np.float32))
     with pytest.raises(ValueError, match="texts"):
         est.fit(np.eye(3, dtype=np.float32), texts=["only one"])
