@@ -11,6 +11,11 @@ import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
 
+#: Fixtures of the real parts: the embedded Kafka broker and workers (``kafka_harness``)
+#: and the OpenAI-compatible test server (``openai_server``). Their helpers (``wait_for``,
+#: ``task_of``, ...) are imported by name where used.
+pytest_plugins = ("kafka_harness", "openai_server")
+
 
 @dataclass(frozen=True)
 class Sample:

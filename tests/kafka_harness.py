@@ -1,7 +1,8 @@
 """Fixtures and helpers for tests on the real embedded broker and real worker processes.
 
-Import what a test module needs (``from kafka_harness import broker, kafka_settings,
-workers, wait_for``): pytest registers imported fixtures. One broker per test module
+Its fixtures (``broker``, ``kafka_settings``, ``workers``) are registered for every test
+by ``pytest_plugins`` in ``conftest.py``; import the helpers (``wait_for``, ...) by
+name. One broker per test module
 (starting one takes well under a second); each test gets its own topic names and
 app id, so tests in a module never see each other's records or consumer groups.
 Synchronisation is always "wait until a condition holds, with a deadline", never a

@@ -4,7 +4,7 @@ It speaks ``POST /v1/chat/completions`` and ``GET /v1/models`` on 127.0.0.1 at a
 port, answers with a function of the request, can misbehave on purpose (garbage text,
 HTTP 500, a stall past the client's timeout, a 400 for structured outputs or logprobs,
 a body that is not JSON) and records every request body so tests can assert what the
-client sent. Import the ``llm_server`` fixture into a test module to use it.
+client sent. The ``llm_server`` fixture is registered for every test (``conftest.py``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from dialin.streams.cli import app
 
-from openai_server import llm_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("clean_settings")
 
@@ -113,7 +112,7 @@ def test_embedding_cache_is_reused(tmp_path):
     assert read(tmp_path / "a.json")["intents"] == read(tmp_path / "b.json")["intents"]
 
 
-def test_labels_come_from_the_llm_server(tmp_path, llm_server):  # noqa: F811
+def test_labels_come_from_the_llm_server(tmp_path, llm_server):
     out = tmp_path / "intents.json"
     result = discover(BANKING, "--text-field", "text", "--embedder", "lsa", "--judge", "openai",
                       "--namer", "openai", "--llm-url", llm_server.url, "--llm-model", "test-model",
@@ -127,7 +126,7 @@ def test_labels_come_from_the_llm_server(tmp_path, llm_server):  # noqa: F811
     assert any(it["confidence"] is not None for it in doc["intents"])
 
 
-def test_completes_when_a_fifth_of_llm_requests_fail(tmp_path, llm_server):  # noqa: F811
+def test_completes_when_a_fifth_of_llm_requests_fail(tmp_path, llm_server):
     llm_server.fail = lambda i, body: ("garbage", None, "500", None, None, "notjson", None, None,
                                        None, None)[i % 10]
     out = tmp_path / "intents.json"

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from dialin.streams.cli import app
 
-from openai_server import llm_server  # noqa: F401  (fixture)
 
 DATA = Path(__file__).parent / "data"
 BANKING = str(DATA / "banking77_sample.csv")
@@ -115,7 +114,7 @@ def test_real_process_stdout_is_exactly_one_json_object():
 
 # --- the LLM judge against a real local HTTP server ------------------------------------------
 
-def test_openai_judge_against_a_local_server(llm_server):  # noqa: F811
+def test_openai_judge_against_a_local_server(llm_server):
     result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
                       "--embedder", "lsa", "--judge", "openai", "--llm-url", llm_server.url,
                       "--llm-model", "test-model", "--json")
@@ -129,7 +128,7 @@ def test_openai_judge_against_a_local_server(llm_server):  # noqa: F811
     assert itl["prompt_version"]
 
 
-def test_openai_model_is_asked_of_the_server_when_not_given(llm_server, monkeypatch):  # noqa: F811
+def test_openai_model_is_asked_of_the_server_when_not_given(llm_server, monkeypatch):
     monkeypatch.setenv("DIALIN_LLM_URL", llm_server.url)
     result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
                       "--embedder", "lsa", "--judge", "openai", "--json")
@@ -137,7 +136,7 @@ def test_openai_model_is_asked_of_the_server_when_not_given(llm_server, monkeypa
     assert {r["model"] for r in llm_server.chat_requests()} == {"test-model"}
 
 
-def test_openai_judge_survives_garbage_and_errors(llm_server):  # noqa: F811
+def test_openai_judge_survives_garbage_and_errors(llm_server):
     llm_server.fail = lambda i, body: ("garbage", "500", None, None, None)[i % 5]
     result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
                       "--embedder", "lsa", "--judge", "openai", "--llm-url", llm_server.url,

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dialin.streams.cli import app
 
-from openai_server import llm_server, task_of  # noqa: F401  (fixture)
+from openai_server import task_of
 
 BANKING = str(Path(__file__).parent / "data" / "banking77_sample.csv")
 ARGS = ["evaluate", BANKING, "--text-field", "text", "--label-field", "category",
@@ -46,7 +46,7 @@ def test_heuristic_pruning_is_reported_and_changes_the_search(tmp_path):
     assert {r["proposed_by"] for r in log if r["iteration"] > 1} == {"HeuristicPruner"}
 
 
-def test_llm_pruning_asks_the_configured_server(llm_server, tmp_path):  # noqa: F811
+def test_llm_pruning_asks_the_configured_server(llm_server, tmp_path):
     llm_server.answer = lambda body: "[12, 9, 7, 5, 3]" if task_of(body) == "prune" else "Good"
     report = itl("--strategy", "paper", "--prune", "llm", "--llm-url", llm_server.url,
                  "--llm-model", "test-model")

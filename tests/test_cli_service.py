@@ -9,10 +9,10 @@ import sys
 
 import pytest
 from kafka import KafkaProducer
-from kafka_harness import broker, kafka_settings, records_of, settings_env, wait_for  # noqa: F401
+from kafka_harness import records_of, settings_env, wait_for
 from typer.testing import CliRunner
 
-from dialin.streams.broker import EmbeddedBroker, answers_metadata, free_port
+from dialin.streams.broker import answers_metadata, free_port
 from dialin.streams.cli import app
 from dialin.streams.demo import SUMMARY_KEYS
 from dialin.streams.settings import get_settings

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from kafka_harness import broker, kafka_settings, records_of, wait_for, workers  # noqa: F401
+from kafka_harness import records_of, wait_for
 from test_e2e_service import accounted, assert_each_once, banking_events
 
 from dialin.streams.replay import replay

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka_harness import broker, kafka_settings, records_of, wait_for, workers  # noqa: F401
+from kafka_harness import records_of, wait_for
 
 from dialin.streams.replay import replay
 from dialin.streams.supervise import metric

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka_harness import WorkerFactory, broker, kafka_settings, wait_for, workers  # noqa: F401
+from kafka_harness import WorkerFactory, wait_for
 
 from dialin.streams.app import LagProbe
 from dialin.streams.broker import EmbeddedBroker, free_port
@@ -55,7 +55,7 @@ def test_stall_detector_flags_only_a_partition_without_committed_progress():
 
 
 @pytest.mark.slow
-def test_lag_and_a_stall_are_measured_on_the_real_broker(kafka_settings):  # noqa: F811
+def test_lag_and_a_stall_are_measured_on_the_real_broker(kafka_settings):
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
@@ -125,7 +125,7 @@ def test_readiness_follows_kafka_while_liveness_does_not(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_drops_readiness_drains_and_no_text_leaks(workers, kafka_settings):  # noqa: F811
+def test_sigterm_drops_readiness_drains_and_no_text_leaks(workers, kafka_settings):
     s = kafka_settings
     marker = f"zqx{uuid.uuid4().hex[:10]}"
     texts = [f"my card {marker} number {i} was declined" for i in range(40)]

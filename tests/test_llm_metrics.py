@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from openai_server import llm_server  # noqa: F401  (fixture)
 
 from dialin.models import ClusterView
 from dialin.streams import metrics
@@ -14,7 +13,7 @@ def _value(name: str, **labels) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_judge_and_namer_calls_reach_the_llm_metrics(llm_server):  # noqa: F811
+def test_judge_and_namer_calls_reach_the_llm_metrics(llm_server):
     settings = Settings(judge="openai", namer="openai", llm_url=llm_server.url, llm_model="m",
                         pii_redaction=False)
     judge = build_judge(settings, on_call=metrics.observe_llm_call)
@@ -33,7 +32,7 @@ def test_judge_and_namer_calls_reach_the_llm_metrics(llm_server):  # noqa: F811
     assert _value("dialin_llm_tokens_total", task="judge", kind="prompt") > 0
 
 
-def test_garbage_answers_are_counted_as_invalid(llm_server):  # noqa: F811
+def test_garbage_answers_are_counted_as_invalid(llm_server):
     llm_server.answer = lambda body: "Perhaps, it depends"
     settings = Settings(judge="openai", llm_url=llm_server.url, llm_model="m", pii_redaction=False)
     judge = build_judge(settings, on_call=metrics.observe_llm_call)

@@ -24,7 +24,7 @@ import httpx
 import promql_parser
 import pytest
 import yaml
-from kafka_harness import broker, kafka_settings, settings_env, wait_for, workers  # noqa: F401
+from kafka_harness import settings_env, wait_for
 
 from dialin.streams.broker import free_port
 from dialin.streams.metrics import REGISTRY
@@ -209,7 +209,7 @@ def prometheus(tmp_path):
 
 
 @pytest.mark.slow
-def test_prometheus_scrapes_the_worker_ingest_counter(prometheus, workers, kafka_settings):  # noqa: F811
+def test_prometheus_scrapes_the_worker_ingest_counter(prometheus, workers, kafka_settings):
     worker = workers.start({"DIALIN_EMBEDDER": "lsa", "DIALIN_EMBEDDER_FIT_FILE": str(FIT_SAMPLE),
                             "DIALIN_JUDGE": "heuristic", "DIALIN_NAMER": "keywords"})
     base = prometheus([f"127.0.0.1:{worker.metrics_port}"])

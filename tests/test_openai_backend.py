@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import pytest
-from openai_server import llm_server, task_of, utterance_groups  # noqa: F401 (fixture)
+from openai_server import task_of, utterance_groups
 
 from dialin.models import ClusterView, LLMWarning, OpenAIJudge, OpenAINamer
 
@@ -20,7 +20,7 @@ def union(a: tuple[str, ...], b: tuple[str, ...]) -> ClusterView:
 
 
 @pytest.fixture
-def make(llm_server):  # noqa: F811
+def make(llm_server):
     """Build backends pointed at the server; every one is closed after the test."""
     made = []
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from kafka_harness import broker, kafka_settings, wait_for, workers  # noqa: F401
-from openai_server import llm_server  # noqa: F401 (fixture)
+from kafka_harness import wait_for
 
 from dialin.models import CircuitBreaker, ClusterView, LLMUnavailableError, OpenAIJudge
 from dialin.streams import metrics
@@ -71,7 +70,7 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once_when_half_open
 
 # --- the breaker in the OpenAI backend, over HTTP ------------------------------------------
 
-def test_a_dead_llm_opens_the_breaker_and_later_calls_fail_fast(llm_server):  # noqa: F811
+def test_a_dead_llm_opens_the_breaker_and_later_calls_fail_fast(llm_server):
     llm_server.fail = lambda i, body: "500"
     judge = OpenAIJudge(llm_server.url, "test-model", timeout=5, max_retries=0, concurrency=1,
                         breaker_failures=3, breaker_reset_seconds=0.5)
@@ -90,7 +89,7 @@ def test_a_dead_llm_opens_the_breaker_and_later_calls_fail_fast(llm_server):  # 
         judge.close()
 
 
-def test_a_client_error_is_not_an_outage(llm_server):  # noqa: F811
+def test_a_client_error_is_not_an_outage(llm_server):
     llm_server.fail = lambda i, body: "400"
     llm_server.reject_structured = False
     judge = OpenAIJudge(llm_server.url, "test-model", max_retries=0, concurrency=1, structured=False,
@@ -103,7 +102,7 @@ def test_a_client_error_is_not_an_outage(llm_server):  # noqa: F811
         judge.close()
 
 
-def test_a_stalled_llm_trips_the_breaker_by_timeouts(llm_server):  # noqa: F811
+def test_a_stalled_llm_trips_the_breaker_by_timeouts(llm_server):
     llm_server.stall_seconds = 3.0
     llm_server.fail = lambda i, body: "stall"
     judge = OpenAIJudge(llm_server.url, "test-model", timeout=0.3, max_retries=0, concurrency=4,
@@ -156,7 +155,7 @@ def _buffer(n_each: int = 10) -> BufferStore:
     return buffer
 
 
-def test_a_run_against_a_dead_llm_fails_cleanly_and_is_retried_after_a_backoff(llm_server):  # noqa: F811
+def test_a_run_against_a_dead_llm_fails_cleanly_and_is_retried_after_a_backoff(llm_server):
     llm_server.fail = lambda i, body: "500"
     judge = OpenAIJudge(llm_server.url, "test-model", timeout=5, max_retries=0, concurrency=1,
                         breaker_failures=2, breaker_reset_seconds=0.2)
@@ -206,7 +205,7 @@ def _events(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
 
 
 @pytest.mark.slow
-def test_a_stalled_llm_never_stalls_ingestion(workers, kafka_settings, llm_server):  # noqa: F811
+def test_a_stalled_llm_never_stalls_ingestion(workers, kafka_settings, llm_server):
     from dialin.streams.replay import replay
     from dialin.streams.supervise import metric
 

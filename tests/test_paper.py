@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from openai_server import llm_server, task_of  # noqa: F401 (fixture)
+from openai_server import task_of
 from sklearn.base import clone
 
 from dialin.models import (HeuristicPruner, Judge, LLMITLClustering, LLMPruner, LSAEmbedder,
@@ -227,7 +227,7 @@ def _llm_counts(body) -> str:
 
 
 def test_llm_pruning_over_http_sends_the_log_and_uses_the_answer(data, unpruned,
-                                                                 llm_server):  # noqa: F811
+                                                                 llm_server):
     llm_server.answer = _llm_counts
     pruners = []
 
@@ -257,7 +257,7 @@ def test_llm_pruning_over_http_sends_the_log_and_uses_the_answer(data, unpruned,
         pruner.close()
 
 
-def test_an_empty_proposal_falls_back_to_the_grid_with_a_warning(data, llm_server):  # noqa: F811
+def test_an_empty_proposal_falls_back_to_the_grid_with_a_warning(data, llm_server):
     X, texts, y = data
     llm_server.answer = lambda body: "no idea"
     with LLMPruner(llm_server.url, "m", invalid_retries=0, fill=False) as pruner:

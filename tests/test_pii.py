@@ -16,7 +16,7 @@ import pickle
 from dataclasses import replace
 
 import pytest
-from openai_server import llm_server, utterance_groups  # noqa: F401 (fixture)
+from openai_server import utterance_groups
 from stdnum import luhn
 from stdnum.cn import ric
 
@@ -175,7 +175,7 @@ def _bodies_leak(bodies: list[dict]) -> list[str]:
 
 
 @pytest.mark.parametrize("cls", [OpenAIJudge, OpenAINamer])
-def test_llm_requests_carry_no_pii_with_a_redactor(llm_server, redactor, cls):  # noqa: F811
+def test_llm_requests_carry_no_pii_with_a_redactor(llm_server, redactor, cls):
     view = ClusterView(members=(0, 1, 2, 3), texts=CLUSTER)
     union = ClusterView(members=(0, 1, 2, 3), texts=(), parts=(CLUSTER[:2], CLUSTER[2:]), split=2)
     with cls(llm_server.url, "test-model", redactor=redactor) as backend:
@@ -186,7 +186,7 @@ def test_llm_requests_carry_no_pii_with_a_redactor(llm_server, redactor, cls):  
     assert all(tok in shown for tok in ("<PHONE>", "<CN_ID>", "<CARD>", "<EMAIL>"))
 
 
-def test_without_a_redactor_the_same_requests_do_leak(llm_server):  # noqa: F811
+def test_without_a_redactor_the_same_requests_do_leak(llm_server):
     # The control: proves the check above can fail.
     with OpenAIJudge(llm_server.url, "test-model") as judge:
         judge.judge([ClusterView(members=(0, 1, 2, 3), texts=CLUSTER)])
@@ -195,7 +195,7 @@ def test_without_a_redactor_the_same_requests_do_leak(llm_server):  # noqa: F811
 
 # --- the service: settings, factory, published examples, the metric -------------------
 
-def test_the_factory_shares_one_redactor_and_gives_it_to_llm_backends(llm_server):  # noqa: F811
+def test_the_factory_shares_one_redactor_and_gives_it_to_llm_backends(llm_server):
     from dialin.streams.factory import SettingsError, build_judge, build_namer, build_redactor
     from dialin.streams.settings import Settings
 

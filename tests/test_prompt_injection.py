@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openai_server import llm_server, utterance_groups  # noqa: F401 (fixture)
+from openai_server import utterance_groups
 
 from dialin.models import ClusterView, OpenAIJudge, OpenAINamer, load_prompt
 from dialin.models._prompts import MAX_UTTERANCE_CHARS, parse_label, parse_verdict, utterance_block
@@ -82,7 +82,7 @@ def test_the_corpus_is_what_the_guarantee_claims():
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("cls", [OpenAIJudge, OpenAINamer])
-def test_every_attempt_stays_inside_the_data_block(llm_server, cls, lang):  # noqa: F811
+def test_every_attempt_stays_inside_the_data_block(llm_server, cls, lang):
     views = views_for(lang)
     with cls(llm_server.url, "test-model", language=lang) as backend:
         (backend.judge if cls is OpenAIJudge else backend.name)(views)
@@ -97,7 +97,7 @@ def test_every_attempt_stays_inside_the_data_block(llm_server, cls, lang):  # no
             [shown(t) for t in (*NORMAL[lang], row["text"])], row["id"]
 
 
-def test_attempts_stay_inside_their_group_in_a_union_question(llm_server):  # noqa: F811
+def test_attempts_stay_inside_their_group_in_a_union_question(llm_server):
     views = [ClusterView(members=(0, 1, 2), texts=(), split=1,
                          parts=((NORMAL["en"][0],), (row["text"], NORMAL["en"][1])))
              for row in CORPUS if row["lang"] == "en"]
@@ -119,7 +119,7 @@ def test_a_hijacked_answer_is_neither_a_verdict_nor_a_label(row):
 
 
 @pytest.mark.parametrize("cls", [OpenAIJudge, OpenAINamer])
-def test_hijacked_answers_over_http_give_no_verdict_and_no_label(llm_server, cls):  # noqa: F811
+def test_hijacked_answers_over_http_give_no_verdict_and_no_label(llm_server, cls):
     llm_server.answer = lambda body: attempt_in(body)["answer"]
     views = views_for("en") + views_for("zh")
     with cls(llm_server.url, "test-model", invalid_retries=1, structured=False) as backend:

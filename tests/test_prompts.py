@@ -10,7 +10,7 @@ import sys
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from openai_server import llm_server, utterance_groups  # noqa: F401 (fixture)
+from openai_server import utterance_groups
 
 from dialin.models import PROMPT_VERSION, ClusterView, OpenAIJudge, load_prompt, prompt_version
 from dialin.models._prompts import (
@@ -59,7 +59,7 @@ def test_prompt_version_hashes_the_files(tmp_path):
     assert load_prompt("judge", "en", edited).version == "judge-en-2"
 
 
-def test_a_user_prompt_dir_is_what_the_server_receives(llm_server, tmp_path):  # noqa: F811
+def test_a_user_prompt_dir_is_what_the_server_receives(llm_server, tmp_path):
     edited = tmp_path / "prompts"
     shutil.copytree(PROMPT_DIR, edited)
     path = edited / "judge_en.txt"

@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from openai_server import llm_server  # noqa: F401 (fixture)
 
 from dialin.models import HeuristicPruner, LLMPruner
 
@@ -42,7 +41,7 @@ def test_bad_ranges_are_clear_errors():
         HeuristicPruner().propose([], 100, 50, 10)
 
 
-def test_the_llm_pruner_sends_the_log_and_keeps_only_valid_counts(llm_server):  # noqa: F811
+def test_the_llm_pruner_sends_the_log_and_keeps_only_valid_counts(llm_server):
     llm_server.answer = lambda body: "[800, 800, 5000, -3, 600, \"x\", 400]"
     with LLMPruner(llm_server.url, "m") as pruner:
         counts = pruner.propose(LOG, n_remaining=2901, lo=10, hi=2000, k=5)
@@ -56,7 +55,7 @@ def test_the_llm_pruner_sends_the_log_and_keeps_only_valid_counts(llm_server):  
     assert pruner.stats.count("prune", "ok") == 1
 
 
-def test_a_garbage_answer_falls_back_to_the_heuristic(llm_server):  # noqa: F811
+def test_a_garbage_answer_falls_back_to_the_heuristic(llm_server):
     llm_server.answer = lambda body: "I would try around eight hundred clusters."
     with LLMPruner(llm_server.url, "m", invalid_retries=1) as pruner:
         counts = pruner.propose(LOG, 2901, 10, 2000, 5)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from openai_server import llm_server, utterance_groups  # noqa: F401 (fixture)
 
 from dialin.models import ClusterView, CrowdJudge, Judge, OpenAIJudge, RepeatedJudge, Verdict
 
@@ -77,7 +76,7 @@ def test_crowd_judge_majority_with_ties_bad():
     assert verdicts[0].confidence == pytest.approx(2 / 3)
 
 
-def test_a_crowd_of_models_on_a_real_server(llm_server):  # noqa: F811
+def test_a_crowd_of_models_on_a_real_server(llm_server):
     # Three "models" behind one endpoint; the third disagrees about everything.
     llm_server.answer = lambda body: "Bad" if body["model"] == "contrarian" else "Good"
     judges = [OpenAIJudge(llm_server.url, name, logprobs=False)

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from kafka_harness import broker, kafka_settings, records_of, wait_for, workers  # noqa: F401
+from kafka_harness import records_of, wait_for
 
 from dialin.models import Embedder, Intent, IntentCatalog, Verdict
 from dialin.models import LSAEmbedder
