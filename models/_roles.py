@@ -110,6 +110,8 @@ class _RowMappedJudge(Judge):
         self.judge_ = judge
         self.rows_ = np.asarray(rows, dtype=np.int64)
         self.backend = judge.backend
+        self.default_budget = judge.default_budget
+        self.deterministic = judge.deterministic
 
     def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
         """Nothing to do: the wrapped judge was prepared on every row."""

@@ -65,6 +65,10 @@ class RepeatedJudge(Judge):
         return f"{self.judge_.backend}x{self.t}"
 
     @property
+    def deterministic(self) -> bool:
+        return self.judge_.deterministic
+
+    @property
     def stats(self) -> LLMStats | None:
         return _merged_stats([self.judge_])
 
@@ -107,6 +111,10 @@ class CrowdJudge(Judge):
 
     def __init__(self, judges: Sequence[Judge]) -> None:
         self.judges = judges
+
+    @property
+    def deterministic(self) -> bool:
+        return all(j.deterministic for j in self.judges)
 
     @property
     def stats(self) -> LLMStats | None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from dialin.models import (HeuristicJudge, Judge, KeywordNamer, LLMITLClustering, LSAEmbedder,
-                           OracleJudge, RoleAwareClustering, infer_roles)
+from dialin.models import (BudgetITLClustering, HeuristicJudge, Judge, KeywordNamer, LLMITLClustering,
+                           LSAEmbedder, OracleJudge, RoleAwareClustering, infer_roles)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,17 @@ def test_per_role_fits_ask_about_global_rows(dialogues):
     RoleAwareClustering(_itl(judge)).fit(X, texts, roles=list(roles))
     assert judge.members
     assert all(len(set(roles[list(m)])) == 1 for m in judge.members)
+
+
+def test_per_role_fits_keep_the_judges_defaults(dialogues):
+    # The per-role view of a judge must not hide what the strategy reads from it: the
+    # heuristic's own budget (0.6, not the LLM default 0.3) and that re-asking is wasted.
+    X, texts, roles, _ = dialogues
+    est = RoleAwareClustering(BudgetITLClustering(HeuristicJudge(union_quantile=0.6), random_state=0))
+    est.fit(X, texts, roles=list(roles))
+    for fitted in est.estimators_.values():
+        assert fitted.budget_ == HeuristicJudge.default_budget
+        assert fitted.judge.deterministic
 
 
 def test_inferred_roles_beat_chance_clearly(dialogues):
