@@ -10,7 +10,8 @@ are left alone). Every method runs on the same embeddings in the same process:
   (``OracleJudge``, 96% accurate, as the paper's Table 3) and with the offline heuristic,
 * ``LLMITLClustering`` (the paper's Algorithm 1) with its plain good/bad-ratio rule and
   with our default selection + judged merge,
-* the judge-calls-versus-quality curve of the budget strategy (issue 8).
+* the judge-calls-versus-quality curve of the budget strategy (issue 8),
+* the same defaults on subsets of BANKING77 train of other sizes and densities.
 
 Usage::
 
@@ -224,6 +225,78 @@ is Act-Domain-Slot; `lsa` character n-gram embeddings; clustered per given role)
 """
 
 
+def banking77_train(data: Path):
+    import csv
+
+    with open(data / "banking77" / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], np.array([r["category"] for r in rows])
+
+
+def held_out_sets(y: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Row subsets of BANKING77 train that vary size and density (fixed draw, seed 123)."""
+    rng = np.random.default_rng(123)
+    perm = rng.permutation(len(y))
+    intents = rng.permutation(np.unique(y))
+    per30 = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:30] for c in np.unique(y)])
+    return [
+        ("3,000 random utterances, 77 intents", np.sort(perm[:3000])),
+        ("30 utterances of each of 77 intents", np.sort(per30)),
+        ("6,000 random utterances, 77 intents", np.sort(perm[:6000])),
+        ("all 10,003, 77 intents", np.arange(len(y))),
+        ("all utterances of 40 intents", np.flatnonzero(np.isin(y, intents[:40]))),
+        ("all utterances of 20 intents", np.flatnonzero(np.isin(y, intents[40:60]))),
+    ]
+
+
+def sizes_section(data: Path, seeds: list[int]) -> str:
+    from dialin.models import BudgetITLClustering, HeuristicJudge
+
+    texts, y = banking77_train(data)
+    X, _ = embed("minilm", texts)
+    lines = ["| subset of BANKING77 train | utterances | intents | k-means told k: NMI / ARI | "
+             "oracle 0.96, budget 0.3: NMI / ARI / clusters / calls per utt | "
+             "heuristic: NMI / clusters |", "|---|---|---|---|---|---|"]
+    for name, rows in held_out_sets(y):
+        Xs, ys, ts = X[rows], y[rows], [texts[i] for i in rows]
+        km, orc, heu = [], [], []
+        for s in seeds:
+            km.append(run_kmeans(Xs, ys, s))
+            orc.append(run_itl(budget(oracle(ys, 0.96, s), 0.3, s), Xs, ys, ts))
+            heu.append(run_itl(BudgetITLClustering(HeuristicJudge(union_quantile=0.6, random_state=s),
+                                                   random_state=s), Xs, ys, ts))
+            log(f"  sizes {name} seed {s}: km {km[-1]['nmi']:.3f} oracle {orc[-1]['nmi']:.3f}/"
+                f"{orc[-1]['n_clusters']} heuristic {heu[-1]['nmi']:.3f}/{heu[-1]['n_clusters']}")
+        lines.append(f"| {name} | {len(rows):,} | {len(set(ys))} | {mean_range(km, 'nmi')} / "
+                     f"{mean_range(km, 'ari')} | {mean_range(orc, 'nmi')} / {mean_range(orc, 'ari')} / "
+                     f"{mean_range(orc, 'n_clusters', '{:.0f}')} / "
+                     f"{mean_range(orc, 'calls_per_utt', '{:.2f}')} | {mean_range(heu, 'nmi')} / "
+                     f"{mean_range(heu, 'n_clusters', '{:.0f}')} |")
+    seed_list = " ".join(map(str, seeds))
+    return f"""## Other sizes and densities (BANKING77 train)
+
+Produced by `python bench/quality.py --only sizes --seeds {seed_list}`: subsets of the
+BANKING77 *train* split (the defaults were tuned on the test split; the whole train
+split was used to check the merge passes), MiniLM, the shipped defaults of
+`BudgetITLClustering`; mean over seeds {seed_list}, range in brackets.
+The heuristic judge is the label-free offline default (its own budget, 0.6).
+
+{chr(10).join(lines)}
+
+Reading: with the oracle, NMI stays above k-means told k at every size and density, by
++0.02 on the sparsest subset (30 utterances per intent) and by +0.08 to +0.12 where
+intents are dense. The budget is what limits: at 0.3 calls per utterance, 6,000
+utterances of 77 intents end with 106 clusters (+38%, too many merges left unpaid) and
+sparse data buys fewer merges than its intents need. The heuristic judge follows the truth
+on data as sparse as BANKING77 test (about 40 per intent; 78 clusters here) but
+over-splits where intents are dense (100+ utterances each: 2-3x the true count, and on
+20 intents NMI below k-means): its union test is calibrated on small pieces of the data
+and cannot tell how densely each intent is sampled (a size-matched calibration was
+tried: it fixed the dense sets and merged BANKING77 test into 22 clusters). An LLM
+judge reads the texts, not the geometry; no LLM could be measured on this machine.
+"""
+
+
 def curve_section(data: Path, seeds: list[int]) -> str:
     texts, y, _ = banking77(data)
     X, _ = embed("minilm", texts)
@@ -256,7 +329,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--only", choices=["quality", "curve"], default=None)
+    ap.add_argument("--only", choices=["quality", "curve", "sizes"], default=None)
     args = ap.parse_args()
     if not (args.data / "banking77" / "test.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/ and crosswoz/)")
@@ -264,6 +337,8 @@ def main() -> None:
         replace_section("quality", quality_section(args.data, args.seeds))
     if args.only in (None, "curve"):
         replace_section("curve", curve_section(args.data, args.seeds))
+    if args.only in (None, "sizes"):
+        replace_section("sizes", sizes_section(args.data, args.seeds))
 
 
 if __name__ == "__main__":
