@@ -44,6 +44,8 @@ from typing import Any
 
 from ._base import ClusterView
 
+_TOKEN = re.compile(r"<([A-Z][A-Z_]*)>")  # what redact() puts in place of a value
+
 #: Every entity :class:`Redactor` knows; the default set is the first four.
 ENTITIES = ("PHONE", "EMAIL", "CARD", "CN_ID", "IBAN", "IP", "US_SSN")
 DEFAULT_ENTITIES = ("PHONE", "EMAIL", "CARD", "CN_ID")
@@ -328,6 +330,17 @@ class Redactor:
     def redact_many(self, texts: Iterable[str]) -> list[str]:
         """:meth:`redact` for each text, in order."""
         return [self.redact(t) for t in texts]
+
+    def redact_label(self, label: str) -> str:
+        """``label`` with any value replaced by its entity's name (``report-phone``).
+
+        Labels are published too, and a namer can lift a value into one (a keyword
+        namer picks a number that recurs in a cluster; an LLM may echo it). Names, not
+        ``<PHONE>`` tokens, keep the label in its action-objective form. Action and
+        objective are redacted apart: a value glued to the hyphen is missed otherwise.
+        """
+        return "-".join(_TOKEN.sub(lambda m: m.group(1).lower(), self.redact(part))
+                        for part in label.split("-", 1))
 
     def __getstate__(self) -> dict:
         # Engines and locks do not pickle or copy: a copy builds its own on first use.

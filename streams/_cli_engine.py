@@ -495,7 +495,7 @@ def intent_id(row_ids: Sequence[Any], role: str | None) -> str:
 def intents_document(table, result: dict, settings, embedder_name: str, seconds: float) -> dict:
     """The ``discover`` output: run metadata, the iteration log, intents largest first.
 
-    Examples are PII-redacted unless ``settings.pii_redaction`` is off.
+    Examples and labels are PII-redacted unless ``settings.pii_redaction`` is off.
     """
     from .factory import build_redactor
 
@@ -510,7 +510,8 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
             "id": intent_id(rows, it.role),
             "cluster": int(it.intent_id),
             # An LLM namer answers "" when it gave no valid label: never an empty name.
-            "label": it.label or f"unnamed-{it.intent_id}",
+            "label": (redactor.redact_label(it.label) if redactor is not None and it.label
+                      else it.label) or f"unnamed-{it.intent_id}",
             "role": it.role,
             "size": it.size,
             "share": round(it.size / n, 4),

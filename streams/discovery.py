@@ -204,10 +204,12 @@ class Discovery:
         from .factory import build_redactor
 
         examples = list(intent.examples) or [entries[i].text for i in members[:10]]
+        label = intent.label
         redactor = build_redactor(self.settings)
         if redactor is not None:
             examples = redactor.redact_many(examples)
-        return replace(intent, examples=tuple(examples))
+            label = redactor.redact_label(label)
+        return replace(intent, label=label, examples=tuple(examples))
 
     async def discover(self, entries: list[BufferEntry], X: np.ndarray) -> dict[str, int]:
         """Fit, upsert into the catalog, publish; returns counts by status and assigned."""

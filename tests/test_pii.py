@@ -100,6 +100,17 @@ def test_several_values_in_one_utterance_and_redacting_twice_changes_nothing(red
     assert redactor.redact(out) == out
 
 
+@pytest.mark.parametrize("label, expected", [
+    ("report-4111111111111111", "report-card"),  # glued to the hyphen: still found
+    ("询问-13812345678", "询问-phone"),
+    ("inquire-138-1234-5678", "inquire-phone"),
+    ("inquire-refund", "inquire-refund"),
+    ("询问-优惠", "询问-优惠"),
+])
+def test_labels_keep_their_form_with_values_named(redactor, label, expected):
+    assert redactor.redact_label(label) == expected
+
+
 def test_redactions_are_counted_by_entity():
     r = Redactor()
     assert r.stats == {}
@@ -208,7 +219,8 @@ def test_the_factory_shares_one_redactor_and_gives_it_to_llm_backends(llm_server
         build_redactor(settings.model_copy(update={"pii_entities": ["PHONE", "PASSPORT"]}))
 
 
-def _published_examples(**overrides) -> list[str]:
+def _published(label: str | None = None, **overrides) -> list[dict]:
+    """The intent updates one discovery run publishes for clusters of :data:`CLUSTER`."""
     import asyncio
     import time
 
@@ -217,13 +229,27 @@ def _published_examples(**overrides) -> list[str]:
     class Chatty(DirectionEstimator):
         def fit(self, X, texts=None):
             super().fit(X, texts)
-            self.intents_ = [replace(it, examples=CLUSTER) for it in self.intents_]
+            self.intents_ = [replace(it, examples=CLUSTER, label=f"{label}{it.intent_id}" if label else it.label)
+                             for it in self.intents_]
             return self
 
     disco, pub = make_discovery(Chatty(), **overrides)
     fill(disco.buffer, [0, 1], 10, accepted_at=time.time())
     asyncio.run(disco.tick())
-    return [t for _, u in pub.on(disco.settings.topic_updates) for t in u["examples"]]
+    return [u for _, u in pub.on(disco.settings.topic_updates)]
+
+
+def _published_examples(**overrides) -> list[str]:
+    return [t for u in _published(**overrides) for t in u["examples"]]
+
+
+def test_a_namer_that_lifts_a_number_into_a_label_publishes_its_entity_name():
+    # A keyword namer picks a value that recurs in a cluster; an LLM may echo one.
+    labels = [u["label"] for u in _published(label="callback-1381234567")]
+    assert labels and all(lab.startswith("callback-phone") for lab in labels), labels
+    assert not any("138123" in lab for lab in labels)
+    labels = [u["label"] for u in _published(label="callback-1381234567", pii_redaction=False)]
+    assert labels and all("1381234567" in lab for lab in labels)  # the check above can fail
 
 
 def test_discovery_publishes_redacted_examples_and_counts_them():
