@@ -22,6 +22,7 @@ import json
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -141,7 +142,11 @@ class LSAEmbedder(Embedder):
         else:
             svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5,
                                random_state=self.random_state)
-            svd.fit(tf)
+            with warnings.catch_warnings():
+                # explained_variance_ratio_ divides by zero when every text is the same;
+                # it is not used here, the basis is.
+                warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning)
+                svd.fit(tf)
             components = svd.components_.astype(np.float32)
         self.vocabulary_ = {str(t): int(i) for t, i in vec.vocabulary_.items()}
         self.idf_ = np.asarray(vec.idf_, dtype=np.float32)

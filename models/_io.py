@@ -24,7 +24,11 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
 class InputError(ValueError):
-    """A problem with the user's input file; the message is one line, fit for stderr."""
+    """A problem with the user's input file; the message is one line, fit for stderr
+    (whitespace in it, a newline in a field name included, is folded to spaces)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def load_table(path: str | Path, text_field: str, label_field: str | None = None
         for kind, name in fields.items():
             if name is not None and name not in row:
                 raise InputError(f"{path}:{line}: no {kind} field {name!r} "
-                                 f"(fields: {', '.join(map(str, row)) or 'none'})")
+                                 f"(fields: {', '.join(repr(str(k)) for k in row) or 'none'})")
         value = row[text_field]
         if value is None or not str(value).strip():
             raise InputError(f"{path}:{line}: empty text in field {text_field!r}")

@@ -225,10 +225,12 @@ def _labelled(table):
     from dataclasses import replace
 
     keep = [i for i, label in enumerate(table.labels) if label is not None]
+    if len(keep) < 2:
+        from dialin.models import InputError
+
+        raise InputError(f"{table.source}: fewer than 2 rows have a label to evaluate against")
     if len(keep) == len(table.labels):
         return table
-    if len(keep) < 2:
-        raise ValueError(f"{table.source}: fewer than 2 rows have a label to evaluate against")
     _stage(f"{len(table.labels) - len(keep)} of {len(table.labels)} rows have no label; "
            "they are left out of the evaluation")
     pick = lambda values: None if values is None else [values[i] for i in keep]  # noqa: E731
@@ -451,9 +453,11 @@ def discover(
                              namer=_value(namer), strategy=_value(strategy), judge_budget=judge_budget,
                              llm_url=llm_url, llm_model=llm_model, llm_api_key=llm_api_key,
                              random_state=seed)
-        from dialin.models import load_table
+        from dialin.models import InputError, load_table
 
         table = load_table(input, text_field, role_field=role_field, id_field=id_field)
+        if len(table.texts) < 2:
+            raise InputError(f"{table.source}: one utterance; discovery needs at least 2")
         backends = _backends(settings)
         from .factory import build_redactor
 

@@ -64,7 +64,7 @@ def test_unknown_extension(tmp_path):
 
 def test_missing_text_field_names_the_fields():
     message = _error(DATA / "banking77_sample.csv", "utterance")
-    assert "'utterance'" in message and "text, category" in message
+    assert "'utterance'" in message and "'text', 'category'" in message
 
 
 def test_missing_label_field():
