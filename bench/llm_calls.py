@@ -164,7 +164,7 @@ def section(results: list[dict], seeds: list[int], grid: list[int], command: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--grid", type=int, default=16, help="counts in the search space")
     parser.add_argument("--out", type=Path, default=DOC)

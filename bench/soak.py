@@ -257,7 +257,7 @@ def section(r: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--minutes", type=float, default=3.0, help="how long to overload")
     parser.add_argument("--overload", type=float, default=2.0, help="produce rate over throughput")
     parser.add_argument("--rate", type=float, default=None, help="fixed produce rate (skips the factor)")

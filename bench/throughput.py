@@ -245,7 +245,7 @@ def section(r: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--n", type=int, default=2000, help="texts in the throughput run")
     parser.add_argument("--warmup", type=int, default=1500, help="texts the catalog is discovered from")
     parser.add_argument("--latency-n", type=int, default=600, help="texts in the latency run")

@@ -51,6 +51,6 @@ def crosswoz(src: Path, target: int = 600, seed: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data")
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2].parent / "shared" / "data"
     banking77(root)
     crosswoz(root)
