@@ -130,11 +130,12 @@ class IntentCatalog:
             return [i for i in self.intents_.values()
                     if i.active and (role is None or i.role == role)]
 
-    def check_embedder(self, embedder: str) -> None:
+    def check_embedder(self, embedder: str, source: str = "the embeddings to match") -> None:
+        """Refuse ``source`` (built with ``embedder``) unless it is this catalog's space."""
         if embedder != self.embedder:
             raise EmbeddingSpaceError(
-                f"the catalog was built with embedder {self.embedder!r}, not {embedder!r}; "
-                "use the same embedder or start a new catalog")
+                f"{source}: built with embedder {embedder!r}, but this catalog uses "
+                f"{self.embedder!r}; use the same embedder or start a new catalog")
 
     def put(self, intent: CatalogIntent) -> None:
         """Add or replace an entry (an older version never overwrites a newer one)."""
@@ -152,11 +153,7 @@ class IntentCatalog:
                 if intent_id is not None and self.intents_.pop(intent_id, None) is not None:
                     self._indexes = None
             return
-        theirs = rec.get("embedder", self.embedder)
-        if theirs != self.embedder:
-            raise EmbeddingSpaceError(
-                f"intent {rec.get('intent_id')} was built with embedder {theirs!r}, but this "
-                f"catalog uses {self.embedder!r}; use the same embedder or start a new catalog")
+        self.check_embedder(rec.get("embedder", self.embedder), f"intent {rec.get('intent_id')}")
         self.put(CatalogIntent.from_record(rec))
 
     # --- matching --------------------------------------------------------------
