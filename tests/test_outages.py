@@ -72,9 +72,8 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once_when_half_open
 
 def test_a_dead_llm_opens_the_breaker_and_later_calls_fail_fast(llm_server):
     llm_server.fail = lambda i, body: "500"
-    judge = OpenAIJudge(llm_server.url, "test-model", timeout=5, max_retries=0, concurrency=1,
-                        breaker_failures=3, breaker_reset_seconds=0.5)
-    try:
+    with OpenAIJudge(llm_server.url, "test-model", timeout=5, max_retries=0, concurrency=1,
+                     breaker_failures=3, breaker_reset_seconds=0.5) as judge:
         with pytest.raises(LLMUnavailableError, match="circuit open after 3 consecutive failures"):
             judge.judge([view(f"a{i}", f"b{i}") for i in range(10)])
         assert len(llm_server.chat_requests()) == 3  # not ten: the rest were never sent
@@ -85,33 +84,25 @@ def test_a_dead_llm_opens_the_breaker_and_later_calls_fail_fast(llm_server):
         wait_for(lambda: judge._breaker.state == "half-open", 10, 0.05, "the breaker to half-open")
         assert judge.judge([view("e", "f")])[0].good is True  # the probe closes it
         assert judge._breaker.state == "closed"
-    finally:
-        judge.close()
 
 
 def test_a_client_error_is_not_an_outage(llm_server):
     llm_server.fail = lambda i, body: "400"
     llm_server.reject_structured = False
-    judge = OpenAIJudge(llm_server.url, "test-model", max_retries=0, concurrency=1, structured=False,
-                        logprobs=False, breaker_failures=2)
-    try:
+    with OpenAIJudge(llm_server.url, "test-model", max_retries=0, concurrency=1, structured=False,
+                     logprobs=False, breaker_failures=2) as judge:
         with pytest.warns(UserWarning):
             verdicts = judge.judge([view(f"a{i}", f"b{i}") for i in range(5)])
         assert all(v.good is None for v in verdicts) and judge._breaker.state == "closed"
-    finally:
-        judge.close()
 
 
 def test_a_stalled_llm_trips_the_breaker_by_timeouts(llm_server):
     llm_server.stall_seconds = 3.0
     llm_server.fail = lambda i, body: "stall"
-    judge = OpenAIJudge(llm_server.url, "test-model", timeout=0.3, max_retries=0, concurrency=4,
-                        breaker_failures=2, breaker_reset_seconds=60)
-    try:
+    with OpenAIJudge(llm_server.url, "test-model", timeout=0.3, max_retries=0, concurrency=4,
+                     breaker_failures=2, breaker_reset_seconds=60) as judge:
         with pytest.raises(LLMUnavailableError, match="Timeout"):
             judge.judge([view(f"a{i}", f"b{i}") for i in range(4)])
-    finally:
-        judge.close()
 
 
 # --- a discovery run against a dead LLM ------------------------------------------------------
