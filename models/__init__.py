@@ -7,7 +7,7 @@ from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
 from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
 from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
-from ._oracle import OracleJudge
+from ._oracle import OracleJudge, SampledOracleJudge
 from ._budget import BudgetITLClustering
 from ._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
 from ._clusterers import CLUSTERERS, cluster
@@ -97,6 +97,7 @@ __all__ = [
     "JudgeLedger",
     "Namer",
     "OracleJudge",
+    "SampledOracleJudge",
     "Table",
     "Verdict",
     "load_table",

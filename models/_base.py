@@ -75,6 +75,14 @@ class Judge(ABC):
     #: True when a question asked again always gets the same answer (it depends on the
     #: members only, not on the sample or the repetition): asking again is then wasted.
     deterministic: bool = False
+    #: True for judges that stand in for an LLM by reading the gold labels (the oracles
+    #: of the benchmarks): their results must never be mistaken for an LLM's.
+    simulated: bool = False
+
+    def describe(self) -> dict:
+        """What reports print about this judge: its backend, whether it is simulated,
+        and (for simulated judges) the parameters that set how often it errs."""
+        return {"backend": self.backend, "simulated": self.simulated}
 
     def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
         """Called once at the start of every ``fit`` with the whole data set.
