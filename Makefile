@@ -1,20 +1,26 @@
 # Two commands on a fresh machine: `make demo` (set up, then run the main job on the
 # embedded broker, embedder and judge) and `make test` (set up, then run the tests).
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+# Both install into the project's own virtual environment (.venv, Python 3.11), never
+# into the system's Python.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
 
-.PHONY: install tools demo test bench
+.PHONY: venv install tools demo test bench
 
-install:
+venv:
+	bash deploy/make-venv.sh $(VENV)
+
+install: venv
 	# The local CPU wheel first, or pip resolves a multi-GB CUDA build of torch.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,bench,deploy]'
+	$(PIP) install -q -e '.[dev,bench,deploy,finetune]'
 
-tools:
-	bash deploy/install-tools.sh
+tools: venv
+	PYTHON=$(PYTHON) bash deploy/install-tools.sh
 
 demo: install
-	dialin demo
+	$(VENV)/bin/dialin demo
 
 test: install tools
 	$(PYTHON) -m pytest -q -ra
