@@ -63,20 +63,33 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
+def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """The service's topics: name -> (partitions, configs).
+
+    Every keyed output is compacted, so a subscriber reading from the beginning gets the
+    latest record per key: assignments by utterance_id (a redelivery's rewrite replaces
+    the earlier one), updates by intent_id, the internal buffer and catalog by their ids.
+    Inbound utterances and dead letters are logs (each record is its own event).
+    """
+    compact = {"cleanup.policy": "compact"}
+    n = settings.topic_partitions
+    return {
+        settings.topic_utterances: (n, {}),
+        settings.topic_assignments: (n, compact),
+        settings.topic_dlq: (1, {}),
+        settings.topic_updates: (1, compact),
+        settings.topic_buffer: (n, compact),
+        settings.topic_catalog: (1, compact),
+    }
+
+
 async def ensure_topics(settings: Settings) -> None:
-    """Create the service's topics when missing; internal and update topics compacted."""
+    """Create the service's topics (:func:`topic_specs`) when missing."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    compact = {"cleanup.policy": "compact"}
-    wanted = [
-        NewTopic(settings.topic_utterances, settings.topic_partitions, 1),
-        NewTopic(settings.topic_assignments, settings.topic_partitions, 1),
-        NewTopic(settings.topic_dlq, 1, 1),
-        NewTopic(settings.topic_updates, 1, 1, topic_configs=compact),
-        NewTopic(settings.topic_buffer, settings.topic_partitions, 1, topic_configs=compact),
-        NewTopic(settings.topic_catalog, 1, 1, topic_configs=compact),
-    ]
+    wanted = [NewTopic(name, partitions, 1, topic_configs=configs)
+              for name, (partitions, configs) in topic_specs(settings).items()]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **security_kwargs(settings, "aiokafka"))
     await admin.start()

@@ -238,6 +238,41 @@ def test_a_new_leader_republishes_the_same_versions():
     assert sorted(map(str, pub2.on(s.topic_updates))) == sorted(map(str, pub.on(s.topic_updates)))
 
 
+# --- topics ----------------------------------------------------------------------------
+
+def test_keyed_output_topics_are_created_compacted(kafka_settings, monkeypatch):
+    """Assignments (key = utterance_id), updates, buffer and catalog are compacted, so a
+    subscriber keeps the latest record per key; utterances and dead letters stay logs.
+    The embedded broker answers DescribeConfigs with no entries, so the test records the
+    CreateTopics request the worker sends to the real broker."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from dialin.streams.app import ensure_topics
+
+    s = kafka_settings
+    sent = {}
+    create = AIOKafkaAdminClient.create_topics
+
+    async def recording(self, new_topics, *args, **kwargs):
+        sent.update({t.name: (t.num_partitions, t.topic_configs) for t in new_topics})
+        return await create(self, new_topics, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "create_topics", recording)
+    asyncio.run(ensure_topics(s))
+    compact = {"cleanup.policy": "compact"}
+    assert sent == {s.topic_utterances: (s.topic_partitions, {}),
+                    s.topic_assignments: (s.topic_partitions, compact),
+                    s.topic_dlq: (1, {}), s.topic_updates: (1, compact),
+                    s.topic_buffer: (s.topic_partitions, compact), s.topic_catalog: (1, compact)}
+    from dialin.streams.watch import make_consumer
+
+    consumer = make_consumer(s)
+    try:
+        assert set(sent) <= consumer.topics()  # created on the broker
+    finally:
+        consumer.close()
+
+
 # --- Kafka client security -------------------------------------------------------------
 
 def test_sasl_settings_reach_every_client_library():
