@@ -42,6 +42,13 @@ class Inbound:
     partition: int | None = None
     offset: int | None = None
 
+    @property
+    def position(self) -> tuple[str, int, int] | None:
+        """(topic, partition, offset) when known: the default utterance_id comes from it."""
+        if self.topic is None or self.partition is None or self.offset is None:
+            return None
+        return (self.topic, self.partition, self.offset)
+
 
 class RecentIds:
     """A bounded window of recently processed utterance_ids (LRU)."""
@@ -114,7 +121,7 @@ class Ingestor:
         counts = {"assigned": 0, "buffered": 0, "invalid": 0, "duplicate": 0}
         valid: list[Utterance] = []
         for item in batch:
-            result = validate_event(item.value)
+            result = validate_event(item.value, item.position)
             if isinstance(result, Rejection):
                 dl = DeadLetter.of(result.reason, item.value,
                                    key=item.key.decode("utf-8", "replace") if item.key else None,

@@ -35,9 +35,19 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def kafka_utterance_id(topic: str, partition: int, offset: int) -> str:
+    """The id of an inbound event without one: its record's identity in Kafka.
+
+    Stable across redelivery (a redelivered record keeps its offset, so its outputs
+    overwrite instead of adding up) and distinct for every event: a caller who says
+    "yes" twice in a call without turn numbers is two utterances, not a duplicate.
+    """
+    return f"{topic}/{partition}/{offset}"
+
+
 def default_utterance_id(call_id: str, turn: int | None, text: str) -> str:
-    """Deterministic id of an utterance without one: the same event always gets the same id,
-    so a redelivered event de-duplicates and its outputs overwrite instead of adding up."""
+    """Id of an utterance from content, for events that come with no Kafka position (files,
+    in-process callers): the same (call_id, turn, text) always gets the same id."""
     digest = hashlib.sha256(f"{call_id}\x1f{turn}\x1f{text}".encode()).hexdigest()
     return f"u-{digest[:24]}"
 
@@ -67,7 +77,8 @@ class Utterance(BaseModel):
 
     @property
     def uid(self) -> str:
-        """The utterance id, given or derived."""
+        """The utterance id: given, set from the Kafka position by :func:`validate_event`,
+        else derived from the content."""
         return self.utterance_id or default_utterance_id(self.call_id, self.turn, self.text)
 
 
@@ -85,8 +96,20 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err.get('msg', 'invalid')}"
 
 
-def validate_event(raw: bytes | None) -> Utterance | Rejection:
-    """Parse and validate one inbound value. Never raises."""
+def validate_event(raw: bytes | None,
+                   position: tuple[str, int, int] | None = None) -> Utterance | Rejection:
+    """Parse and validate one inbound value. Never raises.
+
+    ``position`` is the record's (topic, partition, offset): an event without an
+    ``utterance_id`` gets :func:`kafka_utterance_id` of it.
+    """
+    result = _validate(raw)
+    if isinstance(result, Utterance) and result.utterance_id is None and position is not None:
+        return result.model_copy(update={"utterance_id": kafka_utterance_id(*position)})
+    return result
+
+
+def _validate(raw: bytes | None) -> Utterance | Rejection:
     if raw is None:
         return Rejection(reason="empty payload")
     if not isinstance(raw, (bytes, bytearray)):

@@ -17,6 +17,7 @@ from dialin.streams.records import (
     Rejection,
     Utterance,
     default_utterance_id,
+    kafka_utterance_id,
     validate_event,
 )
 
@@ -41,6 +42,19 @@ def test_default_utterance_id_is_deterministic_and_given_one_wins():
     assert a.uid == b.uid == default_utterance_id("c1", 2, "I lost my card")
     assert validate_event(event(turn=3)).uid != a.uid
     assert validate_event(event(utterance_id="u-42")).uid == "u-42"
+
+
+def test_default_utterance_id_on_kafka_is_the_record_position():
+    """A caller who says "yes" twice in a call without turn numbers is two utterances; a
+    redelivered record (same offset) is the same one; a given id still wins."""
+    yes = json.dumps({"call_id": "c1", "text": "yes"}).encode()
+    first = validate_event(yes, ("utterances", 0, 7))
+    second = validate_event(yes, ("utterances", 0, 8))
+    assert first.uid == kafka_utterance_id("utterances", 0, 7) == "utterances/0/7"
+    assert second.uid == "utterances/0/8" != first.uid
+    assert validate_event(yes, ("utterances", 0, 7)).uid == first.uid
+    assert validate_event(yes, ("utterances", 1, 7)).uid != first.uid
+    assert validate_event(event(utterance_id="u-42"), ("utterances", 0, 7)).uid == "u-42"
 
 
 def test_optional_fields_may_be_missing_or_null():

@@ -61,10 +61,11 @@ def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_
     publisher = RecordingPublisher()
     parts.ingestor.publisher = publisher
     before = counter(metrics.EVENTS, "invalid")
-    good = {"call_id": "c1", "turn": 0, "role": "customer", "text": text}
+    good = {"call_id": "c1", "utterance_id": "c1-0", "turn": 0, "role": "customer", "text": text}
     payloads = [json.dumps(good).encode(), b"\xff not utf-8",
-                json.dumps({**good, "turn": 1, "text": "zzzz qqqq unrelated words"}).encode(),
-                json.dumps(good).encode()]  # a redelivery of the first
+                json.dumps({"call_id": "c1", "role": "customer",
+                            "text": "zzzz qqqq unrelated words"}).encode(),
+                json.dumps(good).encode()]  # the first again: the same utterance_id
 
     async def run() -> None:
         parts.catalog_ready.set()
@@ -83,6 +84,7 @@ def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_
     assert akey == assignment["utterance_id"]
     [(_, entry)] = publisher.on(settings.topic_buffer)
     assert entry["text"] == "zzzz qqqq unrelated words" and entry["role"] == "customer"
+    assert entry["utterance_id"] == f"{settings.topic_utterances}/0/2"  # no id: its position
     assert len(BufferEntry.model_validate(entry).vector()) == 64
     [(_, dead)] = publisher.on(settings.topic_dlq)
     assert dead["reason"].startswith("invalid UTF-8") and dead["payload_encoding"] == "base64"
