@@ -92,6 +92,7 @@ def _stage(message: str) -> None:
 class EvalJudge(str, Enum):
     heuristic = "heuristic"
     oracle = "oracle"
+    oracle_sampled = "oracle-sampled"
     openai = "openai"
     vllm = "vllm"
 
@@ -178,10 +179,12 @@ def evaluate(
     role_field: RoleField = None,
     judge: Annotated[EvalJudge | None, typer.Option(
         "--judge", envvar="DIALIN_JUDGE",
-        help="Coherence judge; oracle simulates a fine-tuned LLM from the gold labels "
-             "(evaluation only).")] = None,
+        help="Coherence judge. oracle and oracle-sampled are simulated judges that know the "
+             "gold labels (evaluation only, never an LLM): oracle reads every member of a "
+             "cluster, oracle-sampled only the prompt's sample, answers the same prompt the "
+             "same way and is lenient with nearly pure clusters.")] = None,
     judge_accuracy: Annotated[float, typer.Option(
-        "--judge-accuracy", help="How often the oracle judge is right.")] = 0.96,
+        "--judge-accuracy", help="How often a simulated (oracle) judge is right.")] = 0.96,
     judge_budget: JudgeBudget = None,
     strategy: Strategy = None,
     prune: Prune = PruneChoice.none,
@@ -213,7 +216,8 @@ def evaluate(
         baseline = _baseline(X, y, settings.random_state)
         result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
                           prune=_value(prune))
-        report = {"baseline": baseline, "itl": _scores(result, y)}
+        # The judge's card, not only its name: a simulated judge must never read as an LLM.
+        report = {"baseline": baseline, "itl": {**_scores(result, y), "judge": backends[0].describe()}}
     if as_json:
         typer.echo(_dumps(report))
     else:
@@ -261,16 +265,28 @@ def _scores(result: dict, y: Sequence[str]) -> dict:
 
 def _evaluation_table(report: dict, n: int) -> str:
     b, i = report["baseline"], report["itl"]
+    judge = i["judge"]
     rows = [("", "NMI", "ARI", "clusters", "judge calls", "seconds"),
             (f"k-means (k={b['n_clusters']}, told)", f"{b['nmi']:.3f}", f"{b['ari']:.3f}",
              str(b["n_clusters"]), "-", f"{b['seconds']:.1f}"),
-            (f"ITL {i['strategy']} / {i['judge']}", f"{i['nmi']:.3f}", f"{i['ari']:.3f}",
+            (f"ITL {i['strategy']} / {judge['backend']}" + (" (simulated)" if judge["simulated"] else ""),
+             f"{i['nmi']:.3f}", f"{i['ari']:.3f}",
              str(i["n_clusters"]), f"{i['judge_calls']} ({i['judge_calls_per_utterance']:.2f}/utt)",
              f"{i['seconds']:.1f}")]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
                        for c, (cell, w) in enumerate(zip(r, widths))) for r in rows]
-    return "\n".join([f"{n} labelled utterances", *lines])
+    return "\n".join([f"{n} labelled utterances", *lines, _judge_note(judge)])
+
+
+def _judge_note(judge: dict) -> str:
+    """One line under the table: which judge, and whether it was a simulated one."""
+    if not judge["simulated"]:
+        return f"judge: {judge['backend']}"
+    params = ", ".join(f"{k} {v}" for k, v in judge.items()
+                       if k not in ("backend", "simulated", "knows_gold_labels", "sees"))
+    return (f"judge: {judge['backend']}, a SIMULATED judge that knows the gold labels "
+            f"(sees {judge['sees']}; {params}); not an LLM")
 
 
 # --- the shared pipeline ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dialin.models import Embedder, Judge, Namer, OracleJudge
+from dialin.models import Embedder, Judge, Namer, OracleJudge, SampledOracleJudge
 
 from .settings import Settings
 
@@ -82,23 +82,30 @@ def build_embedder(settings: Settings, fit_texts: Sequence[str] | None = None) -
     return embedder
 
 
+#: Simulated judges that read the gold labels: ``dialin evaluate`` and benchmarks only.
+SIMULATED_JUDGES: dict[str, type[OracleJudge]] = {"oracle": OracleJudge,
+                                                  "oracle-sampled": SampledOracleJudge}
+
+
 def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
                 on_call: Callable | None = None, **overrides: Any) -> Judge:
     """The coherence judge named by ``settings.judge`` (or ``judge=`` in ``overrides``).
 
-    ``judge="oracle"`` (benchmarks and ``dialin evaluate`` only) needs the gold labels
-    ``y_true`` and simulates a judge right with probability ``accuracy``; it is not a
-    setting, so the service can never select it.
+    ``judge="oracle"`` and ``judge="oracle-sampled"`` (benchmarks and ``dialin evaluate``
+    only) need the gold labels ``y_true`` and simulate a judge right with probability
+    ``accuracy`` (:class:`~dialin.models.OracleJudge` reads every member,
+    :class:`~dialin.models.SampledOracleJudge` only the prompt's sample); they are not
+    settings, so the service can never select them.
     """
     kind = overrides.pop("judge", None) or settings.judge
     settings = configure(settings, **overrides)
-    if kind == "oracle":
+    if kind in SIMULATED_JUDGES:
         if y_true is None:
-            raise SettingsError("the oracle judge needs gold labels: it exists only in "
+            raise SettingsError(f"the {kind} judge needs gold labels: it exists only in "
                                 "`dialin evaluate` (with --label-field)")
         if not 0.5 <= accuracy <= 1.0:
             raise SettingsError(f"invalid --judge-accuracy: must be in [0.5, 1], got {accuracy}")
-        return OracleJudge(y_true, accuracy=accuracy, random_state=settings.random_state)
+        return SIMULATED_JUDGES[kind](y_true, accuracy=accuracy, random_state=settings.random_state)
     settings = configure(settings, judge=kind)
     if kind == "heuristic":
         from dialin.models import HeuristicJudge

@@ -48,7 +48,10 @@ def test_oracle_json_is_one_object_with_the_contract_keys():
             "calls_by_phase", "seconds", "strategy", "judge"} <= set(report["itl"])
     assert report["baseline"]["n_clusters"] == 20  # told the true number of labels
     itl = report["itl"]
-    assert itl["strategy"] == "budget" and itl["judge"] == "oracle"
+    assert itl["strategy"] == "budget"
+    # The oracle says it is simulated (it knows the gold labels) and how often it errs.
+    assert itl["judge"] == {"backend": "oracle", "simulated": True, "knows_gold_labels": True,
+                            "sees": "every member", "accuracy": 0.96, "purity": 0.9}
     assert 0 < itl["judge_calls"] <= 0.3 * 600 + 1
     assert itl["judge_calls_per_utterance"] == pytest.approx(itl["judge_calls"] / 600, abs=1e-3)
     assert sum(itl["calls_by_phase"].values()) == itl["judge_calls"]
@@ -79,7 +82,32 @@ def test_heuristic_human_readable_table():
                       "--embedder", "lsa")
     assert result.exit_code == 0, result.stderr
     assert "NMI" in result.stdout and "k-means (k=20, told)" in result.stdout
-    assert "heuristic" in result.stdout
+    assert "ITL budget / heuristic " in result.stdout
+    assert result.stdout.splitlines()[-1] == "judge: heuristic"
+    assert "simulated" not in result.stdout.lower()
+
+
+def test_sampled_oracle_is_selectable_and_reported_as_simulated():
+    result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                      "--judge", "oracle-sampled", "--judge-accuracy", "0.9", "--embedder", "lsa",
+                      "--json")
+    assert result.exit_code == 0, result.stderr
+    itl = json.loads(result.stdout)["itl"]
+    assert itl["judge"] == {"backend": "oracle-sampled", "simulated": True,
+                            "knows_gold_labels": True, "sees": "the prompt's sample",
+                            "accuracy": 0.9, "purity": 0.9, "near_purity": 0.7, "leniency": 0.3}
+    assert itl["judge_calls"] > 0 and 0.0 <= itl["nmi"] <= 1.0
+
+
+def test_simulated_judges_say_so_in_the_table():
+    for judge in ("oracle", "oracle-sampled"):
+        result = evaluate(BANKING, "--text-field", "text", "--label-field", "category",
+                          "--judge", judge, "--embedder", "lsa")
+        assert result.exit_code == 0, result.stderr
+        assert f"ITL budget / {judge} (simulated)" in result.stdout
+        note = result.stdout.splitlines()[-1]
+        assert note.startswith(f"judge: {judge}, a SIMULATED judge that knows the gold labels")
+        assert "accuracy 0.96" in note and "purity 0.9" in note and note.endswith("not an LLM")
 
 
 def test_roles_with_lsa_leave_unlabelled_rows_out():
@@ -108,8 +136,25 @@ def test_real_process_stdout_is_exactly_one_json_object():
                           env={k: v for k, v in __import__("os").environ.items()
                                if not k.startswith("DIALIN_")})
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["itl"]["judge"] == "oracle"
+    assert json.loads(proc.stdout)["itl"]["judge"]["backend"] == "oracle"
     assert proc.stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["oracle", "oracle-sampled"])
+def test_the_service_and_discover_never_get_a_simulated_judge(kind, monkeypatch):
+    from pydantic import ValidationError
+
+    from dialin.streams.factory import SettingsError, build_judge
+    from dialin.streams.settings import Settings, get_settings
+
+    monkeypatch.setenv("DIALIN_JUDGE", kind)
+    with pytest.raises(ValidationError):  # not a setting: the worker cannot start with it
+        get_settings()
+    monkeypatch.delenv("DIALIN_JUDGE")
+    with pytest.raises(SettingsError, match="needs gold labels"):
+        build_judge(Settings(), judge=kind)
+    result = runner.invoke(app, ["discover", BANKING, "--text-field", "text", "--judge", kind])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
 # --- the LLM judge against a real local HTTP server ------------------------------------------
@@ -120,7 +165,7 @@ def test_openai_judge_against_a_local_server(llm_server):
                       "--llm-model", "test-model", "--json")
     assert result.exit_code == 0, result.stderr
     itl = json.loads(result.stdout)["itl"]
-    assert itl["judge"] == "openai"
+    assert itl["judge"] == {"backend": "openai", "simulated": False}
     assert itl["judge_calls"] > 0
     judged = [r for r in llm_server.chat_requests() if "Action-Objective" not in r["messages"][0]["content"]]
     assert len(judged) >= itl["judge_calls"]
