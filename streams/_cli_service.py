@@ -44,24 +44,52 @@ def _tool_errors(bootstrap: str) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP arrived; raised from the handler so every ``finally`` runs."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP (``kill``, systemd, a supervisor, a closed terminal) into
+    :class:`_Stopped`, so the children are stopped on the way out (Python's default for
+    both is to die on the spot, leaving them behind)."""
+    import signal
+
+    def stop(signum: int, _frame) -> None:
+        raise _Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @app.command()
 def broker(
     port: int = typer.Option(9092, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (and advertise)."),
 ) -> None:
-    """Run the embedded Kafka-protocol broker (tansu, in memory) in the foreground."""
+    """Run the embedded Kafka-protocol broker (tansu, in memory) in the foreground.
+
+    Ctrl-C, SIGTERM and SIGHUP stop it (exit code 0); if this process is killed
+    outright, the kernel kills the broker too.
+    """
     from .broker import EmbeddedBroker
 
     embedded = EmbeddedBroker(port, host)
-    with _tool_errors(embedded.bootstrap):
-        embedded.start()
-    typer.echo(f"broker ready on {embedded.bootstrap} (in memory; Ctrl-C stops it)", err=True)
-    try:
-        code = embedded.wait()
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        embedded.stop()
+    code = 0
+    with _stop_on_signals():
+        try:
+            with _tool_errors(embedded.bootstrap):
+                embedded.start()
+            typer.echo(f"broker ready on {embedded.bootstrap} (in memory; Ctrl-C stops it)", err=True)
+            code = embedded.wait()
+        except (KeyboardInterrupt, _Stopped):
+            code = 0
+        finally:
+            embedded.stop()
     raise typer.Exit(code)
 
 
@@ -176,7 +204,7 @@ def demo(
     def log(line: str) -> None:
         typer.echo(line, err=True)
 
-    with _tool_errors("the embedded broker"):
+    with _tool_errors("the embedded broker"), _stop_on_signals():
         try:
             result = run_demo(input_file, timeout=timeout, rate=rate or None, log=log,
                               show=log if json_out else typer.echo, log_file=log_file,
@@ -184,6 +212,9 @@ def demo(
         except WorkerError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except _Stopped as exc:  # run_demo's finally blocks stopped the worker and the broker
+            typer.echo(f"stopped by {exc} before the end; worker and broker stopped", err=True)
+            raise typer.Exit(1) from None
     if json_out:
         typer.echo(json.dumps(result.summary))
     else:

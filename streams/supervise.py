@@ -4,7 +4,8 @@ end-to-end tests and the benchmark.
 Why a real process and not the worker in-process: the tests must SIGKILL it mid-stream
 and start another one, and the demo must not share an event loop or a metrics
 registry with its own Kafka clients. Readiness is the worker's own ``/readyz`` on its
-metrics port; its Prometheus text is parsed with prometheus-client's parser.
+metrics port; its Prometheus text is parsed with prometheus-client's parser. The
+worker is SIGKILLed if the process that started it dies (:mod:`.children`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+from .children import die_with_parent
 
 #: The worker command: the installed package's CLI, independent of PATH.
 SERVE_COMMAND = (sys.executable, "-c", "from dialin.streams.cli import main; main()", "serve")
@@ -79,7 +82,8 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self._proc = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=self._log, stderr=subprocess.STDOUT)
+                                      stdout=self._log, stderr=subprocess.STDOUT,
+                                      preexec_fn=die_with_parent())
         return self
 
     def ready(self) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -136,6 +139,75 @@ def test_broker_command_runs_in_the_foreground_and_refuses_a_busy_port(broker):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert "broker ready on 127.0.0.1:" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def children(pid: int) -> set[int]:
+    """Process ids of ``pid``'s children now (Linux ``/proc``)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found.update(int(c) for c in task.read_text().split())
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow or absent in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def signal_and_check_gone(proc: subprocess.Popen, sig: signal.Signals, exit_code: int, port: int,
+                          pids: set[int]) -> None:
+    """Send ``sig``: ``proc`` exits with ``exit_code`` (or is killed), ``port`` is free, and
+    none of ``pids`` (its children) is still running."""
+    proc.send_signal(sig)
+    assert proc.wait(60) == (-signal.SIGKILL if sig == signal.SIGKILL else exit_code)
+    wait_for(lambda: not port_open(port), 30, 0.2, f"port {port} to be free after {sig.name}")
+    wait_for(lambda: not any(running(pid) for pid in pids), 30, 0.2, f"children {pids} to exit")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
+def test_broker_command_leaves_no_broker_behind(sig):
+    """``kill``, systemd, a closed terminal or ``kill -9``: the tansu child goes with it."""
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: answers_metadata(f"127.0.0.1:{port}"), 60, message="the broker command")
+        tansu = children(proc.pid)
+        assert tansu and all(running(pid) for pid in tansu)
+        signal_and_check_gone(proc, sig, 0, port, tansu)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_demo_stopped_midway_leaves_no_process_behind(sig, tmp_path):
+    sample = tmp_path / "mini.jsonl"
+    sample.write_text("".join(json.dumps({"call_id": f"c{i}", "text": f"cancel my card {i}"}) + "\n"
+                              for i in range(20)), encoding="utf-8")
+    proc = subprocess.Popen([*CLI, "demo", "--input", str(sample), "--rate", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = iter(proc.stderr.readline, "")
+        first = next(lines)  # "broker on 127.0.0.1:PORT; starting a worker ..."
+        port = int(first.split("127.0.0.1:", 1)[1].split(";", 1)[0])
+        assert next(lines).startswith("worker ready")  # broker and worker both up
+        started = children(proc.pid)
+        assert len(started) == 2 and all(running(pid) for pid in started)
+        signal_and_check_gone(proc, sig, 1, port, started)  # broker and worker gone
     finally:
         proc.kill()
         proc.wait()

@@ -28,6 +28,7 @@ import pytest
 from kafka_harness import WorkerFactory, wait_for
 
 from dialin.streams.broker import EmbeddedBroker, answers_metadata, free_port
+from dialin.streams.children import die_with_parent
 from dialin.streams.settings import Settings
 from dialin.streams.supervise import metric
 
@@ -119,9 +120,13 @@ class TLSBroker:
         log = open(self.folder / "tls.log", "ab")  # noqa: SIM115 - closed with the processes
         self._log = log
         broker = EmbeddedBroker(self.plain_port, advertised_url=f"tcp://127.0.0.1:{self.tls_port}")
-        self._procs.append(subprocess.Popen(broker.command(), stdout=log, stderr=log))
-        self._procs.append(subprocess.Popen([binary, str(conf)], stdout=log, stderr=log))
-        wait_for(lambda: self._answers(), 30, 0.3, "the broker to answer over TLS")
+        for cmd in (broker.command(), [binary, str(conf)]):  # both die with pytest, even on kill -9
+            self._procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, preexec_fn=die_with_parent()))
+        try:
+            wait_for(lambda: self._answers(), 30, 0.3, "the broker to answer over TLS")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def settings(self, cafile: str | None = None) -> Settings:
