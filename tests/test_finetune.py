@@ -1,4 +1,8 @@
-"""LoRA fine-tuning for a few steps on a tiny model built here from a config (no downloads)."""
+"""LoRA fine-tuning for a few steps on a tiny model built here from a config (no downloads).
+
+Needs the ``finetune`` extra (peft, transformers; ``make test`` installs it, on CPU). Without
+it these tests fail, never skip: CI installs it, so a skip could only hide a broken install.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,23 @@ import json
 import pytest
 
 from dialin.models import PROMPT_VERSION, export_annotations, load_annotations
-
-pytest.importorskip("peft")
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from dialin.models.finetune import build_example, main, train_lora  # noqa: E402
+from dialin.models.finetune import build_example, main, train_lora
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def transformers():
+    """The ``transformers`` module, once the finetune extra is known to be installed."""
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as exc:
+        pytest.fail(f"{exc.name} is not installed: the finetune extra is needed "
+                    "(pip install -e '.[finetune]'; make test installs it)", pytrace=False)
+    return transformers
 
 
 @pytest.fixture
@@ -35,8 +47,9 @@ def annotated(tmp_path):
     return path
 
 
-def tiny(annotations) -> tuple:
+def tiny(annotations, transformers) -> tuple:
     """A word-level tokenizer over the training chats and a 2-layer Qwen2 on top of it."""
+    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     corpus = [m["content"] for a in annotations for m in a.messages()]
@@ -54,9 +67,9 @@ def tiny(annotations) -> tuple:
     return transformers.Qwen2ForCausalLM(config), tokenizer
 
 
-def test_only_the_answer_carries_loss(annotated):
+def test_only_the_answer_carries_loss(annotated, transformers):
     annotations = load_annotations(annotated)
-    _, tokenizer = tiny(annotations)
+    _, tokenizer = tiny(annotations, transformers)
     example = build_example(tokenizer, annotations[1].messages(), max_length=4096)
     answer = [t for t in example["labels"] if t != -100]
     assert tokenizer.decode(answer[:-1]).replace(" ", "") == "inquire-card_arrival"
@@ -66,11 +79,11 @@ def test_only_the_answer_carries_loss(annotated):
     assert len(short["input_ids"]) == 64 and [t for t in short["labels"] if t != -100] == answer
 
 
-def test_a_few_lora_steps_train_and_save_an_adapter(annotated, tmp_path):
+def test_a_few_lora_steps_train_and_save_an_adapter(annotated, transformers, tmp_path):
     from safetensors.torch import load_file
 
     annotations = load_annotations(annotated)
-    model, tokenizer = tiny(annotations)
+    model, tokenizer = tiny(annotations, transformers)
     out = tmp_path / "adapter"
     summary = train_lora(annotated, out, model=model, tokenizer=tokenizer, max_steps=8,
                          learning_rate=1e-2, batch_size=4, max_length=512, lora_dropout=0.0)
