@@ -352,8 +352,9 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
                                 role_aware=role_aware, prune=prune)
     pruner = pruner_of(estimator)
     n = len(texts)
-    _stage(f"LLM-in-the-loop clustering: strategy {settings.strategy}, judge {judge_obj.backend}, "
-           f"namer {namer_obj.backend}"
+    _stage(f"LLM-in-the-loop clustering: strategy {settings.strategy}, judge {judge_obj.backend}"
+           + (" (simulated: knows the gold labels)" if judge_obj.simulated else "")
+           + f", namer {namer_obj.backend}"
            + (f", budget {resolved_budget(settings, judge_obj)} calls/utterance"
               if settings.strategy == "budget" else "")
            + (f", pruning {prune}" if pruner is not None else "")

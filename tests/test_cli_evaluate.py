@@ -84,7 +84,7 @@ def test_heuristic_human_readable_table():
     assert "NMI" in result.stdout and "k-means (k=20, told)" in result.stdout
     assert "ITL budget / heuristic " in result.stdout
     assert result.stdout.splitlines()[-1] == "judge: heuristic"
-    assert "simulated" not in result.stdout.lower()
+    assert "simulated" not in result.stdout.lower() + result.stderr.lower()
 
 
 def test_sampled_oracle_is_selectable_and_reported_as_simulated():
@@ -108,6 +108,7 @@ def test_simulated_judges_say_so_in_the_table():
         note = result.stdout.splitlines()[-1]
         assert note.startswith(f"judge: {judge}, a SIMULATED judge that knows the gold labels")
         assert "accuracy 0.96" in note and "purity 0.9" in note and note.endswith("not an LLM")
+        assert f"judge {judge} (simulated: knows the gold labels)" in result.stderr
 
 
 def test_roles_with_lsa_leave_unlabelled_rows_out():
