@@ -1,0 +1,304 @@
+"""Streaming quality: what the subscribers of ``intent-assignments`` and ``intent-updates`` receive.
+
+Usage: OMP_NUM_THREADS=1 python bench/stream_quality.py [--sets test dense emergence]
+       [--rate 100] [--seed 0] [--out docs/benchmarks.md]
+
+Every other quality figure in this project is batch (``dialin evaluate`` / ``discover`` on a
+whole file). This script measures the service itself, as its users meet it: the project's
+embedded broker and one ``dialin serve`` worker with the shipped defaults, a labelled set
+replayed at a fixed rate (``dialin.streams.replay``), then the *final* assignment of every
+utterance read back from ``intent-assignments`` (the latest record per utterance_id, with
+merges followed through ``merged_into`` on ``intent-updates``). Beside each stream row stands
+the batch figure of the same rows: ``dialin discover`` run on a CSV of them.
+
+Sets (fixed seeds, so a re-run draws the same rows):
+
+* ``test``: BANKING77 test (3,080 utterances, 77 intents), shuffled;
+* ``dense``: 6,000 utterances of BANKING77 train drawn at random (about 78 per intent);
+* ``emergence``: BANKING77 test with 17 intents (drawn with the seed) held back to the last
+  quarter of the stream. A held-back intent counts as *discovered* when one published intent
+  holds at least 60% of its utterances and they are that intent's majority; its delay is the
+  time from the produce timestamp of its first utterance to the first ``intent-updates``
+  record of the intent that ends up holding it.
+
+Utterances still buffered when the stream has settled are *unassigned*: they count as one
+group of their own in NMI/ARI (a subscriber received nothing for them) and lower the share
+assigned. The stream has settled when every utterance is accounted for on the topics and
+no assignment has arrived for ``--quiet`` seconds. Every loop has a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from dialin.models import ari, nmi
+from dialin.streams.broker import EmbeddedBroker, free_port
+from dialin.streams.replay import replay
+from dialin.streams.settings import Settings
+from dialin.streams.supervise import WorkerProcess
+from dialin.streams.tally import read_tally
+from dialin.streams.watch import read_topic
+
+from _doc import markers, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "stream"
+N_HELD_BACK = 17
+DISCOVERED_SHARE = 0.6
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ data
+def _read(data: Path, split: str) -> tuple[list[str], list[str]]:
+    with open(data / "banking77" / f"{split}.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["text"] for r in rows], [r["category"] for r in rows]
+
+
+def make_set(name: str, data: Path, seed: int) -> tuple[list[str], list[str], set[str]]:
+    """(texts, gold labels, held-back intents) in stream order."""
+    rng = np.random.default_rng(seed)
+    if name == "dense":
+        texts, labels = _read(data, "train")
+        order = rng.permutation(len(texts))[:6000]
+        return [texts[i] for i in order], [labels[i] for i in order], set()
+    texts, labels = _read(data, "test")
+    order = rng.permutation(len(texts))
+    if name == "test":
+        return [texts[i] for i in order], [labels[i] for i in order], set()
+    held = set(rng.choice(sorted(set(labels)), N_HELD_BACK, replace=False).tolist())
+    early = [i for i in order if labels[i] not in held]
+    late = [i for i in order if labels[i] in held]
+    # The held-back intents are mixed into the last quarter of the stream, not appended as
+    # a block: new intents appear among known traffic, as they would in a call center.
+    cut = len(order) - max(len(order) // 4, len(late))
+    tail = rng.permutation(early[cut:] + late).tolist()
+    order = early[:cut] + tail
+    return [texts[i] for i in order], [labels[i] for i in order], held
+
+
+# ----------------------------------------------------------------- batch
+def run_batch(texts: list[str], tmp: Path) -> tuple[np.ndarray, dict]:
+    """``dialin discover`` on a CSV of ``texts``: labels per row (-1 unassigned) and metadata."""
+    src, out = tmp / "batch.csv", tmp / "intents.json"
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in texts)
+    dialin = Path(sys.executable).with_name("dialin")
+    cmd = [str(dialin), "discover", str(src), "--text-field", "text", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        sys.exit(f"dialin discover failed: {done.stderr.strip().splitlines()[-1:]}")
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    labels = np.full(len(texts), -1)
+    for k, intent in enumerate(doc["intents"]):
+        labels[np.asarray(intent["rows"], dtype=int)] = k
+    return labels, doc["metadata"]
+
+
+# ---------------------------------------------------------------- stream
+def _events(texts: list[str], prefix: str) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i, text in enumerate(texts):
+        event = {"call_id": f"{prefix}-call-{i}", "utterance_id": f"{prefix}-{i}", "turn": 0,
+                 "role": "customer", "text": text}
+        out.append((event["call_id"].encode(), json.dumps(event).encode()))
+    return out
+
+
+def final_intent(intent_id: str | None, intents: dict[str, dict]) -> str | None:
+    """Follow ``merged_into`` to the intent a subscriber ends up with."""
+    seen = set()
+    while intent_id in intents and intents[intent_id].get("merged_into") and intent_id not in seen:
+        seen.add(intent_id)
+        intent_id = intents[intent_id]["merged_into"]
+    return intent_id
+
+
+def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: str) -> dict:
+    """Replay ``texts`` through one worker; final intent per row and first-update times."""
+    with EmbeddedBroker(free_port(), log_path=tmp / "broker.log") as broker:
+        settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_security_protocol="PLAINTEXT",
+                            app_id=f"dialin-sq-{prefix}")
+        env = {"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_APP_ID": settings.app_id,
+               "DIALIN_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "DIALIN_DATA_DIR": str(tmp / "worker")}
+        env.update(dict(kv.split("=", 1) for kv in args.env))
+        worker = WorkerProcess(env, metrics_port=free_port(), log_path=tmp / "worker.log")
+        try:
+            worker.start().wait_ready(600)
+            ids = [f"{prefix}-{i}" for i in range(len(texts))]
+            log(f"  replaying {len(texts)} utterances at {args.rate}/s")
+            stats = replay(iter(_events(texts, prefix)), settings, rate=args.rate)
+            if stats.failed:
+                sys.exit(f"the broker refused {stats.failed} records: {stats.errors[:1]}")
+            expected = set(ids)
+            deadline = time.monotonic() + args.timeout
+            last_change, last_count = time.monotonic(), -1
+            while time.monotonic() < deadline:
+                if not worker.alive:
+                    sys.exit(f"worker died: {worker.log_tail(1)}")
+                tally = read_tally(settings)
+                count = len(tally.assigned)
+                if count != last_count:
+                    last_change, last_count = time.monotonic(), count
+                if tally.accepted >= expected and time.monotonic() - last_change >= args.quiet:
+                    break
+                time.sleep(2)
+            else:
+                log("  settle timeout: reporting the state at the deadline")
+            produced = {}
+            for rec in read_topic(settings, settings.topic_utterances):
+                if isinstance(rec.data, dict):
+                    produced[rec.data.get("utterance_id")] = rec.timestamp_ms
+            first_update: dict[str, int] = {}
+            for rec in read_topic(settings, settings.topic_updates):
+                if isinstance(rec.data, dict) and "intent_id" in rec.data:
+                    first_update.setdefault(rec.data["intent_id"], rec.timestamp_ms)
+        finally:
+            worker.stop()
+    final = [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents) for u in ids]
+    return {"final": final, "produced_ms": [produced.get(u) for u in ids],
+            "first_update_ms": first_update, "missing": len(expected - tally.accepted),
+            "lost": len(tally.lost)}
+
+
+# --------------------------------------------------------------- scoring
+def score(gold: list[str], pred: np.ndarray) -> dict:
+    """NMI/ARI with unassigned rows (-1) as one group, intents, share assigned."""
+    pred = np.asarray(pred)
+    return {"nmi": nmi(gold, pred), "ari": ari(gold, pred),
+            "intents": int(len(np.unique(pred[pred >= 0]))),
+            "assigned": float(np.mean(pred >= 0))}
+
+
+def as_labels(final: list[str | None]) -> np.ndarray:
+    codes: dict[str, int] = {}
+    return np.array([-1 if f is None else codes.setdefault(f, len(codes)) for f in final])
+
+
+def emergence(gold: list[str], final: list[str | None], held: set[str], produced_ms: list,
+              first_update_ms: dict[str, int]) -> list[dict]:
+    """Per held-back intent: discovered or not, and the delay to its intent's first update."""
+    by_intent = Counter(f for f in final if f is not None)
+    out = []
+    for name in sorted(held):
+        rows = [i for i, g in enumerate(gold) if g == name]
+        owners = Counter(final[i] for i in rows if final[i] is not None)
+        best, hold = owners.most_common(1)[0] if owners else (None, 0)
+        share = hold / len(rows)
+        majority = best is not None and hold > by_intent[best] / 2
+        found = share >= DISCOVERED_SHARE and majority
+        delay = None
+        if found and best in first_update_ms:
+            first = min(produced_ms[i] for i in rows if produced_ms[i] is not None)
+            delay = (first_update_ms[best] - first) / 1000
+        out.append({"intent": name, "n": len(rows), "share": share, "majority": majority,
+                    "discovered": found, "delay_s": delay})
+    return out
+
+
+# ---------------------------------------------------------------- report
+def fmt(r: dict) -> str:
+    return f"{r['nmi']:.3f} | {r['ari']:.3f} | {r['intents']} | {100 * r['assigned']:.0f}%"
+
+
+def section(results: list[dict], args: argparse.Namespace) -> str:
+    start, end = markers(SECTION)
+    env = " ".join(args.env) or "none (shipped defaults)"
+    lines = [start, "## What subscribers receive: the service against batch (`bench/stream_quality.py`)", "",
+             f"Produced by `{results[0]['command']}`: the embedded broker and one worker "
+             f"(settings overridden: {env}), each set replayed at {args.rate:g} utterances/s, "
+             "final assignments read back from `intent-assignments` (merges followed). "
+             "Unassigned utterances (still buffered when the stream settled) count as one group "
+             "in NMI/ARI. Batch is `dialin discover` on the same rows. BANKING77 test is held-out "
+             "data; the dense set is drawn from BANKING77 train.", "",
+             "| set | utterances | gold intents | run | NMI | ARI | intents | assigned |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in results:
+        if r.get("batch") is not None:
+            lines.append(f"| {r['set']} | {r['n']:,} | {r['gold_intents']} | batch `dialin discover` | "
+                         f"{fmt(r['batch'])} |")
+        lines.append(f"| {r['set']} | {r['n']:,} | {r['gold_intents']} | service, {args.rate:g}/s | "
+                     f"{fmt(r['stream'])} |")
+    for r in results:
+        if not r.get("emergence"):
+            continue
+        em = r["emergence"]
+        found = [e for e in em if e["discovered"]]
+        delays = [e["delay_s"] for e in found if e["delay_s"] is not None]
+        lines += ["", f"**Emergence** ({r['set']}): {len(em)} intents held back to the last quarter "
+                  f"of the stream; discovered {len(found)} of {len(em)} "
+                  f"({100 * len(found) / len(em):.0f}%)"
+                  + (f", first utterance to its intent's first update: median {np.median(delays):.0f} s, "
+                     f"max {max(delays):.0f} s." if delays else "."), "",
+                  "| held-back intent | utterances | largest share in one intent | its majority | discovered | delay (s) |",
+                  "|---|---:|---:|---|---|---:|"]
+        for e in em:
+            delay = "–" if e["delay_s"] is None else f"{e['delay_s']:.0f}"
+            lines.append(f"| {e['intent']} | {e['n']} | {100 * e['share']:.0f}% | "
+                         f"{'yes' if e['majority'] else 'no'} | {'yes' if e['discovered'] else 'no'} | {delay} |")
+    lines += ["", f"Machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+              f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}.", end]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--sets", nargs="+", default=["test", "dense", "emergence"],
+                        choices=["test", "dense", "emergence"])
+    parser.add_argument("--rate", type=float, default=100.0, help="utterances per second")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", type=float, default=60.0,
+                        help="settled after this many seconds without a new assignment")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per set, after the replay")
+    parser.add_argument("--env", nargs="*", default=[], metavar="DIALIN_X=V",
+                        help="worker settings to override (default: none)")
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch column")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if not (args.data / "banking77" / "test.csv").exists():
+        sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
+    command = "OMP_NUM_THREADS=1 python bench/stream_quality.py " + " ".join(sys.argv[1:])
+    results = []
+    for name in args.sets:
+        texts, gold, held = make_set(name, args.data, args.seed)
+        log(f"{name}: {len(texts)} utterances, {len(set(gold))} intents")
+        with tempfile.TemporaryDirectory(prefix=f"dialin-sq-{name}-") as tmp:
+            stream = run_stream(texts, args, Path(tmp), name)
+            pred = as_labels(stream["final"])
+            row = {"set": name, "n": len(texts), "gold_intents": len(set(gold)), "command": command,
+                   "stream": score(gold, pred), "missing": stream["missing"], "lost": stream["lost"]}
+            log(f"  stream: {json.dumps(row['stream'])}")
+            if held:
+                row["emergence"] = emergence(gold, stream["final"], held, stream["produced_ms"],
+                                             stream["first_update_ms"])
+                log(f"  emergence: {sum(e['discovered'] for e in row['emergence'])}/{len(held)}")
+            if not args.no_batch:
+                labels, _ = run_batch(texts, Path(tmp))
+                row["batch"] = score(gold, labels)
+                log(f"  batch: {json.dumps(row['batch'])}")
+        results.append(row)
+    print(json.dumps(results, default=str))
+    write_section(args.out, SECTION, section(results, args))
+
+
+if __name__ == "__main__":
+    main()
