@@ -15,10 +15,10 @@ the threshold adapts to each data set and embedding space):
   cluster that is a real island from one cut out of a continuum, but grows with size,
   so it is ranked against size-matched reference clusters (within a factor 1.5).
 
-The cluster is Good when the mean of the two percentiles exceeds ``quantile``.
-Measured on BANKING77 test (MiniLM) against the oracle's truth (one gold label covers
->= 90%) for 1,682 k-means clusters (k = 20..400, sizes 2-150): 75% accurate where always answering
-the majority verdict gets 52% (``tests/test_heuristic.py`` checks it beats chance).
+The cluster is Good when the mean of the two percentiles exceeds ``quantile``. How often
+it agrees with the oracle's truth (one gold label covers >= 90%) on k-means clusters of
+BANKING77 train is measured by ``bench/judge_agreement.py`` (``docs/benchmarks.md``);
+``tests/test_heuristic.py`` checks it beats always answering the majority verdict.
 
 A question about a union (a view with ``split``: "are A and B one intent?") is by
 default judged like any cluster, on the members of both sides. With
