@@ -345,10 +345,12 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
     Returns plain figures plus the fitted estimator and the backends (keys ending in
     ``_obj``/``estimator``) for callers that write intents or reports.
     """
+    from ._timing import TimedNamer
     from .factory import build_estimator, llm_stats, prompt_version, pruner_of, resolved_budget
 
     role_aware = roles is not None
-    estimator = build_estimator(settings, judge_obj, namer_obj, label_embedder=embedder,
+    timed_namer = TimedNamer(namer_obj)
+    estimator = build_estimator(settings, judge_obj, timed_namer, label_embedder=embedder,
                                 role_aware=role_aware, prune=prune)
     pruner = pruner_of(estimator)
     n = len(texts)
@@ -373,6 +375,7 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         "judge_calls_per_utterance": round(calls / n, 4),
         "calls_by_phase": dict(getattr(estimator, "calls_by_phase_", {}) or {}),
         "seconds": round(seconds, 3),
+        "naming_seconds": round(timed_namer.seconds, 3),
         "strategy": settings.strategy,
         "judge_budget": resolved_budget(settings, judge_obj) if settings.strategy == "budget" else None,
         "prune": prune if pruner is not None else "none",
@@ -462,10 +465,16 @@ def discover(
     out: Annotated[Path, typer.Option("--out", help="Where to write the intents (JSON).")] = Path("intents.json"),
     report: Annotated[Path | None, typer.Option(
         "--report", help="Where to write the self-contained HTML report.")] = None,
+    timings: Annotated[Path | None, typer.Option(
+        "--timings", help="Also write the seconds of each stage (load, embed, cluster, name, "
+                          "write, report) as JSON to this file.")] = None,
 ) -> None:
     """Discover the intents in a file of utterances; write them as JSON (and an HTML report)."""
     with _user_errors():
+        from ._timing import Stages
+
         started = time.perf_counter()
+        stages = Stages()
         settings = _settings(embedder=embedder, embedding_cache_dir=embedding_cache, judge=_value(judge),
                              namer=_value(namer), strategy=_value(strategy), judge_budget=judge_budget,
                              llm_url=llm_url, llm_model=llm_model, llm_api_key=llm_api_key,
@@ -479,19 +488,26 @@ def discover(
         from .factory import build_redactor
 
         build_redactor(settings)  # a bad DIALIN_PII_ENTITIES fails before the slow work
+        stages.done("load")
         X, emb = _embed(settings, table.texts)
+        stages.done("embed")
         result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
                           prune=_value(prune))
+        stages.done("cluster", name=result["naming_seconds"])
         doc = intents_document(table, result, settings, embedder_name=emb.name,
                                seconds=time.perf_counter() - started)
         _write_text(out, _dumps(doc, indent=1) + "\n")
         _stage(f"wrote {len(doc['intents'])} intents to {out}")
+        stages.done("write")
         if report is not None:
             from .report import render_report
 
             _write_text(report, render_report(doc, X, result["labels"], texts=table.texts,
                                                      seed=settings.random_state))
             _stage(f"wrote the report to {report}")
+            stages.done("report")
+        if timings is not None:
+            _write_text(timings, _dumps(stages.as_dict(), indent=1) + "\n")
     typer.echo(f"{len(doc['intents'])} intents in {len(table)} utterances -> {out}"
                + (f", {report}" if report else ""))
 

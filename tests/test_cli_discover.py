@@ -66,6 +66,18 @@ def test_intents_json_schema_and_report(tmp_path):
     assert "<svg" in text and intents[0]["label"].split()[0] in text
 
 
+def test_timings_cover_every_stage(tmp_path):
+    out, html, clock = tmp_path / "intents.json", tmp_path / "report.html", tmp_path / "timings.json"
+    result = discover(BANKING, "--text-field", "text", "--embedder", "lsa", "--out", str(out),
+                      "--report", str(html), "--timings", str(clock))
+    assert result.exit_code == 0, result.stderr
+    stages = read(clock)
+    assert list(stages) == ["load", "embed", "cluster", "name", "write", "report", "total"]
+    assert all(v >= 0 for v in stages.values()) and stages["name"] > 0
+    # The stages add up to the whole (naming is carved out of clustering, not counted twice).
+    assert sum(v for k, v in stages.items() if k != "total") == pytest.approx(stages["total"], abs=0.005)
+
+
 def test_paper_strategy_log_is_strict_json(tmp_path):
     out = tmp_path / "intents.json"
     result = discover(BANKING, "--text-field", "text", "--embedder", "lsa", "--strategy", "paper",
