@@ -29,7 +29,7 @@ from ._pruning import HeuristicPruner, LLMPruner
 from ._pii import Redactor
 from ._vllm import VLLMJudge, VLLMNamer
 from ._voting import CrowdJudge, RepeatedJudge
-from ._intents import build_intents
+from ._intents import UNASSIGNED, NothingCertifiedWarning, build_intents
 from ._merge import merge_by_label
 from ._paper import LLMITLClustering, PruningWarning
 from ._roles import RoleAwareClustering, infer_roles
@@ -39,6 +39,8 @@ __all__ = [
     "PruningWarning",
     "RoleAwareClustering",
     "build_intents",
+    "NothingCertifiedWarning",
+    "UNASSIGNED",
     "infer_roles",
     "merge_by_label",
     "BudgetITLClustering",

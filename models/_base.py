@@ -52,11 +52,24 @@ class Verdict:
 
     An unparseable or failed answer is never read as Good: callers treat None as Bad
     and count it, so a flaky LLM can only make the engine more conservative.
+
+    ``good`` is stored as a Python ``bool`` (or None): a numpy boolean from a plug-in
+    judge is converted, because :attr:`is_good` compares with ``is True`` and would
+    read ``np.True_`` as Bad; anything else (``1``, ``"Good"``) is refused with a
+    ``TypeError`` rather than guessed at.
     """
 
     good: bool | None
     confidence: float | None = None
     backend: str = ""
+
+    def __post_init__(self) -> None:
+        if self.good is None or type(self.good) is bool:
+            return
+        if not isinstance(self.good, np.bool_):
+            raise TypeError(f"Verdict.good must be True, False or None, got {self.good!r} "
+                            f"({type(self.good).__name__}) from backend {self.backend!r}")
+        object.__setattr__(self, "good", bool(self.good))
 
     @property
     def is_good(self) -> bool:

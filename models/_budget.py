@@ -18,7 +18,10 @@ where a verdict changes the result most:
    leaves false cannot-links behind).
 4. **leftovers** - groups under ``min_group_size`` are dissolved and a logistic
    regression trained on the groups labels every utterance not in one, so every
-   utterance ends in an intent (nearest centroid and k-NN measured the same).
+   utterance ends in an intent the judge certified (nearest centroid and k-NN measured
+   the same). When the judge certified no group at all, nothing is an intent: every
+   label is -1 (``UNASSIGNED``), ``intents_`` is empty and a
+   :class:`~._intents.NothingCertifiedWarning` says so.
 
 Libraries: FAISS (k-means, nearest neighbours), scikit-learn (Ward, logistic
 regression). Every question goes through a :class:`~._ledger.JudgeLedger`, so repeated
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import heapq
 import time
+import warnings
 from collections import deque
 from collections.abc import Sequence
 
@@ -38,7 +42,7 @@ from sklearn.utils import check_random_state
 
 from ._base import ClusterView, Judge, Namer, Verdict
 from ._clusterers import cluster
-from ._intents import build_intents, placeholder_texts
+from ._intents import NothingCertifiedWarning, build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._sampling import make_union_view, make_view
 from ._threads import single_threaded
@@ -284,7 +288,10 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
                                 if int(g.min()) in self._verdicts}
         rest = np.flatnonzero(labels < 0)
         if len(kept) == 0:
-            labels[:] = 0  # nothing coherent was found: one cluster, honestly
+            # No Good verdict covers any utterance: one cluster of everything would be an
+            # "intent" nobody certified, so every row stays unassigned.
+            warnings.warn(f"the judge certified no cluster: all {n} utterances are left "
+                          "unassigned (label -1)", NothingCertifiedWarning, stacklevel=3)
         elif len(kept) == 1:
             labels[rest] = 0
         elif len(rest):

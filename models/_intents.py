@@ -18,6 +18,18 @@ import numpy as np
 from ._base import Intent, Namer, Verdict
 from ._sampling import make_view
 
+#: The label of an utterance no certified (Good) cluster covers: it is in no intent.
+UNASSIGNED = -1
+
+
+class NothingCertifiedWarning(UserWarning):
+    """The judge called no cluster Good: every utterance is left :data:`UNASSIGNED`.
+
+    A strict or misconfigured judge (an LLM that answers Bad to everything) must not
+    turn the whole input into one uncertified "intent"; callers see an empty
+    ``intents_`` and ``labels_`` all -1, and this warning says why.
+    """
+
 
 def placeholder_texts(n: int) -> list[str]:
     """Distinct stand-in texts for fits without texts.
@@ -50,7 +62,7 @@ def build_intents(labels: np.ndarray, texts: Sequence[str] | None, X: np.ndarray
                   namer: Namer | None = None, roles: Sequence[str | None] | None = None,
                   verdicts: Mapping[int, Verdict] | None = None, n_examples: int = 10,
                   sample_size: int = 20, rng: np.random.Generator | None = None) -> list[Intent]:
-    """One :class:`Intent` per cluster label ``>= 0`` (``-1`` is noise and is skipped).
+    """One :class:`Intent` per cluster label ``>= 0`` (:data:`UNASSIGNED` rows are skipped).
 
     ``intent_id`` is the cluster label itself, so ``labels_`` and ``intents_`` agree.
     The namer (prepared here on the data being named) is called once for all clusters;

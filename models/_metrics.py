@@ -3,6 +3,11 @@
 NMI and ARI are scikit-learn's (``normalized_mutual_info_score`` with the arithmetic
 mean, ``adjusted_rand_score``); goodness and semantic diversity are defined here
 because no library has them.
+
+Unassigned rows (label -1, ``UNASSIGNED``: no certified cluster covers them) are scored
+as ONE more cluster, not excluded: dropping them would score a run that certifies little
+on the few rows it kept, so leaving utterances out can only lower NMI and ARI. The
+number of clusters reported (:func:`clustering_scores`) does not count that group.
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ def goodness(verdicts: Iterable[Verdict | bool | None]) -> float:
 
 
 def clustering_scores(y_true: Sequence, labels: Sequence) -> dict:
-    """NMI, ARI and the number of clusters, as the CLI and benchmarks report them."""
+    """NMI, ARI and the number of clusters (the -1 group not counted), as the CLI and
+    benchmarks report them."""
     a, b = _pair(y_true, labels)
-    return {"nmi": nmi(a, b), "ari": ari(a, b), "n_clusters": int(len(np.unique(b)))}
+    clusters = np.unique(b)
+    if clusters.dtype.kind in "iu":
+        clusters = clusters[clusters >= 0]
+    return {"nmi": nmi(a, b), "ari": ari(a, b), "n_clusters": int(len(clusters))}

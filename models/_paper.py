@@ -6,7 +6,9 @@ question already answered is free; ``repetitions`` > 1 asks t times and takes th
 majority, the paper's §6.4.1), picks one candidate, keeps its Good clusters and sends
 the members of its Bad ones to the next iteration. It stops when the Bad share is at
 most ``epsilon`` or after ``max_iter`` iterations; whatever is left joins its nearest
-kept cluster, so every row gets a label. The log follows the paper's Table 10.
+kept cluster, so every row gets a certified label. When nothing was kept (the judge
+called every cluster Bad) no row is in an intent: ``labels_`` is all -1 and a
+:class:`~._intents.NothingCertifiedWarning` says so. The log follows the paper's Table 10.
 
 Choosing the candidate is where the paper's rule fails. ``selection="ratio"`` is the
 paper's arg max of #good/#bad clusters, kept for the record: tiny clusters are
@@ -47,7 +49,7 @@ from sklearn.utils import check_random_state
 
 from ._base import ClusterView, Embedder, Judge, Namer, Verdict
 from ._clusterers import cluster
-from ._intents import build_intents, placeholder_texts
+from ._intents import UNASSIGNED, NothingCertifiedWarning, build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._merge import merge_by_label
 from ._sampling import make_union_view, make_view
@@ -311,9 +313,8 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
                 out.append(None)
                 continue
             votes = [next(answers) for _ in range(self.repetitions)]
-            # bool(): a backend may answer numpy booleans, which ``is_good`` (``is True``)
-            # would read as Bad; None (no valid answer) stays Bad.
-            good = sum(v.good is not None and bool(v.good) for v in votes) * 2 > self.repetitions
+            # None (no valid answer) counts as Bad; Verdict has made numpy booleans bool.
+            good = sum(v.is_good for v in votes) * 2 > self.repetitions
             out.append(Verdict(good=good, backend=votes[0].backend))
         return out
 
@@ -358,7 +359,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
             merged_verdicts: list[Verdict] = []
             for p, (i, j) in enumerate(pairs):
                 votes = answers[p * self.repetitions:(p + 1) * self.repetitions]
-                good = sum(v.good is not None and bool(v.good) for v in votes) * 2 > self.repetitions
+                good = sum(v.is_good for v in votes) * 2 > self.repetitions
                 if not good:
                     rejected.add((keys[i], keys[j]))
                 elif i not in taken and j not in taken:
@@ -389,7 +390,6 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         kept: list[np.ndarray] = []
         kept_verdicts: list[Verdict] = []
         remaining = np.arange(n)
-        last_groups: list[np.ndarray] = []
         self.log_: list[dict] = []
         self.pruning_: list[dict] = []
         prune_before = _prune_requests(self.pruner)
@@ -425,24 +425,22 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
             groups, verdicts, good = outcomes[pick]
             kept.extend(g for g, ok in zip(groups, good) if ok)
             kept_verdicts.extend(v for v, ok in zip(verdicts, good) if ok)
-            last_groups = [g for g, ok in zip(groups, good) if not ok]
-            remaining = (np.concatenate(last_groups) if last_groups
+            bad_groups = [g for g, ok in zip(groups, good) if not ok]
+            remaining = (np.concatenate(bad_groups) if bad_groups
                          else np.empty(0, dtype=np.int64))
             if len(remaining) <= self.epsilon * m or not any(good):
                 # Nothing kept means the next round would ask the same questions again.
                 break
 
         if not kept:
-            # The judge rejected everything: fall back to the last clustering as it is,
-            # rather than collapsing every row into nothing.
-            warnings.warn("no cluster was judged Good; keeping the last clustering unjudged",
-                          UserWarning, stacklevel=2)
-            kept = last_groups or [np.arange(n)]
-            kept_verdicts = [Verdict(good=False, backend="none")] * len(kept)
+            # The judge rejected everything: clusters nobody certified are not intents
+            # (publishing them would make a misconfigured judge look like discovery).
+            warnings.warn(f"the judge certified no cluster: all {n} utterances are left "
+                          "unassigned (label -1)", NothingCertifiedWarning, stacklevel=2)
             remaining = np.empty(0, dtype=np.int64)
         if self.union_merge and len(kept) > 1:
             kept, kept_verdicts = self._union_merge(kept, kept_verdicts, shown, X, ledger, rng)
-        labels = np.full(n, -1, dtype=np.int64)
+        labels = np.full(n, UNASSIGNED, dtype=np.int64)
         for c, g in enumerate(kept):
             labels[g] = c
         if len(remaining):
@@ -454,7 +452,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         intents = build_intents(labels, texts, X, namer=self.namer, verdicts=verdict_of,
                                 sample_size=self.sample_size, rng=rng)
         self.merges_: list[dict] = []
-        if self.merge_threshold is not None:
+        if self.merge_threshold is not None and intents:
             labels, intents = self._merge(labels, intents, X, texts, verdict_of)
         self.labels_ = labels
         self.intents_ = intents

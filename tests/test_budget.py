@@ -10,7 +10,9 @@ from dialin.models import (
     BudgetITLClustering,
     ClusterView,
     Judge,
+    UNASSIGNED,
     KeywordNamer,
+    NothingCertifiedWarning,
     OracleJudge,
     Verdict,
     cluster,
@@ -145,9 +147,41 @@ def test_invalid_answers_count_as_bad():
 
     X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
-    est = BudgetITLClustering(Broken(), budget=0.5, random_state=0).fit(X)
-    assert est.labels_.max() == 0  # nothing was ever Good: one honest cluster
+    with pytest.warns(NothingCertifiedWarning, match="all 60 utterances are left unassigned"):
+        est = BudgetITLClustering(Broken(), budget=0.5, random_state=0).fit(X)
+    assert (est.labels_ == UNASSIGNED).all() and est.intents_ == []  # nothing was ever Good
     assert est.ledger_summary_["invalid_answers"] == est.n_judge_calls_
+
+
+class NumpyJudge(Judge):
+    """A plug-in judge written with numpy: its verdicts carry ``np.bool_``, not ``bool``."""
+
+    backend = "numpy"
+
+    def __init__(self, inner: Judge) -> None:
+        self.inner = inner
+
+    def prepare(self, X, texts):
+        self.inner.prepare(X, texts)
+
+    def judge(self, views):
+        return [Verdict(good=np.bool_(v.good), backend=self.backend) for v in self.inner.judge(views)]
+
+
+def test_numpy_verdicts_count_as_the_booleans_they_are(english_sample, english_lsa):
+    def fit(judge):
+        return BudgetITLClustering(judge, budget=0.3, random_state=0).fit(english_lsa,
+                                                                          english_sample.texts)
+
+    plain = fit(OracleJudge(english_sample.labels, random_state=0))
+    numpy = fit(NumpyJudge(OracleJudge(english_sample.labels, random_state=0)))
+    assert len(numpy.intents_) == len(plain.intents_) > 5
+    np.testing.assert_array_equal(numpy.labels_, plain.labels_)
+    assert all(it.verdict.good is True for it in numpy.intents_)
+    assert Verdict(good=np.False_).good is False
+    for wrong in (1, "Good", np.float64(1.0)):
+        with pytest.raises(TypeError, match="Verdict.good must be True, False or None"):
+            Verdict(good=wrong, backend="plug-in")
 
 
 def test_is_a_clonable_estimator():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from dialin.models import BAD, GOOD, Verdict, ari, clustering_scores, goodness, nmi, semantic_diversity
+from dialin.models import Verdict, ari, clustering_scores, goodness, nmi, semantic_diversity
 
 
 def test_nmi_ari_match_sklearn():
@@ -19,6 +19,17 @@ def test_nmi_ari_match_sklearn():
     scores = clustering_scores([str(v) for v in y], labels)
     assert scores == {"nmi": pytest.approx(nmi(y, labels)), "ari": pytest.approx(ari(y, labels)),
                       "n_clusters": len(set(labels.tolist()))}
+
+
+def test_unassigned_rows_score_as_one_more_cluster_and_are_not_counted_as_one():
+    y = ["a"] * 4 + ["b"] * 4
+    split = [0, 0, 0, 0, 1, 1, 1, 1]
+    half = [0, 0, -1, -1, 1, 1, -1, -1]  # the same run, half of it left unassigned
+    assert nmi(y, split) == 1.0 and nmi(y, half) < 1.0
+    assert nmi(y, half) == pytest.approx(normalized_mutual_info_score(y, [0, 0, 2, 2, 1, 1, 2, 2]))
+    assert nmi(y, [-1] * 8) == 0.0
+    assert clustering_scores(y, half)["n_clusters"] == 2
+    assert clustering_scores(y, [-1] * 8)["n_clusters"] == 0
 
 
 def test_length_mismatch_is_an_error():
@@ -44,6 +55,5 @@ def test_semantic_diversity_of_gold_intents_is_lower_than_random(english_sample,
 def test_goodness():
     assert goodness([Verdict(True), Verdict(False), Verdict(None), Verdict(True)]) == 0.5
     assert goodness([True, False, None]) == pytest.approx(1 / 3)
-    assert GOOD != BAD
     with pytest.raises(ValueError):
         goodness([])

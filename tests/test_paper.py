@@ -10,8 +10,9 @@ import pytest
 from openai_server import task_of
 from sklearn.base import clone
 
-from dialin.models import (HeuristicPruner, Judge, LLMITLClustering, LLMPruner, LSAEmbedder,
-                           OracleJudge, PruningWarning, Verdict, ari, KeywordNamer)
+from dialin.models import (UNASSIGNED, HeuristicPruner, Judge, LLMITLClustering, LLMPruner,
+                           LSAEmbedder, NothingCertifiedWarning, OracleJudge, PruningWarning,
+                           Verdict, ari, KeywordNamer)
 
 PAPER = dict(selection="ratio", union_merge=False, min_cluster_size=1)
 
@@ -129,16 +130,17 @@ def test_clone_keeps_parameters_and_fits_alike(data):
     np.testing.assert_array_equal(est.fit(X, texts).labels_, twin.fit(X, texts).labels_)
 
 
-def test_a_judge_that_rejects_everything_still_labels_every_row(data):
+def test_a_judge_that_rejects_everything_leaves_every_row_unassigned(data):
     X, texts, _ = data
 
     class No(Judge):
         def judge(self, views):
             return [Verdict(good=False) for _ in views]
 
-    with pytest.warns(UserWarning, match="no cluster was judged Good"):
-        est = LLMITLClustering(No(), random_state=0).fit(X, texts)
-    assert (est.labels_ >= 0).all()
+    with pytest.warns(NothingCertifiedWarning, match=f"all {len(texts)} utterances are left unassigned"):
+        est = LLMITLClustering(No(), merge_threshold=0.5, label_embedder=object(),
+                               random_state=0).fit(X, texts)
+    assert (est.labels_ == UNASSIGNED).all() and est.intents_ == [] and est.n_clusters_ == 0
 
 
 @pytest.mark.parametrize("params, message", [
