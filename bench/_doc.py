@@ -6,6 +6,10 @@ several benchmarks write the same file, so each reads, replaces and writes in on
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 
@@ -24,3 +28,10 @@ def write_section(path: Path, name: str, text: str) -> None:
         new = old.rstrip("\n") + "\n\n" + text + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new, encoding="utf-8")
+
+
+def provenance(prefix: str = "OMP_NUM_THREADS=1 ") -> str:
+    """"Command: `...`. Machine: ..." for this run: the script and its arguments as given."""
+    command = f"{prefix}python bench/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".strip()
+    return (f"Command: `{command}`. Machine: {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}.")

@@ -22,15 +22,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _doc import markers, write_section
+from _doc import markers, provenance, write_section
 
 from dialin.models import ClusterView, HeuristicJudge, cluster
 
@@ -74,7 +70,7 @@ def run_seed(texts: list[str], labels: np.ndarray, n: int, seed: int) -> dict:
             "recall": float(good[truth].mean()) if truth.any() else float("nan")}
 
 
-def section(results: list[dict], n: int, command: str) -> str:
+def section(results: list[dict], n: int) -> str:
     mean = {key: float(np.mean([r[key] for r in results]))
             for key in ("accuracy", "majority", "precision", "recall")}
     lines = [START, "## Heuristic judge against the oracle's truth (`bench/judge_agreement.py`)", "",
@@ -90,8 +86,7 @@ def section(results: list[dict], n: int, command: str) -> str:
               f"{r['majority']:.0%} | {r['precision']:.0%} | {r['recall']:.0%} |" for r in results]
     lines += [f"| mean | | | {mean['accuracy']:.0%} | {mean['majority']:.0%} | {mean['precision']:.0%} | "
               f"{mean['recall']:.0%} |", "",
-              f"Command: `{command}`. Machine: {os.cpu_count()} CPUs, Python "
-              f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}.", END]
+              provenance(), END]
     return "\n".join(lines)
 
 
@@ -106,8 +101,7 @@ def main() -> None:
     results = [run_seed(texts, labels, args.n, seed) for seed in args.seeds]
     for r in results:
         print(json.dumps(r))
-    command = "OMP_NUM_THREADS=1 python bench/judge_agreement.py " + " ".join(sys.argv[1:])
-    write_section(args.out, "judgeagreement", section(results, args.n, command.strip()))
+    write_section(args.out, "judgeagreement", section(results, args.n))
 
 
 if __name__ == "__main__":

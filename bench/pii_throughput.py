@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +30,7 @@ import numpy as np
 from stdnum import luhn
 from stdnum.cn import ric
 
-from _doc import markers, write_section
+from _doc import markers, provenance, write_section
 
 from dialin.models import Redactor
 
@@ -97,16 +94,15 @@ def measure(redactor: Redactor, texts: list[str]) -> tuple[float, float]:
     return len(texts) / seconds, float(np.mean([any(tok in o for tok in TOKENS) for o in out]))
 
 
-def section(rows: list[tuple[str, int, float, float]], command: str) -> str:
+def section(rows: list[tuple[str, int, float, float]]) -> str:
     lines = [START, "## PII redaction throughput (`bench/pii_throughput.py`)", "",
              "`Redactor.redact` with the default entities (phone, e-mail, card, Chinese ID), one "
-             "thread, engines built and warmed first; texts per second of process CPU time. Texts that cannot hold a value (too few "
-             "digits, no `@`) skip the analyzer; the sets with a generated valid value in every "
-             "text show the worst case.", "",
+             "thread, engines built and warmed first; texts per second of process CPU time. Texts "
+             "that cannot hold a value (too few digits, no `@`) skip the analyzer; the sets with a "
+             "generated valid value in every text show the worst case.", "",
              "| texts | n | texts per CPU second | with a token after redaction |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {n:,} | {rate:,.0f} | {share:.0%} |" for name, n, rate, share in rows]
-    lines += ["", f"Command: `{command}`. Machine: {os.cpu_count()} CPUs, Python "
-              f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}.", END]
+    lines += ["", provenance(), END]
     return "\n".join(lines)
 
 
@@ -128,8 +124,7 @@ def main() -> None:
     rows = [(name, len(texts), *measure(redactor, texts)) for name, texts in sets]
     for row in rows:
         print(json.dumps(dict(zip(("texts", "n", "per_cpu_second", "with_token"), row, strict=True))))
-    command = "OMP_NUM_THREADS=1 python bench/pii_throughput.py " + " ".join(sys.argv[1:])
-    write_section(args.out, "pii", section(rows, command.strip()))
+    write_section(args.out, "pii", section(rows))
 
 
 if __name__ == "__main__":
