@@ -5,8 +5,10 @@ invalid payloads go to the DLQ with the reason and the raw bytes; the valid ones
 embedded in one call and matched against the catalog in a worker thread (never on
 the event loop: robinhood/faust#404); at or above ``match_threshold`` an assignment
 is published (key = utterance_id), below it a buffer entry (key = utterance_id, with
-the embedding). ``take_events`` acks the batch's input offsets only after the body
-returns, and the body returns only after every output is acknowledged: at-least-once,
+the embedding). ``take_events`` acks the batch's input offsets when the body returns
+or raises (in a ``finally``), so the body returns only after every output is
+acknowledged, and a failure never escapes it: the batch is tried again, then
+dead-lettered, and if even that fails the process exits before the ack. At-least-once,
 with idempotent keyed outputs, and a per-worker window of recent utterance_ids so a
 redelivered event is counted as ``duplicate`` rather than processed twice.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -30,6 +33,11 @@ from .records import Assignment, BufferEntry, DeadLetter, Rejection, Utterance, 
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Tries to decide and publish one batch before its valid events are dead-lettered.
+PROCESS_ATTEMPTS = 2
+#: Exit code of a worker that could not even dead-letter a batch (EX_SOFTWARE).
+EXIT_UNACKED = 70
 
 
 @dataclass(frozen=True)
@@ -115,44 +123,69 @@ class Ingestor:
         return out
 
     async def process(self, batch: Sequence[Inbound]) -> dict[str, int]:
-        """Process one micro-batch; return the count per outcome."""
+        """Process one micro-batch; return the count per outcome.
+
+        faust acks a ``take_events`` batch in a ``finally``, so an exception escaping
+        here would commit offsets of events that produced nothing. Deciding and
+        publishing are therefore tried :data:`PROCESS_ATTEMPTS` times (every output is
+        keyed, so a second try overwrites what the first one got out), then every
+        valid event of the batch is dead-lettered with the reason, its raw payload and
+        its source position: redelivered by the retry, or dead-lettered, never lost.
+        """
         s = self.settings
-        out: list[tuple[str, str | bytes | None, bytes | None]] = []
+        rejected: list[tuple[str, str | bytes | None, bytes | None]] = []
         counts = {"assigned": 0, "buffered": 0, "invalid": 0, "duplicate": 0}
-        valid: list[Utterance] = []
+        valid: list[tuple[Utterance, Inbound]] = []
         for item in batch:
             result = validate_event(item.value, item.position)
             if isinstance(result, Rejection):
-                dl = DeadLetter.of(result.reason, item.value,
-                                   key=item.key.decode("utf-8", "replace") if item.key else None,
-                                   source_topic=item.topic, partition=item.partition,
-                                   offset=item.offset)
-                out.append((s.topic_dlq, item.key, dumps(dl)))
+                rejected.append((s.topic_dlq, item.key, dumps(self._letter(result.reason, item))))
                 counts["invalid"] += 1
             elif self.recent.seen(result.uid):
                 counts["duplicate"] += 1
             else:
-                valid.append(result)
-        if valid:
-            texts = [u.text for u in valid]
-            roles: list[str | None] = [u.role for u in valid]
+                valid.append((result, item))
+        for attempt in range(1, PROCESS_ATTEMPTS + 1):
+            routed = {"assigned": 0, "buffered": 0}
             try:
-                X, roles, ids, scores = await asyncio.to_thread(self._embed_and_match, texts, roles)
+                await self.publisher.send_all(rejected + await self._decide(valid, routed))
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # noqa: BLE001 - raising would ack the batch unprocessed
-                log.exception("embedding a batch failed; dead-lettering it")
-                reason = f"processing failed: {type(exc).__name__}"
-                for u in valid:
-                    dl = DeadLetter.of(reason, u.model_dump_json().encode(), key=u.call_id,
-                                       utterance_id=u.uid)
-                    out.append((s.topic_dlq, u.call_id, dumps(dl)))
-                counts["invalid"] += len(valid)
+                log.exception("processing a batch failed (attempt %d of %d)", attempt,
+                              PROCESS_ATTEMPTS)
+                failure = exc
             else:
-                out += self._route(valid, X, roles, ids, scores, counts)
-        await self.publisher.send_all(out)
+                counts.update(routed)
+                break
+        else:
+            reason = f"processing failed: {type(failure).__name__}"
+            await self.publisher.send_all(rejected + [
+                (s.topic_dlq, u.call_id, dumps(self._letter(reason, item, utterance_id=u.uid)))
+                for u, item in valid])
+            counts["invalid"] += len(valid)
         for outcome, n in counts.items():
             if n:
                 metrics.EVENTS.labels(outcome).inc(n)
         return counts
+
+    async def _decide(self, valid: list[tuple[Utterance, Inbound]], counts) -> list:
+        """Embed and match in a worker thread, then route: the batch's output records."""
+        if not valid:
+            return []
+        utterances = [u for u, _ in valid]
+        roles: list[str | None] = [u.role for u in utterances]
+        X, roles, ids, scores = await asyncio.to_thread(
+            self._embed_and_match, [u.text for u in utterances], roles)
+        return self._route(utterances, X, roles, ids, scores, counts)
+
+    @staticmethod
+    def _letter(reason: str, item: Inbound, **extra) -> DeadLetter:
+        """The dead letter of one inbound record: raw payload, key and source position."""
+        return DeadLetter.of(reason, item.value,
+                             key=item.key.decode("utf-8", "replace") if item.key else None,
+                             source_topic=item.topic, partition=item.partition,
+                             offset=item.offset, **extra)
 
 
 def register_ingest(app, settings: Settings, ingestor: Ingestor,
@@ -173,6 +206,17 @@ def register_ingest(app, settings: Settings, ingestor: Ingestor,
             batch = [Inbound(key=e.key, value=e.value, topic=e.message.topic,
                              partition=e.message.partition, offset=e.message.offset)
                      for e in events]
-            await ingestor.process(batch)
+            try:
+                await ingestor.process(batch)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                # Neither processed nor dead-lettered: returning or raising would let
+                # take_events ack the batch. Exit at once, as a SIGKILL would, so the
+                # offsets stay uncommitted and the batch is redelivered after restart.
+                log.critical("a batch could be neither processed nor dead-lettered; exiting "
+                             "without acking it (it is redelivered after restart)", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_UNACKED)
 
     return ingest

@@ -113,6 +113,52 @@ def test_a_batch_that_cannot_be_embedded_is_dead_lettered_not_lost():
     assert json.loads(dead["payload"])["text"] == "hello" and dead["utterance_id"].startswith("u-")
 
 
+def _failing_route(ingestor, monkeypatch, fail_calls: set[int]) -> list[int]:
+    """Make ``ingestor._route`` raise on the given call numbers (1-based); return the calls."""
+    calls: list[int] = []
+    route = ingestor._route
+
+    def flaky(*args, **kwargs):
+        calls.append(len(calls) + 1)
+        if calls[-1] in fail_calls:
+            raise RuntimeError("injected")
+        return route(*args, **kwargs)
+
+    monkeypatch.setattr(ingestor, "_route", flaky)
+    return calls
+
+
+def test_a_failure_after_embedding_is_retried_then_dead_lettered(lsa, monkeypatch):
+    """faust acks a batch even when the body raises: a failure in routing or publishing is
+    retried once (keyed outputs overwrite), then every valid event is dead-lettered with its
+    raw payload and source position, never acked with nothing produced."""
+    from dialin.streams.ingest import Inbound, Ingestor
+
+    s = Settings(match_threshold=0.9)
+    raws = [json.dumps({"call_id": f"c{i}", "text": f"words number {i}"}).encode() for i in range(3)]
+    batch = [Inbound(key=b"k", value=r, topic="utt", partition=0, offset=i) for i, r in enumerate(raws)]
+    batch.append(Inbound(key=b"k", value=b"not json", topic="utt", partition=0, offset=3))
+
+    once = Ingestor(s, lsa, IntentCatalog(lsa.name), RecordingPublisher())
+    calls = _failing_route(once, monkeypatch, {1})
+    assert asyncio.run(once.process(batch)) == {"assigned": 0, "buffered": 3, "invalid": 1,
+                                                 "duplicate": 0}
+    assert calls == [1, 2]
+    assert [k for k, _ in once.publisher.on(s.topic_buffer)] == ["utt/0/0", "utt/0/1", "utt/0/2"]
+    assert len(once.publisher.on(s.topic_dlq)) == 1  # the bad payload only
+
+    twice = Ingestor(s, lsa, IntentCatalog(lsa.name), RecordingPublisher())
+    _failing_route(twice, monkeypatch, {1, 2})
+    assert asyncio.run(twice.process(batch))["invalid"] == 4
+    assert not twice.publisher.on(s.topic_buffer) and not twice.publisher.on(s.topic_assignments)
+    letters = {d["offset"]: d for _, d in twice.publisher.on(s.topic_dlq)}
+    assert sorted(letters) == [0, 1, 2, 3]
+    for i, raw in enumerate(raws):
+        assert letters[i]["reason"] == "processing failed: RuntimeError"
+        assert letters[i]["payload"].encode() == raw and letters[i]["utterance_id"] == f"utt/0/{i}"
+        assert letters[i]["source_topic"] == "utt" and letters[i]["partition"] == 0
+
+
 # --- discovery -------------------------------------------------------------------------
 
 class DirectionEstimator:
