@@ -84,9 +84,14 @@ def test_judge_validates():
         HeuristicJudge().judge([_view([0, 1])])
     with pytest.raises(ValueError, match="quantile"):
         HeuristicJudge(quantile=1.5).prepare(np.eye(4, dtype=np.float32), ["a"] * 4)
+    # Six rows, two tight groups and a stray: too few to calibrate well, yet a tight group
+    # is still told from a mixed one.
+    X = np.array([[1, 0, 0], [0.99, 0.1, 0], [0.98, 0.05, 0.1], [0, 1, 0], [0.1, 0.99, 0], [0, 0, 1]],
+                 dtype=np.float32)
     small = HeuristicJudge()
-    small.prepare(np.eye(3, dtype=np.float32), ["a", "b", "c"])  # too small to calibrate well, still works
-    assert small.judge([_view([0, 1])])[0].good in (True, False)
+    small.prepare(X / np.linalg.norm(X, axis=1, keepdims=True), list("abcdef"))
+    assert [v.good for v in small.judge([_view([0, 1, 2]), _view([3, 4]), _view([0, 3, 5])])] == [
+        True, True, False]
     with pytest.raises(IndexError, match="outside"):
         small.judge([_view([0, 7])])
 
