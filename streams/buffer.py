@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 Apply = Callable[[bytes | None, bytes | None], None]
+AfterBatch = Callable[[], Awaitable[None]]
 
 
 class TopicFollower:
@@ -42,14 +43,18 @@ class TopicFollower:
 
     No consumer group: every follower sees every partition and commits nothing, which
     is what a compacted "table as a topic" needs. ``caught_up`` is set once the
-    history present at start has been applied.
+    history present at start has been applied. ``after_batch`` (optional) is awaited
+    after each batch applied once caught up (not during the replay of the history,
+    where an entry may still meet its tombstone further on).
     """
 
-    def __init__(self, settings: Settings, topic: str, apply: Apply, idle_ms: int = 300) -> None:
+    def __init__(self, settings: Settings, topic: str, apply: Apply, idle_ms: int = 300,
+                 after_batch: AfterBatch | None = None) -> None:
         self.settings = settings
         self.topic = topic
         self.apply = apply
         self.idle_ms = idle_ms
+        self.after_batch = after_batch
         self.caught_up = asyncio.Event()
         self._consumer = None
         self._task: asyncio.Task | None = None
@@ -93,6 +98,13 @@ class TopicFollower:
                     except Exception as exc:  # noqa: BLE001 - a bad record must not stop the reader
                         log.warning("skipping a bad record in %s at offset %s: %s",
                                     self.topic, rec.offset, exc)
+            if batches and self.after_batch is not None and self.caught_up.is_set():
+                try:
+                    await self.after_batch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the hook must not stop the reader
+                    log.warning("after reading %s: %s: %s", self.topic, type(exc).__name__, exc)
             if not batches and not self.caught_up.is_set():
                 positions = {tp: await consumer.position(tp) for tp in tps}
                 if all(positions[tp] >= ends[tp] for tp in tps):
@@ -161,9 +173,13 @@ class BufferStore:
         now = time.time() if now is None else now
         return max(0.0, now - min(e.accepted_at for e in self.entries.values()))
 
+    def oldest_first(self) -> list[BufferEntry]:
+        """The entries, oldest first (ties by utterance_id)."""
+        return sorted(self.entries.values(), key=lambda e: (e.accepted_at, e.utterance_id))
+
     def snapshot(self) -> tuple[list[BufferEntry], np.ndarray]:
         """Entries (oldest first) and their embeddings stacked as one float32 array."""
-        items = sorted(self.entries.values(), key=lambda e: (e.accepted_at, e.utterance_id))
+        items = self.oldest_first()
         if not items:
             return [], np.zeros((0, 0), np.float32)
         X = np.vstack([self.vectors[e.utterance_id] for e in items]).astype(np.float32)

@@ -4,7 +4,10 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
 
 1. **age-out**: entries older than ``buffer_max_age_seconds``, and the oldest beyond
    ``buffer_cap``, go to the DLQ with reason ``aged_out`` and are tombstoned; counted
-   in ``dialin_buffer_aged_out{reason}`` (never silent);
+   in ``dialin_buffer_aged_out{reason}`` (never silent). The cap is also enforced
+   between ticks: the buffer reader calls :meth:`Discovery.after_read` after every
+   batch it applies, which exports the buffer's real size and trims it at once, so a
+   fit that holds the tick for minutes (it runs in a thread) does not let it grow;
 2. **re-match**: buffered entries that now match a catalog intent are assigned (this
    also finishes a run that died between publishing intents and tombstoning);
 3. **trigger**: when the buffer holds >= ``discovery_min_utterances`` with enough new
@@ -12,11 +15,22 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    ``discovery_max_age_seconds``, the engine's estimator is fitted per role in a
    worker thread on the buffered embeddings;
 4. **publish** (examples PII-redacted first, see :func:`~dialin.streams.factory.build_redactor`),
-   in an order that makes a crash at any point safe to repeat: catalog
-   records (``dialin-catalog``, durable, with centroids) -> intent updates -> member
-   assignments -> buffer tombstones. Each step waits for the broker's acks. A
-   restarted leader republishes the catalog's current updates (same key, same
-   version: idempotent), so a ``created`` is never lost and never sent for a second id.
+   only clusters the judge certified Good, in an order that makes a crash at any
+   point safe to repeat: catalog records (``dialin-catalog``, durable, with centroids)
+   -> intent updates -> member assignments -> buffer tombstones. Each step waits for
+   the broker's acks. A restarted leader republishes the catalog's current updates
+   (same key, same version: idempotent), so a ``created`` is never lost and never sent
+   for a second id. Members aged out while the fit ran are not assigned (they are in
+   the DLQ already).
+
+Utterances no Good verdict covers are not an intent: they stay buffered (for a later
+run, or until they age out), counted in ``dialin_discovery_uncertified_utterances``
+and logged; a run that fitted utterances but certified no cluster at all is counted
+as ``dialin_discovery_runs{result="certified_nothing"}`` (a strict or misconfigured
+judge; alert ``DialinDiscoveryCertifiesNothing``).
+
+Steps 1-2, the cap trim and the publishing of step 4 hold one lock, so an entry is
+never both aged out and assigned; the fit itself runs outside it.
 
 A failed fit leaves the buffer untouched and is counted (``dialin_discovery_runs
 {result="failed"}``); the next trigger retries. A failed run does not count as a run
@@ -81,7 +95,10 @@ class Discovery:
         self.runs = 0
         self.failures = 0  # consecutive failed runs
         self.retry_at = 0.0
+        self.peak = 0  # the largest buffer size seen since this worker started leading
         self._judged = self._good = 0
+        self._fitted = self._uncertified = 0
+        self._lock = asyncio.Lock()  # buffer removals: age-out, re-match, publishing
 
     # --- steps -------------------------------------------------------------------
     def _catalog_record(self, intent: CatalogIntent) -> Record:
@@ -100,9 +117,22 @@ class Discovery:
         await self.publisher.send_all(records)
         return len(records)
 
+    async def after_read(self) -> None:
+        """The buffer reader's hook after each batch it applied (once caught up).
+
+        Exports the buffer's real size, and its high-water mark, before anything trims
+        it; then, over the cap, ages out the oldest at once instead of at the next tick,
+        which a running fit can delay for minutes. It waits for the lock only while
+        a tick ages out, re-matches or publishes, never for a fit.
+        """
+        self._export_size()
+        if len(self.buffer) > self.settings.buffer_cap:
+            async with self._lock:
+                await self.age_out(time.time())
+
     async def age_out(self, now: float) -> int:
         s = self.settings
-        entries, _ = self.buffer.snapshot()
+        entries = self.buffer.oldest_first()
         too_old = [e for e in entries if now - e.accepted_at > s.buffer_max_age_seconds]
         keep = [e for e in entries if now - e.accepted_at <= s.buffer_max_age_seconds]
         over = keep[:max(0, len(keep) - s.buffer_cap)]
@@ -120,6 +150,7 @@ class Discovery:
         gone = [e.utterance_id for e in too_old + over]
         await self.publisher.send_all([(s.topic_buffer, uid, None) for uid in gone])
         self.buffer.discard(gone)
+        self._export_size()
         if too_old:
             metrics.BUFFER_AGED_OUT.labels("age").inc(len(too_old))
         if over:
@@ -158,6 +189,7 @@ class Discovery:
         await self.publisher.send_all(assignments)
         await self.publisher.send_all([(self.settings.topic_buffer, uid, None) for uid in done])
         self.buffer.discard(done)
+        self._export_size()
 
     def should_run(self, now: float) -> bool:
         s = self.settings
@@ -171,9 +203,14 @@ class Discovery:
         return by_size or by_age
 
     def _fit(self, entries: list[BufferEntry], X: np.ndarray):
-        """Thread body: one fit per role; returns [(rows, intent), ...] of good clusters."""
+        """Thread body: one fit per role; returns [(rows, intent), ...] of Good clusters.
+
+        An intent without a Good verdict is never returned, whatever the estimator
+        made of it (labels -1, a Bad or an invalid verdict, or none at all).
+        """
         found = []
         self._judged = self._good = 0
+        self._fitted = self._uncertified = 0
         roles = sorted({e.role or "" for e in entries})
         min_size = self.settings.discovery_min_cluster_size
         for role in roles:
@@ -182,18 +219,22 @@ class Discovery:
                 continue
             est = self.make_estimator()
             est.fit(X[rows], texts=[entries[i].text for i in rows])
+            self._fitted += len(rows)
+            covered = 0
             for intent in getattr(est, "intents_", []):
                 verdict = intent.verdict
                 if verdict is not None:
                     self._judged += 1
-                    self._good += int(verdict.good is True)
+                    self._good += int(verdict.is_good)
                     metrics.CLUSTERS_JUDGED.labels(
                         {True: "good", False: "bad", None: "invalid"}[verdict.good]).inc()
-                if verdict is not None and verdict.good is False:
+                if verdict is None or not verdict.is_good:
                     continue
+                covered += len(intent.members)
                 members = rows[np.asarray(intent.members, dtype=int)]
                 if len(members) >= min_size:
                     found.append((members, self._redacted(intent, entries, members)))
+            self._uncertified += len(rows) - covered
             for phase, n in (getattr(est, "calls_by_phase_", None) or {}).items():
                 metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
         return found
@@ -212,15 +253,28 @@ class Discovery:
         return replace(intent, label=label, examples=tuple(examples))
 
     async def discover(self, entries: list[BufferEntry], X: np.ndarray) -> dict[str, int]:
-        """Fit, upsert into the catalog, publish; returns counts by status and assigned."""
+        """Fit, upsert into the catalog, publish; returns counts by status, assigned and
+        uncertified (fitted utterances no Good verdict covers, left in the buffer)."""
         found = await asyncio.to_thread(self._fit, entries, X)
+        async with self._lock:
+            return await self._publish(found, entries, X)
+
+    async def _publish(self, found: list, entries: list[BufferEntry], X: np.ndarray) -> dict[str, int]:
         now = utc_now()
         catalog_recs: list[Record] = []
         updates: list[Record] = []
         assignments: list[Record] = []
         done: list[str] = []
-        counts = {"created": 0, "updated": 0, "merged": 0, "assigned": 0}
+        counts = {"created": 0, "updated": 0, "merged": 0, "assigned": 0,
+                  "uncertified": self._uncertified}
+        min_size = max(1, self.settings.discovery_min_cluster_size)
         for members, intent in found:
+            # Entries the cap or age limit removed while the fit ran are in the DLQ: not
+            # assigned as well. A cluster left too small waits for a later run.
+            members = np.array([i for i in members if entries[i].utterance_id in self.buffer.entries],
+                               dtype=int)
+            if len(members) < min_size:
+                continue
             centroid = X[members].mean(axis=0)
             verdict = intent.verdict
             changed = self.catalog.upsert_from_cluster(
@@ -241,13 +295,21 @@ class Discovery:
                 metrics.INTENTS.labels(status).inc(counts[status])
         await self._finish(assignments, done)
         counts["assigned"] = len(done)
+        if self._uncertified:
+            metrics.DISCOVERY_UNCERTIFIED.inc(self._uncertified)
+            log.log(logging.WARNING if self._good == 0 else logging.INFO,
+                    "discovery: %d of %d fitted utterances are covered by no Good verdict and "
+                    "stay in the buffer%s", self._uncertified, self._fitted,
+                    " (the judge certified no cluster)" if self._good == 0 else "")
         return counts
 
     async def tick(self, now: float | None = None) -> dict[str, int] | None:
         """One timer tick; returns the run's counts, or None when nothing was run."""
         now = time.time() if now is None else now
-        await self.age_out(now)
-        await self.rematch()
+        self._export_size()  # before the age-out: what a new leader read back, for one
+        async with self._lock:
+            await self.age_out(now)
+            await self.rematch()
         self._gauges(now)
         if not self.should_run(now):
             return None
@@ -270,14 +332,21 @@ class Discovery:
             metrics.DISCOVERY_SECONDS.observe(time.perf_counter() - started)
         self.runs += 1
         self.failures, self.retry_at = 0, 0.0
-        metrics.DISCOVERY_RUNS.labels("ok").inc()
+        certified_nothing = self._fitted > 0 and self._good == 0
+        metrics.DISCOVERY_RUNS.labels("certified_nothing" if certified_nothing else "ok").inc()
         if self._judged:
             metrics.DISCOVERY_GOODNESS.set(self._good / self._judged)
         self._gauges(time.time())
         return counts
 
+    def _export_size(self) -> None:
+        n = len(self.buffer)
+        self.peak = max(self.peak, n)
+        metrics.BUFFER_UTTERANCES.set(n)
+        metrics.BUFFER_PEAK.set(self.peak)
+
     def _gauges(self, now: float) -> None:
-        metrics.BUFFER_UTTERANCES.set(len(self.buffer))
+        self._export_size()
         metrics.BUFFER_OLDEST_AGE.set(self.buffer.oldest_age(now))
         metrics.BUFFER_CAP.set(self.settings.buffer_cap)
         metrics.CATALOG_INTENTS.set(len(self.catalog.active()))

@@ -16,7 +16,13 @@ EVENTS = Counter(
     ["outcome"], registry=REGISTRY,
 )
 BUFFER_UTTERANCES = Gauge(
-    "dialin_buffer_utterances", "Utterances waiting in the unassigned buffer.", registry=REGISTRY,
+    "dialin_buffer_utterances", "Utterances waiting in the unassigned buffer (exported by the "
+    "leader as it reads each batch of the buffer topic, before the cap trims it).",
+    registry=REGISTRY,
+)
+BUFFER_PEAK = Gauge(
+    "dialin_buffer_peak_utterances", "Largest size the unassigned buffer reached since this "
+    "worker became leader (the high-water mark of dialin_buffer_utterances).", registry=REGISTRY,
 )
 BUFFER_OLDEST_AGE = Gauge(
     "dialin_buffer_oldest_age_seconds", "Age of the oldest buffered utterance.", registry=REGISTRY,
@@ -29,8 +35,12 @@ BUFFER_AGED_OUT = Counter(
     ["reason"], registry=REGISTRY,
 )
 DISCOVERY_RUNS = Counter(
-    "dialin_discovery_runs", "Discovery runs by result (ok, failed, skipped).",
-    ["result"], registry=REGISTRY,
+    "dialin_discovery_runs", "Discovery runs by result (ok, certified_nothing: the judge "
+    "called no cluster Good, failed).", ["result"], registry=REGISTRY,
+)
+DISCOVERY_UNCERTIFIED = Counter(
+    "dialin_discovery_uncertified_utterances", "Utterances a discovery run fitted that no Good "
+    "verdict covers; they stay in the buffer (no intent is published for them).", registry=REGISTRY,
 )
 DISCOVERY_SECONDS = Histogram(
     "dialin_discovery_duration_seconds", "Wall time of one discovery run.",

@@ -131,7 +131,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
     app.dialin = parts  # type: ignore[attr-defined]
     errors: list[str] = []
     catalog_reader = TopicFollower(settings, settings.topic_catalog, _catalog_apply(catalog, errors))
-    buffer_reader = TopicFollower(settings, settings.topic_buffer, buffer.apply)
+    buffer_reader = TopicFollower(settings, settings.topic_buffer, buffer.apply,
+                                  after_batch=parts.discovery.after_read)
     register_ingest(app, settings, parts.ingestor, ready=parts.catalog_ready)
 
     @app.task

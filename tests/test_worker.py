@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import urllib.request
 import warnings
@@ -12,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 from kafka_harness import records_of, wait_for
+from openai_server import task_of
 
 from dialin.models import Embedder, Intent, IntentCatalog, Verdict
 from dialin.models import LSAEmbedder
@@ -162,11 +164,13 @@ def test_a_failure_after_embedding_is_retried_then_dead_lettered(lsa, monkeypatc
 # --- discovery -------------------------------------------------------------------------
 
 class DirectionEstimator:
-    """Clusters rows by their largest coordinate; clusters in ``bad`` get a Bad verdict."""
+    """Clusters rows by their largest coordinate; clusters in ``bad`` get a Bad verdict,
+    those in ``unjudged`` none at all."""
 
-    def __init__(self, bad=(), fail=False) -> None:
+    def __init__(self, bad=(), fail=False, unjudged=()) -> None:
         self.bad = bad
         self.fail = fail
+        self.unjudged = unjudged
 
     def fit(self, X, texts=None):
         if self.fail:
@@ -175,9 +179,23 @@ class DirectionEstimator:
         self.intents_ = [
             Intent(intent_id=int(c), label=f"topic-{c}", members=tuple(np.flatnonzero(self.labels_ == c)),
                    examples=(texts[int(np.flatnonzero(self.labels_ == c)[0])],),
-                   verdict=Verdict(good=int(c) not in self.bad, confidence=0.8, backend="test"))
+                   verdict=None if int(c) in self.unjudged
+                   else Verdict(good=int(c) not in self.bad, confidence=0.8, backend="test"))
             for c in np.unique(self.labels_)]
         return self
+
+
+class BlockedEstimator(DirectionEstimator):
+    """A fit that blocks in its thread until released, as a slow LLM holds a real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def fit(self, X, texts=None):
+        self.started.set()
+        assert self.release.wait(60), "the test never released the fit"
+        return super().fit(X, texts)
 
 
 def fill(buffer: BufferStore, directions, n_each: int, accepted_at: float, role="customer",
@@ -270,6 +288,50 @@ def test_age_out_and_cap_are_dead_lettered_and_counted():
     assert len(disco.buffer) == 5 and all(k.startswith("new") for k in disco.buffer.entries)
     assert counter(metrics.BUFFER_AGED_OUT, "age") == aged + 3
     assert counter(metrics.BUFFER_AGED_OUT, "cap") == capped + 3
+
+
+def test_the_cap_holds_and_the_gauge_shows_the_real_size_while_a_fit_runs():
+    est = BlockedEstimator()
+    disco, pub = make_discovery(est, buffer_cap=30)
+    s = disco.settings
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time() - 100, tag="a")  # at the cap
+    capped = counter(metrics.BUFFER_AGED_OUT, "cap")
+
+    async def scenario() -> dict:
+        run = asyncio.create_task(disco.tick())
+        try:
+            while not est.started.is_set():
+                await asyncio.sleep(0.01)
+            # The reader applies a batch of 12 newer entries while the fit is blocked ...
+            fill(disco.buffer, [2], 12, accepted_at=time.time(), tag="b")
+            await asyncio.wait_for(disco.after_read(), 5)  # ... and trims without waiting for it
+            assert not run.done() and not est.release.is_set()
+            assert counter(metrics.BUFFER_PEAK) == 42  # the real size, seen before the trim
+            assert counter(metrics.BUFFER_UTTERANCES) == len(disco.buffer) == 30
+        finally:
+            est.release.set()
+        return await asyncio.wait_for(run, 30)
+
+    counts = asyncio.run(scenario())
+    dead = [json.loads(d["payload"])["utterance_id"] for _, d in pub.on(s.topic_dlq)]
+    assert len(dead) == 12 and all(u.startswith("a") for u in dead)  # the oldest went
+    assert counter(metrics.BUFFER_AGED_OUT, "cap") == capped + 12
+    assigned = {a["utterance_id"] for _, a in pub.on(s.topic_assignments)}
+    assert counts["assigned"] == len(assigned) == 18 and not assigned & set(dead)
+    assert sorted(disco.buffer.entries) == sorted(f"b2-{i}" for i in range(12))
+    assert counter(metrics.BUFFER_UTTERANCES) == 12 and counter(metrics.BUFFER_PEAK) == 42
+
+
+def test_clusters_without_a_good_verdict_are_not_published_and_stay_buffered():
+    disco, pub = make_discovery(DirectionEstimator(bad={0}, unjudged={1}))
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time())
+    runs = counter(metrics.DISCOVERY_RUNS, "certified_nothing")
+    uncertified = counter(metrics.DISCOVERY_UNCERTIFIED)
+    counts = asyncio.run(disco.tick())
+    assert counts["created"] == counts["assigned"] == 0 and counts["uncertified"] == 30
+    assert pub.sent == [] and len(disco.buffer) == 30
+    assert counter(metrics.DISCOVERY_RUNS, "certified_nothing") == runs + 1
+    assert counter(metrics.DISCOVERY_UNCERTIFIED) == uncertified + 30
 
 
 def test_a_new_leader_republishes_the_same_versions():
@@ -439,3 +501,39 @@ def test_worker_survives_sigkill_with_its_buffer_and_catalog(workers, kafka_sett
     assert {i for i, _ in created_again} == created  # no new id published as created
     assert {v for _, v in created_again} == {1}
     assert worker.stop() == 0  # SIGTERM drains and exits cleanly
+
+
+@pytest.mark.slow
+def test_a_judge_that_answers_bad_to_everything_publishes_nothing(workers, kafka_settings, llm_server):
+    """The real test LLM answers Bad to every judge question: no intent, the buffer kept."""
+    import csv
+
+    from dialin.streams.replay import replay
+    from dialin.streams.supervise import metric
+
+    s = kafka_settings
+    llm_server.answer = lambda body: "Bad" if task_of(body) == "judge" else "inquire-test"
+    sample = "tests/data/banking77_sample.csv"
+    worker = workers.start({
+        "DIALIN_JUDGE": "openai", "DIALIN_LLM_URL": llm_server.url, "DIALIN_LLM_MODEL": "test-model",
+        "DIALIN_EMBEDDER": "lsa", "DIALIN_EMBEDDER_FIT_FILE": sample, "DIALIN_MATCH_THRESHOLD": "0.99",
+        "DIALIN_DISCOVERY_MIN_UTTERANCES": "60", "DIALIN_DISCOVERY_INTERVAL_SECONDS": "1",
+        "DIALIN_BATCH_SIZE": "16", "DIALIN_BATCH_SECONDS": "0.2"})
+    with open(sample, newline="", encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:80]
+    events = [(f"c{i}".encode(), json.dumps({"call_id": f"c{i}", "utterance_id": f"bad-{i}",
+                                             "role": "customer", "text": t}).encode())
+              for i, t in enumerate(texts)]
+    assert replay(iter(events), s).sent == 80
+    wait_for(lambda: metric(worker.metrics(), "dialin_discovery_runs_total", result="certified_nothing"),
+             180, message="a discovery run that certifies nothing")
+    samples = worker.metrics()
+    assert metric(samples, "dialin_discovery_runs_total", result="ok") == 0
+    assert metric(samples, "dialin_discovery_uncertified_utterances_total") == 80
+    assert metric(samples, "dialin_buffer_utterances") == 80  # left buffered, not published
+    assert metric(samples, "dialin_intent_updates_total") == 0
+    assert [task_of(b) for b in llm_server.chat_requests()].count("judge") > 0
+    assert records_of(s, s.topic_updates) == [] and records_of(s, s.topic_assignments) == []
+    buffered = _latest(records_of(s, s.topic_buffer))
+    assert len(buffered) == 80 and all(v is not None for v in buffered.values())
+    assert "80 of 80 fitted utterances are covered by no Good verdict" in worker.log_tail(200)

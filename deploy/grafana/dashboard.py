@@ -108,8 +108,10 @@ def build() -> dashboard.Dashboard:
         ))
         .with_row(dashboard.Row("Unassigned buffer"))
         .with_panel(_series(
-            "Buffer size and cap", "Utterances waiting for discovery per worker, against the cap.", "short",
+            "Buffer size and cap", "Utterances waiting for discovery (exported by the leader, which "
+            "reads the whole buffer), its high-water mark, and the cap.", "short",
             ("dialin_buffer_utterances", "{{instance}}"),
+            ("dialin_buffer_peak_utterances", "{{instance}} peak"),
             ("max(dialin_buffer_cap_utterances)", "cap"),
             span=8,
         ))
@@ -143,10 +145,18 @@ def build() -> dashboard.Dashboard:
         .with_panel(_series(
             "Cluster verdicts", "Judge verdicts per cluster: good, bad, or an unparseable answer.", "short",
             (f"sum by (verdict) (increase(dialin_clusters_judged_total[{RATE}]))", "{{verdict}}"),
+            span=8,
         ))
         .with_panel(_series(
             "Judge calls by phase", "Judge calls spent per discovery phase (the LLM budget).", "short",
             (f"sum by (phase) (increase(dialin_judge_calls_total[{RATE}]))", "{{phase}}"),
+            span=8,
+        ))
+        .with_panel(_series(
+            "Utterances left uncertified", "Fitted utterances no Good verdict covers: no intent is "
+            "published for them and they stay in the buffer.", "short",
+            (f"sum(increase(dialin_discovery_uncertified_utterances_total[{RATE}]))", "uncertified"),
+            span=8,
         ))
         .with_row(dashboard.Row("LLM"))
         .with_panel(_series(
