@@ -57,8 +57,8 @@ def _processed(samples) -> float:
 
 
 def _runs(samples) -> float:
-    return metric(samples, "dialin_discovery_runs_total", result="ok") + metric(
-        samples, "dialin_discovery_runs_total", result="failed")
+    """Discovery runs that ended, whatever the result (ok, certified_nothing, failed)."""
+    return metric(samples, "dialin_discovery_runs_total")
 
 
 def _wait(cond: Callable[[], bool], deadline: float, worker: WorkerProcess) -> bool:
@@ -147,7 +147,8 @@ def run_demo(path: Path | None = None, *, timeout: float = 600.0, rate: float | 
             done = done and _settle(worker, settings, deadline, log)
             if not done:
                 log(f"timeout after {timeout:.0f}s; summarising what was processed")
-            runs = int(metric(worker.metrics(), "dialin_discovery_runs_total", result="ok"))
+            samples = worker.metrics()
+            runs = int(_runs(samples) - metric(samples, "dialin_discovery_runs_total", result="failed"))
             tally = read_tally(settings)
         finally:
             stop.set()

@@ -95,7 +95,7 @@ class Discovery:
         self.runs = 0
         self.failures = 0  # consecutive failed runs
         self.retry_at = 0.0
-        self.peak = 0  # the largest buffer size seen since this worker started leading
+        self.peak = 0  # the largest buffer size this worker has read as leader
         self._judged = self._good = 0
         self._fitted = self._uncertified = 0
         self._lock = asyncio.Lock()  # buffer removals: age-out, re-match, publishing

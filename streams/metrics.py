@@ -21,8 +21,9 @@ BUFFER_UTTERANCES = Gauge(
     registry=REGISTRY,
 )
 BUFFER_PEAK = Gauge(
-    "dialin_buffer_peak_utterances", "Largest size the unassigned buffer reached since this "
-    "worker became leader (the high-water mark of dialin_buffer_utterances).", registry=REGISTRY,
+    "dialin_buffer_peak_utterances", "Largest size of the unassigned buffer this worker has "
+    "read as leader since it started (the high-water mark of dialin_buffer_utterances).",
+    registry=REGISTRY,
 )
 BUFFER_OLDEST_AGE = Gauge(
     "dialin_buffer_oldest_age_seconds", "Age of the oldest buffered utterance.", registry=REGISTRY,

@@ -236,3 +236,14 @@ def test_demo_json_prints_exactly_one_consistent_summary(tmp_path):
     assert summary["invalid"] == 2 and summary["valid"] == len(lines)
     assert summary["assigned"] + summary["buffered"] == summary["valid"]
     assert "broker on 127.0.0.1:" in proc.stderr
+
+
+def test_demo_counts_a_run_that_certified_nothing_as_a_run():
+    from dialin.streams.demo import _runs
+
+    def runs(**by_result: float) -> dict:
+        return {("dialin_discovery_runs_total", frozenset({("result", r)})): v
+                for r, v in by_result.items()}
+
+    assert _runs(runs(ok=2.0, certified_nothing=3.0, failed=1.0)) == 6.0
+    assert _runs(runs(certified_nothing=1.0)) == 1.0  # the demo stops waiting for it
