@@ -67,16 +67,19 @@ def accounted(settings, expected: set[str]):
 
 
 def assert_each_once(tally, expected: set[str]) -> None:
-    """Every accepted utterance is in exactly one place after de-duplication by utterance_id.
+    """Every accepted utterance is in exactly one place after de-duplication by utterance_id,
+    and no raw record on the way there is one the contract does not allow.
 
     Assignments are keyed by utterance_id on a compacted topic, so the latest one is
-    what downstream keeps; an earlier assignment to another intent (a redelivery after
-    a crash) is superseded, not counted twice.
+    what downstream keeps; an earlier record for the same utterance is allowed only as a
+    redelivery's rewrite or a re-assignment with a cause (``read_tally``'s audit, rules in
+    docs/guarantees.md), counted in ``tally.redelivered`` and ``tally.reassigned``.
     """
     assert tally.accepted == expected
-    places = [set(tally.assigned), tally.buffered, tally.aged_out]
+    places = [set(tally.assigned), tally.buffered, tally.aged_out, tally.failed]
     assert sum(len(p) for p in places) == len(expected)
     assert not tally.lost
+    assert not tally.violations, tally.violations[:10]
 
 
 # --- one worker, a mixed stream ---------------------------------------------------------
@@ -84,7 +87,9 @@ def assert_each_once(tally, expected: set[str]) -> None:
 
 def test_replay_publishes_intents_and_dead_letters_bad_input(kafka_settings, workers):
     worker = workers.start(FAST)
-    good = banking_events(400) + crosswoz_events(120)
+    # A caller says "yes" twice in a call without turn numbers or ids: two utterances.
+    yes = (b"call-yes", json.dumps({"call_id": "call-yes", "role": "customer", "text": "yes"}).encode())
+    good = banking_events(400) + crosswoz_events(120) + [yes, yes]
     bad = [(None, payload) for payload, _ in MALFORMED]
     stats = replay(iter(good[:200] + bad + good[200:]), kafka_settings)
     assert stats.sent == len(good) + len(bad) and stats.failed == 0
@@ -99,11 +104,19 @@ def test_replay_publishes_intents_and_dead_letters_bad_input(kafka_settings, wor
     # intents are published and assignments point at published intents
     assert len(tally.accepted) == len(good)
     assert not tally.dangling
+    said_yes = {r.data["utterance_id"] for topic in (kafka_settings.topic_assignments,
+                                                     kafka_settings.topic_buffer)
+                for r in records_of(kafka_settings, topic)
+                if isinstance(r.data, dict) and r.data.get("call_id") == "call-yes"}
+    assert len(said_yes) == 2 and said_yes <= tally.accepted, said_yes
+    assert all(u.startswith(f"{kafka_settings.topic_utterances}/") for u in said_yes)
     for intent in tally.intents.values():
         assert intent["status"] in {"created", "updated", "merged", "retired"}
         assert intent["label"] and len(intent["examples"]) <= 10 and "centroid" not in intent
     assert all(count == 1 for count in tally.created.values()), "an intent created twice"
     assert_each_once(tally, tally.accepted)
+    # One worker and no crash: nothing is redelivered, so each utterance has one decision.
+    assert not tally.redelivered and not tally.reassigned, (tally.redelivered, tally.reassigned)
 
     # malformed events land in the DLQ with a reason and the raw payload
     letters = [r.data for r in records_of(kafka_settings, kafka_settings.topic_dlq)]
