@@ -21,8 +21,12 @@ and one ``dialin serve`` child, as the end-to-end tests start it):
 
 The buffer cap is small (``--cap``) and the buffer age limit short (``--max-age``) so
 both age-out paths run. Every loop has a deadline; the script stops by itself. The
-result goes into ``docs/benchmarks.md`` between ``<!-- soak:start -->`` and
-``<!-- soak:end -->``.
+buffer figure is the leader's own high-water mark (``dialin_buffer_peak_utterances``:
+the size as it reads each batch of the buffer topic, before the cap trims it), next to
+the largest sampled value. The result goes into ``docs/benchmarks.md`` between
+``<!-- soak:start -->`` and ``<!-- soak:end -->``, and the proof paragraph of
+``docs/guarantees.md`` ("Back-pressure and memory") between ``<!-- soak-proof:start -->``
+and ``<!-- soak-proof:end -->``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import os
 import platform
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -48,6 +53,7 @@ from throughput import events, load_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = markers("soak")
+PROOF_START, PROOF_END = markers("soak-proof")
 
 
 def rss_mb(pid: int | None) -> float:
@@ -99,6 +105,7 @@ def sample(worker: WorkerProcess, t0: float, produced: int, phase: str) -> dict:
     return {"t": round(time.monotonic() - t0, 1), "phase": phase, "produced": produced,
             "processed": int(processed(m)), "lag": int(metric(m, "dialin_consumer_lag")),
             "buffer": int(metric(m, "dialin_buffer_utterances")),
+            "buffer_peak": int(metric(m, "dialin_buffer_peak_utterances")),
             "aged_out": int(metric(m, "dialin_buffer_aged_out_total")),
             "rss_mb": round(rss_mb(worker.pid), 1), "alive": worker.alive}
 
@@ -183,6 +190,9 @@ def run(args: argparse.Namespace) -> dict:
         "lag_max": max(r["lag"] for r in rows),
         "backlog_max": max(r["produced"] - r["processed"] for r in rows),
         "buffer_max": max(r["buffer"] for r in rows), "aged_out": by_reason,
+        "buffer_peak": max(int(metric(final_metrics, "dialin_buffer_peak_utterances")),
+                           *(r["buffer_peak"] for r in rows)),
+        "processed_in_load": (load_rows[-1]["processed"] - n_cal) if load_rows else 0,
         "assigned": len(set(tally.assigned) & expected),
         "buffered": len(tally.buffered & expected), "aged": len(tally.aged_out & expected),
         "missing": len(expected - tally.accepted), "lost": len(tally.lost),
@@ -234,7 +244,8 @@ def section(r: dict) -> str:
         f"| produced | {r['produced']} ({r['producer_failed']} refused by the broker) |",
         f"| peak lag / peak backlog | {r['lag_max']} / {r['backlog_max']} |",
         f"| time to recover after production stopped (backlog and lag 0) | {rec} |",
-        f"| buffer, peak sampled (cap {r['cap']}) | {r['buffer_max']} |",
+        (f"| buffer: high-water mark (`dialin_buffer_peak_utterances`) / largest sample "
+         f"(cap {r['cap']}) | {r['buffer_peak']} / {r['buffer_max']} |"),
         (f"| aged out to the DLQ (`dialin_buffer_aged_out_total`) | {r['aged_out']['cap']} by cap, "
          f"{r['aged_out']['age']} by age |"),
         (f"| worker RSS: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
@@ -255,6 +266,38 @@ def section(r: dict) -> str:
     ])
 
 
+def proof(r: dict) -> str:
+    """The proof paragraph of docs/guarantees.md, "Back-pressure and memory"."""
+    rec = ("did not recover within the timeout" if r["recovery_seconds"] is None
+           else f"recovered to zero {r['recovery_seconds']:.0f} s after production stopped")
+    sustained = r["processed_in_load"] / r["load_seconds"] if r["load_seconds"] else float("nan")
+    over = r["buffer_peak"] - r["cap"]
+    return "\n".join([
+        PROOF_START,
+        textwrap.fill(f"**Proof.** `bench/soak.py` (a bounded soak on loopback: the embedded broker and one "
+         f"`dialin serve` child; it stops by itself), last run as `{r['command']}` on "
+         f"{r['cpus']} shared CPUs ({r['embedder']}, `DIALIN_BUFFER_CAP={r['cap']}`, "
+         f"{r['date']}): a {r['calibrate']}-utterance burst measured {r['throughput']:.0f} "
+         f"utterances/s, then {r['produced']:,} utterances were produced at {r['rate']:.0f}/s "
+         f"for {r['load_seconds'] / 60:.1f} minutes, {r['rate'] / sustained:.1f}x the "
+         f"{sustained:.0f}/s the worker sustained meanwhile. Consumer lag peaked at "
+         f"{r['lag_max']:,} and {rec}; the worker's RSS went from {r['rss_ready']:.0f} MB "
+         f"(ready) to a peak of {r['rss_max']:.0f} MB ({r['rss_end']:.0f} MB at the end). "
+         f"The buffer's high-water mark, read by the leader before each trim, was "
+         f"{r['buffer_peak']} against the cap of {r['cap']} "
+         + (f"({over} over it: only by the batch just read, until its trim); " if over > 0 else "; ")
+         + f"{r['aged_out']['cap']:,} entries were aged out by the cap and "
+         f"{r['aged_out']['age']:,} by age to the DLQ. The worker was "
+         f"{'alive' if r['alive_at_end'] else 'DEAD'} at the end and exited {r['exit_code']} "
+         f"on SIGTERM; of {r['expected']:,} utterance ids, {r['assigned']:,} were assigned, "
+         f"{r['buffered']:,} buffered, {r['aged']:,} aged out, {r['missing']} missing and "
+         f"{r['lost']} lost (read from the topics). Figures and a time series: "
+         "`docs/benchmarks.md`, \"Back-pressure soak\"; this paragraph is written by the script.",
+                      width=90, break_on_hyphens=False, break_long_words=False),
+        PROOF_END,
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -270,10 +313,15 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--recover-timeout", type=float, default=900.0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--guarantees", type=Path, default=ROOT / "docs" / "guarantees.md",
+                        help="where the proof paragraph goes (its markers must exist there)")
     args = parser.parse_args()
     result = run(args)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     write_section(args.out, "soak", section(result))
+    if PROOF_START not in args.guarantees.read_text(encoding="utf-8"):
+        sys.exit(f"{args.guarantees} has no {PROOF_START} marker: the proof paragraph was not written")
+    write_section(args.guarantees, "soak-proof", proof(result))
     if not (result["alive_at_end"] and result["missing"] == 0 and result["lost"] == 0):
         sys.exit("soak failed: see docs/benchmarks.md")
 
