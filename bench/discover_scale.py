@@ -124,8 +124,9 @@ apart); peak memory is the child's own `ru_maxrss`.
 {chr(10).join(lines)}
 
 {over} The report is one self-contained HTML file; `tests/test_report.py` renders one in
-headless Chromium. Machine: {os.cpu_count()} CPUs, load average {runs[0]['load']:.1f} when the
-run started (other jobs share it), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')},
+headless Chromium. Machine: {os.cpu_count()} CPUs shared with other jobs (1-minute load average
+{runs[0]['load']:.1f} when the first run started, {runs[-1]['load_end']:.1f} when the last one ended; stage
+times stretch with it), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')},
 Python {platform.python_version()}, {date.today().isoformat()}.
 """
 
@@ -145,7 +146,7 @@ def main() -> None:
         load = os.getloadavg()[0]
         log(f"dialin discover on {size:,} utterances ({k} intents) in {folder}")
         result = run_discover(folder)
-        runs.append({"n": size, "k": k, "load": load, **result})
+        runs.append({"n": size, "k": k, "load": load, "load_end": os.getloadavg()[0], **result})
         log(f"  {json.dumps(result['timings'])}; {result['meta']['n_intents']} intents, "
             f"{result['meta']['judge_calls']} judge calls, peak {result['peak_rss_mb']:.0f} MB")
     start, end = markers(SECTION)

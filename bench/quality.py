@@ -257,7 +257,7 @@ def quality_section(data: Path, seeds: list[int]) -> str:
                  lambda s, sampled=sampled: run_itl(LLMITLClustering(
                      oracle(y, 0.96, s, sampled), random_state=s), X, y, texts))
     english = table(runs.results)
-    n_english = len(texts)
+    n_english, k_english = len(texts), k
 
     texts, y, roles = crosswoz(data, "held-out")
     X, secs = embed("lsa", texts)
@@ -285,11 +285,11 @@ number of intents except the k-means baselines. {judges_note()}
 
 Every row here is **held out** for the heuristic judge's two tuned defaults
 (union_quantile {union}, budget {h_budget}), which were chosen on tuning data only (the
-sweep below). Other engine constants were developed while looking at BANKING77 test, and
-the budget of {b} calls per utterance for LLM-like judges is a cost setting (the curve
-below shows others).
+section "Choosing the heuristic judge's defaults"). Other engine constants were developed
+while looking at BANKING77 test, and the budget of {b} calls per utterance for LLM-like
+judges is a cost setting (the judge-calls curve shows others).
 
-**BANKING77 test** ({n_english:,} utterances, {len(set(banking77(data, 'test')[1]))} intents; MiniLM embeddings):
+**BANKING77 test** ({n_english:,} utterances, {k_english} intents; MiniLM embeddings):
 
 {english}
 
