@@ -276,7 +276,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.data / "banking77" / "test.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
-    command = "OMP_NUM_THREADS=1 python bench/stream_quality.py " + " ".join(sys.argv[1:])
+    command = " ".join(["OMP_NUM_THREADS=1 python bench/stream_quality.py", *sys.argv[1:]])
     results = []
     for name in args.sets:
         texts, gold, held = make_set(name, args.data, args.seed)
