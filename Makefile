@@ -5,6 +5,8 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
+# As an activated venv would: its console scripts (dialin, hadolint) come first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv install tools demo test bench
 

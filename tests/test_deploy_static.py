@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import compose_spec
@@ -38,9 +39,14 @@ VALUE_SETS = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
 
 
 def _tool(name: str) -> str:
-    """Path of a required tool; fails (never skips) when ``make tools`` did not install it."""
-    local = ROOT / ".tools" / "bin" / name
-    found = str(local) if local.exists() else shutil.which(name)
+    """Path of a required tool; fails (never skips) when ``make tools`` did not install it.
+
+    Looked up in ``.tools/bin``, beside this interpreter (a tool from a PyPI wheel, such as
+    hadolint, lands in the venv's ``bin``, which is not on PATH unless the venv is
+    activated), then on PATH.
+    """
+    found = next((str(p) for p in (ROOT / ".tools" / "bin" / name, Path(sys.executable).parent / name)
+                  if p.exists()), None) or shutil.which(name)
     if not found:
         pytest.fail(f"{name} is not installed: run `make tools` (deploy/install-tools.sh)")
     return found
