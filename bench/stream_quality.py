@@ -52,6 +52,7 @@ from dialin.streams.tally import read_tally
 from dialin.streams.watch import read_topic
 
 from _doc import markers, write_section
+from throughput import events
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "stream"
@@ -114,15 +115,6 @@ def run_batch(texts: list[str], tmp: Path) -> tuple[np.ndarray, dict]:
 
 
 # ---------------------------------------------------------------- stream
-def _events(texts: list[str], prefix: str) -> list[tuple[bytes, bytes]]:
-    out = []
-    for i, text in enumerate(texts):
-        event = {"call_id": f"{prefix}-call-{i}", "utterance_id": f"{prefix}-{i}", "turn": 0,
-                 "role": "customer", "text": text}
-        out.append((event["call_id"].encode(), json.dumps(event).encode()))
-    return out
-
-
 def final_intent(intent_id: str | None, intents: dict[str, dict]) -> str | None:
     """Follow ``merged_into`` to the intent a subscriber ends up with."""
     seen = set()
@@ -145,7 +137,7 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
             worker.start().wait_ready(600)
             ids = [f"{prefix}-{i}" for i in range(len(texts))]
             log(f"  replaying {len(texts)} utterances at {args.rate}/s")
-            stats = replay(iter(_events(texts, prefix)), settings, rate=args.rate)
+            stats = replay(iter(events(texts, prefix)), settings, rate=args.rate)
             if stats.failed:
                 sys.exit(f"the broker refused {stats.failed} records: {stats.errors[:1]}")
             expected = set(ids)
