@@ -508,8 +508,10 @@ def discover(
             stages.done("report")
         if timings is not None:
             _write_text(timings, _dumps(stages.as_dict(), indent=1) + "\n")
-    typer.echo(f"{len(doc['intents'])} intents in {len(table)} utterances -> {out}"
-               + (f", {report}" if report else ""))
+    unassigned = doc["metadata"]["n_unassigned"]
+    typer.echo(f"{len(doc['intents'])} intents in {len(table)} utterances"
+               + (f", {unassigned} unassigned (no Good verdict covers them)" if unassigned else "")
+               + f" -> {out}" + (f", {report}" if report else ""))
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -46,7 +46,7 @@ def test_discover_lists_every_row_as_unassigned(tmp_path, bad_llm, strategy):
     assert doc["metadata"]["judge_calls"] > 0
     assert "certified no cluster: all 600 utterances are left unassigned" in result.stderr
     assert "NothingCertifiedWarning" in result.stderr and "Traceback" not in result.stderr
-    assert result.stdout.startswith("0 intents in 600 utterances")
+    assert result.stdout.startswith("0 intents in 600 utterances, 600 unassigned (no Good verdict")
     assert "0 intents in 600 utterances" in html.read_text(encoding="utf-8")
 
 
