@@ -185,9 +185,11 @@ def as_labels(final: list[str | None]) -> np.ndarray:
     return np.array([-1 if f is None else codes.setdefault(f, len(codes)) for f in final])
 
 
-def emergence(gold: list[str], final: list[str | None], held: set[str], produced_ms: list,
-              first_update_ms: dict[str, int]) -> list[dict]:
-    """Per held-back intent: discovered or not, and the delay to its intent's first update."""
+def emergence(gold: list[str], final: list, held: set[str], produced_ms: list | None = None,
+              first_update_ms: dict[str, int] | None = None) -> list[dict]:
+    """Per held-back intent: discovered or not, and (for the stream) the delay from its
+    first utterance to the first update of the intent that holds it."""
+    first_update_ms = first_update_ms or {}
     by_intent = Counter(f for f in final if f is not None)
     out = []
     for name in sorted(held):
@@ -235,17 +237,26 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
         em = r["emergence"]
         found = [e for e in em if e["discovered"]]
         delays = [e["delay_s"] for e in found if e["delay_s"] is not None]
+        batch_em = {e["intent"]: e for e in r.get("batch_emergence", [])}
+        in_batch = (f" Batch `dialin discover` on the same rows meets the same criterion for "
+                    f"{sum(e['discovered'] for e in batch_em.values())} of {len(em)}."
+                     if batch_em else "")
         lines += ["", f"**Emergence** ({r['set']}): {len(em)} intents held back to the last quarter "
-                  f"of the stream; discovered {len(found)} of {len(em)} "
+                  f"of the stream; discovered (one intent holds >= {100 * DISCOVERED_SHARE:.0f}% of "
+                  f"its utterances and they are that intent's majority) {len(found)} of {len(em)} "
                   f"({100 * len(found) / len(em):.0f}%)"
                   + (f", first utterance to its intent's first update: median {np.median(delays):.0f} s, "
-                     f"max {max(delays):.0f} s." if delays else "."), "",
-                  "| held-back intent | utterances | largest share in one intent | its majority | discovered | delay (s) |",
-                  "|---|---:|---:|---|---|---:|"]
+                     f"max {max(delays):.0f} s." if delays else ".") + in_batch, "",
+                  "| held-back intent | utterances | stream: largest share in one intent | its majority "
+                  "| discovered | delay (s) | batch: discovered |",
+                  "|---|---:|---:|---|---|---:|---|"]
         for e in em:
             delay = "–" if e["delay_s"] is None else f"{e['delay_s']:.0f}"
+            b = batch_em.get(e["intent"])
+            in_b = "–" if b is None else ("yes" if b["discovered"] else "no")
             lines.append(f"| {e['intent']} | {e['n']} | {100 * e['share']:.0f}% | "
-                         f"{'yes' if e['majority'] else 'no'} | {'yes' if e['discovered'] else 'no'} | {delay} |")
+                         f"{'yes' if e['majority'] else 'no'} | {'yes' if e['discovered'] else 'no'} | "
+                         f"{delay} | {in_b} |")
     lines += ["", f"Machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
               f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}.", end]
     return "\n".join(lines)
@@ -287,6 +298,9 @@ def main() -> None:
                 labels, _ = run_batch(texts, Path(tmp))
                 row["batch"] = score(gold, labels)
                 log(f"  batch: {json.dumps(row['batch'])}")
+                if held:
+                    batch_final = [None if k < 0 else int(k) for k in labels]
+                    row["batch_emergence"] = emergence(gold, batch_final, held)
         results.append(row)
     print(json.dumps(results, default=str))
     write_section(args.out, SECTION, section(results, args))
