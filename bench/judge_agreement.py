@@ -20,12 +20,12 @@ and ``<!-- judgeagreement:end -->`` and leaves every other byte alone.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
+from _data import banking77
 from _doc import markers, provenance, write_section
 
 from dialin.models import ClusterView, HeuristicJudge, cluster
@@ -36,12 +36,6 @@ CACHE = ROOT / ".bench-cache"
 START, END = markers("judgeagreement")
 KS = (20, 40, 80, 160, 320)
 PURITY = 0.9  # OracleJudge's default
-
-
-def load(data: Path) -> tuple[list[str], np.ndarray]:
-    with open(data / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [r["text"] for r in rows], np.array([r["category"] for r in rows], dtype=object)
 
 
 def run_seed(texts: list[str], labels: np.ndarray, n: int, seed: int) -> dict:
@@ -97,7 +91,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=DOC)
     args = parser.parse_args()
-    texts, labels = load(args.data)
+    texts, labels = banking77(args.data, "train")
     results = [run_seed(texts, labels, args.n, seed) for seed in args.seeds]
     for r in results:
         print(json.dumps(r))

@@ -36,7 +36,6 @@ Writes its section of ``docs/benchmarks.md`` between ``<!-- llmcalls:start -->``
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -44,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _data import banking77
 from _doc import markers, write_section
 
 from dialin.models import Judge
@@ -73,9 +73,8 @@ def load(data: Path) -> tuple[list[str], list[str], np.ndarray]:
     """BANKING77 test texts, gold intents and MiniLM embeddings (cached on disk)."""
     from dialin.models import CachedEmbedder, get_embedder
 
-    with open(data / "banking77" / "test.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    texts, y = [r["text"] for r in rows], [r["category"] for r in rows]
+    texts, gold = banking77(data, "test")
+    y = gold.tolist()
     X = CachedEmbedder(get_embedder("minilm"), CACHE).encode(texts)
     return texts, y, X
 

@@ -21,7 +21,6 @@ other people's load. Writes its section of ``docs/benchmarks.md`` between
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from stdnum import luhn
 from stdnum.cn import ric
 
+from _data import banking77
 from _doc import markers, provenance, write_section
 
 from dialin.models import Redactor
@@ -41,8 +41,7 @@ TOKENS = ("<PHONE>", "<EMAIL>", "<CARD>", "<CN_ID>")
 
 
 def banking_texts(data: Path, n: int, rng: np.random.Generator) -> list[str]:
-    with open(data / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
-        texts = [row["text"] for row in csv.DictReader(fh)]
+    texts, _ = banking77(data, "train")
     return [texts[i] for i in rng.permutation(len(texts))[:n]]
 
 

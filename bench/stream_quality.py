@@ -51,6 +51,7 @@ from dialin.streams.supervise import WorkerProcess
 from dialin.streams.tally import read_tally
 from dialin.streams.watch import read_topic
 
+from _data import banking77
 from _doc import markers, write_section
 from throughput import events
 
@@ -65,20 +66,14 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------ data
-def _read(data: Path, split: str) -> tuple[list[str], list[str]]:
-    with open(data / "banking77" / f"{split}.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [r["text"] for r in rows], [r["category"] for r in rows]
-
-
 def make_set(name: str, data: Path, seed: int) -> tuple[list[str], list[str], set[str]]:
     """(texts, gold labels, held-back intents) in stream order."""
     rng = np.random.default_rng(seed)
     if name == "dense":
-        texts, labels = _read(data, "train")
+        texts, labels = banking77(data, "train")
         order = rng.permutation(len(texts))[:6000]
         return [texts[i] for i in order], [labels[i] for i in order], set()
-    texts, labels = _read(data, "test")
+    texts, labels = banking77(data, "test")
     order = rng.permutation(len(texts))
     if name == "test":
         return [texts[i] for i in order], [labels[i] for i in order], set()
