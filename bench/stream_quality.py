@@ -154,16 +154,19 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
             for rec in read_topic(settings, settings.topic_utterances):
                 if isinstance(rec.data, dict):
                     produced[rec.data.get("utterance_id")] = rec.timestamp_ms
-            first_update: dict[str, int] = {}
+            updates_ms: dict[str, list[int]] = {}
             for rec in read_topic(settings, settings.topic_updates):
                 if isinstance(rec.data, dict) and "intent_id" in rec.data:
-                    first_update.setdefault(rec.data["intent_id"], rec.timestamp_ms)
+                    updates_ms.setdefault(rec.data["intent_id"], []).append(rec.timestamp_ms)
         finally:
             worker.stop()
     final = [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents) for u in ids]
+    versions = [int(tally.assigned.get(u, {}).get("version") or 1) for u in ids if u in tally.assigned]
     return {"final": final, "produced_ms": [produced.get(u) for u in ids],
-            "first_update_ms": first_update, "missing": len(expected - tally.accepted),
-            "lost": len(tally.lost)}
+            "updates_ms": updates_ms, "missing": len(expected - tally.accepted),
+            "lost": len(tally.lost), "violations": len(tally.violations),
+            "reassigned": float(np.mean([v > 1 for v in versions])) if versions else 0.0,
+            "versions": float(np.mean(versions)) if versions else 0.0}
 
 
 # --------------------------------------------------------------- scoring
@@ -181,10 +184,11 @@ def as_labels(final: list[str | None]) -> np.ndarray:
 
 
 def emergence(gold: list[str], final: list, held: set[str], produced_ms: list | None = None,
-              first_update_ms: dict[str, int] | None = None) -> list[dict]:
+              updates_ms: dict[str, list[int]] | None = None) -> list[dict]:
     """Per held-back intent: discovered or not, and (for the stream) the delay from its
-    first utterance to the first update of the intent that holds it."""
-    first_update_ms = first_update_ms or {}
+    first utterance to the first update of the intent that holds it published after it
+    (``created``, or ``updated`` when a consolidation gave the group an existing id)."""
+    updates_ms = updates_ms or {}
     by_intent = Counter(f for f in final if f is not None)
     out = []
     for name in sorted(held):
@@ -195,9 +199,10 @@ def emergence(gold: list[str], final: list, held: set[str], produced_ms: list | 
         majority = best is not None and hold > by_intent[best] / 2
         found = share >= DISCOVERED_SHARE and majority
         delay = None
-        if found and best in first_update_ms:
+        if found and best in updates_ms:
             first = min(produced_ms[i] for i in rows if produced_ms[i] is not None)
-            delay = (first_update_ms[best] - first) / 1000
+            after = [t for t in updates_ms[best] if t >= first]
+            delay = (min(after) - first) / 1000 if after else None
         out.append({"intent": name, "n": len(rows), "share": share, "majority": majority,
                     "discovered": found, "delay_s": delay})
     return out
@@ -226,6 +231,14 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                          f"{fmt(r['batch'])} |")
         lines.append(f"| {r['set']} | {r['n']:,} | {r['gold_intents']} | service, {args.rate:g}/s | "
                      f"{fmt(r['stream'])} |")
+    lines += ["", "What the churn costs a subscriber: the share of utterances whose assignment changed "
+              "after the first record (a consolidation split, merged or regrouped their intent), "
+              "and the mean number of decisions (versions) per utterance; and the delivery audit.", "",
+              "| set | reassigned | versions per utterance | lost | audit violations |",
+              "|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['set']} | {100 * r['reassigned']:.0f}% | {r['versions']:.2f} | "
+                     f"{r['lost']} | {r['violations']} |")
     for r in results:
         if not r.get("emergence"):
             continue
@@ -283,11 +296,13 @@ def main() -> None:
             stream = run_stream(texts, args, Path(tmp), name)
             pred = as_labels(stream["final"])
             row = {"set": name, "n": len(texts), "gold_intents": len(set(gold)), "command": command,
-                   "stream": score(gold, pred), "missing": stream["missing"], "lost": stream["lost"]}
+                   "stream": score(gold, pred), "missing": stream["missing"], "lost": stream["lost"],
+                   "violations": stream["violations"], "reassigned": stream["reassigned"],
+                   "versions": stream["versions"]}
             log(f"  stream: {json.dumps(row['stream'])}")
             if held:
                 row["emergence"] = emergence(gold, stream["final"], held, stream["produced_ms"],
-                                             stream["first_update_ms"])
+                                             stream["updates_ms"])
                 log(f"  emergence: {sum(e['discovered'] for e in row['emergence'])}/{len(held)}")
             if not args.no_batch:
                 labels, _ = run_batch(texts, Path(tmp))

@@ -4,6 +4,7 @@ Public objects are re-exported here from their private modules (scikit-learn sty
 """
 
 from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
+from ._open_set import OpenSetMatcher, Reconciliation, new_intent_id, reconcile
 from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
 from ._io import InputError, Table, load_table
 from ._ledger import JudgeLedger
@@ -36,6 +37,10 @@ from ._roles import RoleAwareClustering, infer_roles
 
 __all__ = [
     "LLMITLClustering",
+    "OpenSetMatcher",
+    "Reconciliation",
+    "new_intent_id",
+    "reconcile",
     "PruningWarning",
     "RoleAwareClustering",
     "build_intents",

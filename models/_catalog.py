@@ -1,35 +1,38 @@
-"""The intent catalog: what the service knows, matched with FAISS, grown by discovery.
+"""The intent catalog: what the service knows, matched open-set, grown by discovery.
 
-A discovered cluster only becomes a *new* intent when nothing in the catalog already
-covers it: :meth:`IntentCatalog.upsert_from_cluster` compares its centroid (cosine)
-and its label with the existing intents of the same role, so a known intent is
-updated, two known intents bridged by one cluster are merged, and ids stay stable
-across discovery runs. Matching is one exact inner-product search per role
-(``faiss.IndexFlatIP`` on unit centroids, rebuilt from the entries whenever they
-change: catalogs hold hundreds of intents, not millions).
+Each intent keeps, beside its centroid, a bounded sample of its members' embeddings
+(its *exemplars*, see :class:`~dialin.models.OpenSetMatcher`) and the score its own
+members reach against them; :meth:`IntentCatalog.match` assigns a row to an intent
+only when it belongs there by that rule, and returns None otherwise (possible
+novelty for the buffer). An intent without exemplars (an entry written before they
+existed) is matched by its centroid at the catalog's ``match_threshold``.
+
+Ids are stable: the service's discovery decides which intent a re-fitted cluster
+continues (:func:`~dialin.models.reconcile`) and writes entries with :meth:`put`;
+an older version of an entry never overwrites a newer one.
 
 The catalog is tied to one embedding space: it stores the embedder's name and
 refuses to load or match under another (a centroid from MiniLM means nothing in an
 LSA space). It saves as JSON + ``.npy`` (no pickles). Engine code: no Kafka here;
-the service persists entries with :meth:`CatalogIntent.to_record`.
+the service persists entries with :meth:`CatalogIntent.to_record`. Memory: each
+intent holds ``exemplars x dim`` float32 (64 x 384: 96 KiB; about 94 MiB per 1,000
+intents), in every worker.
 
-Libraries: FAISS, numpy.
+Libraries: FAISS (through the matcher), numpy.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import faiss
 import numpy as np
 
+from ._open_set import OpenSetMatcher
 from ._vectors import unit
 
 ACTIVE = ("created", "updated")
@@ -40,9 +43,12 @@ class EmbeddingSpaceError(ValueError):
     """A catalog used with an embedder other than the one that built it."""
 
 
-def normalize_label(label: str) -> str:
-    """Labels equal up to case, spaces, hyphens and underscores name the same intent."""
-    return re.sub(r"[\s_\-]+", " ", label.casefold()).strip()
+def _pack(a: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(a, "<f4").tobytes()).decode()
+
+
+def _unpack(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), "<f4").astype(np.float32)
 
 
 @dataclass
@@ -62,6 +68,11 @@ class CatalogIntent:
     updated_at: str = ""
     judge_backend: str = ""
     judge_confidence: float | None = None
+    split_from: str | None = None
+    #: Member embeddings the open-set rule compares with (rows), and the score a row
+    #: must reach against them; None for an entry that has none (matched by centroid).
+    exemplars: np.ndarray | None = field(default=None, repr=False)
+    threshold: float | None = None
 
     @property
     def active(self) -> bool:
@@ -72,21 +83,30 @@ class CatalogIntent:
         out = {
             "intent_id": self.intent_id, "label": self.label, "role": self.role,
             "version": self.version, "status": self.status, "merged_into": self.merged_into,
+            "split_from": self.split_from,
             "size": self.size, "examples": list(self.examples),
             "created_at": self.created_at, "updated_at": self.updated_at,
             "judge": {"backend": self.judge_backend, "confidence": self.judge_confidence},
             "embedder": embedder,
         }
         if centroid:
-            out["centroid"] = base64.b64encode(np.asarray(self.centroid, "<f4").tobytes()).decode()
+            out["centroid"] = _pack(self.centroid)
+            if self.exemplars is not None:
+                out["exemplars"] = _pack(self.exemplars)
+                out["threshold"] = self.threshold
         return out
 
     @classmethod
     def from_record(cls, rec: dict) -> CatalogIntent:
         judge = rec.get("judge") or {}
+        centroid = _unpack(rec["centroid"])
+        exemplars = None
+        if rec.get("exemplars"):
+            exemplars = _unpack(rec["exemplars"]).reshape(-1, centroid.shape[0])
         return cls(
             intent_id=rec["intent_id"], label=rec["label"], role=rec.get("role"),
-            centroid=np.frombuffer(base64.b64decode(rec["centroid"]), "<f4").astype(np.float32),
+            centroid=centroid, exemplars=exemplars, split_from=rec.get("split_from"),
+            threshold=rec.get("threshold"),
             size=int(rec["size"]), examples=tuple(rec.get("examples", ())),
             version=int(rec.get("version", 1)), status=rec.get("status", "created"),
             merged_into=rec.get("merged_into"), created_at=rec.get("created_at", ""),
@@ -96,23 +116,30 @@ class CatalogIntent:
 
 
 class IntentCatalog:
-    """Intents with stable ids, one FAISS index per role, and the upsert rules.
+    """Intents with stable ids, and the open-set rule that matches rows to them.
 
     Parameters
     ----------
     embedder : str
-        Name of the embedding space every centroid lives in.
-    update_threshold : float
-        Cosine similarity between a new cluster's centroid and a known intent's at or
-        above which the cluster is that intent (updated, not created).
+        Name of the embedding space every centroid and exemplar lives in.
+    match_threshold : float
+        Cosine to the centroid at or above which a row matches an intent that has no
+        exemplars (entries from before exemplars existed); intents with exemplars
+        use their own threshold.
+    n_neighbors, vote_share, n_score : int, float, int
+        The open-set rule of :class:`~dialin.models.OpenSetMatcher`.
     """
 
-    def __init__(self, embedder: str, update_threshold: float = 0.8) -> None:
+    def __init__(self, embedder: str, match_threshold: float = 0.6, n_neighbors: int = 10,
+                 vote_share: float = 0.7, n_score: int = 5) -> None:
         self.embedder = embedder
-        self.update_threshold = update_threshold
+        self.match_threshold = match_threshold
+        self.n_neighbors = n_neighbors
+        self.vote_share = vote_share
+        self.n_score = n_score
         self.intents_: dict[str, CatalogIntent] = {}
         self._lock = threading.RLock()
-        self._indexes: dict[str | None, tuple[faiss.Index, list[str]]] | None = None
+        self._matchers: dict[str, OpenSetMatcher] | None = None
 
     # --- entries ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -144,42 +171,53 @@ class IntentCatalog:
             if old is not None and old.version > intent.version:
                 return
             self.intents_[intent.intent_id] = replace(intent, centroid=unit(intent.centroid, np.float32))
-            self._indexes = None
+            self._matchers = None
 
     def apply_record(self, rec: dict | None, intent_id: str | None = None) -> None:
         """Apply one durable record (``None`` is a tombstone for ``intent_id``)."""
         if rec is None:
             with self._lock:
                 if intent_id is not None and self.intents_.pop(intent_id, None) is not None:
-                    self._indexes = None
+                    self._matchers = None
             return
         self.check_embedder(rec.get("embedder", self.embedder), f"intent {rec.get('intent_id')}")
         self.put(CatalogIntent.from_record(rec))
 
     # --- matching --------------------------------------------------------------
-    def _index(self) -> dict[str | None, tuple[faiss.Index, list[str]]]:
+    def _matcher_of(self, items: list[CatalogIntent]) -> OpenSetMatcher:
+        rows, labels, thresholds = [], [], {}
+        for intent in items:
+            if intent.exemplars is not None and len(intent.exemplars):
+                rows.append(intent.exemplars)
+                labels += [intent.intent_id] * len(intent.exemplars)
+                if intent.threshold is not None:
+                    thresholds[intent.intent_id] = intent.threshold
+            else:
+                rows.append(intent.centroid[None, :])
+                labels.append(intent.intent_id)
+                thresholds[intent.intent_id] = self.match_threshold
+        return OpenSetMatcher.from_exemplars(
+            np.vstack(rows), labels, thresholds, n_neighbors=self.n_neighbors,
+            vote_share=self.vote_share, n_score=self.n_score, min_score=self.match_threshold)
+
+    def _by_role(self) -> dict[str, OpenSetMatcher]:
         with self._lock:
-            if self._indexes is None:
-                by_role: dict[str | None, list[CatalogIntent]] = {}
+            if self._matchers is None:
+                groups: dict[str, list[CatalogIntent]] = {}
                 for intent in self.intents_.values():
                     if intent.active:
-                        by_role.setdefault(intent.role, []).append(intent)
-                        by_role.setdefault("*", []).append(intent)
-                indexes = {}
-                for role, items in by_role.items():
-                    C = np.vstack([i.centroid for i in items]).astype(np.float32)
-                    index = faiss.IndexFlatIP(C.shape[1])
-                    index.add(C)
-                    indexes[role] = (index, [i.intent_id for i in items])
-                self._indexes = indexes
-            return self._indexes
+                        groups.setdefault(str(intent.role), []).append(intent)
+                        groups.setdefault("*", []).append(intent)
+                self._matchers = {role: self._matcher_of(items) for role, items in groups.items()}
+            return self._matchers
 
     def match(self, X: np.ndarray, roles: Sequence[str | None] | None = None
               ) -> tuple[list[str | None], np.ndarray]:
-        """Nearest active intent of the same role for each row, and its cosine score.
+        """The active intent of the same role each row belongs to (None: possible
+        novelty), and its score against that intent's exemplars (NaN: nothing to compare).
 
-        A row whose role has no intent gets ``(None, -1.0)``. Role ``None`` searches
-        every role. Thread-safe: the service calls it from a worker thread.
+        Role ``None`` compares with every role. Thread-safe: the service calls it from
+        a worker thread.
         """
         X = np.ascontiguousarray(X, dtype=np.float32)
         n = X.shape[0]
@@ -187,85 +225,35 @@ class IntentCatalog:
         if len(roles) != n:
             raise ValueError(f"roles has {len(roles)} items but X has {n} rows")
         ids: list[str | None] = [None] * n
-        scores = np.full(n, -1.0, dtype=np.float32)
-        indexes = self._index()
+        scores = np.full(n, np.nan, dtype=np.float32)
+        matchers = self._by_role()
         for role in set(roles):
-            key = "*" if role is None else role
-            if key not in indexes:
+            key = "*" if role is None else str(role)
+            if key not in matchers:
                 continue
             rows = np.array([i for i, r in enumerate(roles) if r == role])
-            index, names = indexes[key]
-            if index.d != X.shape[1]:
-                raise EmbeddingSpaceError(f"embeddings have {X.shape[1]} dims, the catalog {index.d}")
-            D, I = index.search(X[rows], 1)
-            for row, d, i in zip(rows, D[:, 0], I[:, 0]):
-                if i >= 0:
-                    ids[row], scores[row] = names[i], float(d)
+            matcher = matchers[key]
+            if matcher.exemplars_.shape[1] != X.shape[1]:
+                raise EmbeddingSpaceError(
+                    f"embeddings have {X.shape[1]} dims, the catalog {matcher.exemplars_.shape[1]}")
+            got, s = matcher.match(X[rows])
+            for row, iid, score in zip(rows, got, s):
+                ids[row], scores[row] = iid, score
         return ids, scores
 
     def infer_roles(self, X: np.ndarray, default: str = "customer") -> list[str]:
-        """Role of rows that arrive without one: the role of the nearest intent.
+        """Role of rows that arrive without one: the role of the nearest centroid.
 
         A nearest-centroid classifier over the catalog's intents (which carry the
         role of their members); with no intents, or only one role known, ``default``.
         """
-        known = {i.role for i in self.active() if i.role is not None}
+        items = self.active()
+        known = {i.role for i in items if i.role is not None}
         if len(known) < 2:
             return [default] * len(X)
-        ids, _ = self.match(X, None)
-        return [self.intents_[i].role or default if i is not None else default for i in ids]
-
-    # --- growth ----------------------------------------------------------------
-    def upsert_from_cluster(self, centroid: np.ndarray, label: str, role: str | None, size: int,
-                            examples: Iterable[str] = (), judge_backend: str = "",
-                            judge_confidence: float | None = None, now: str = ""
-                            ) -> list[CatalogIntent]:
-        """Fold one good cluster into the catalog; return the changed entries.
-
-        No active intent of the role within ``update_threshold`` (cosine) and none
-        with the same label: ``created`` with a fresh stable id. Exactly one: that
-        intent is ``updated`` (size-weighted centroid, new examples first, version+1,
-        label kept so ids and names stay stable). Several: the most similar is
-        updated and absorbs the others, each published as ``merged`` into it. The
-        first entry returned is always the intent the cluster's members belong to.
-        """
-        c = unit(centroid, np.float32)
-        examples = tuple(examples)
-        with self._lock:
-            pool = self.active(role)
-            sims = {i.intent_id: float(i.centroid @ c) for i in pool if i.centroid.shape == c.shape}
-            same = [i for i in pool
-                    if sims.get(i.intent_id, -1) >= self.update_threshold
-                    or normalize_label(i.label) == normalize_label(label)]
-            if not same:
-                digest = hashlib.sha1(c.tobytes() + f"{role}|{label}|{size}".encode()).hexdigest()
-                intent = CatalogIntent(
-                    intent_id=f"intent-{digest[:12]}", label=label, role=role, centroid=c,
-                    size=int(size), examples=examples[:MAX_EXAMPLES], created_at=now,
-                    updated_at=now, judge_backend=judge_backend, judge_confidence=judge_confidence)
-                self.put(intent)
-                return [intent]
-            same.sort(key=lambda i: (-sims.get(i.intent_id, -1), -i.size, i.intent_id))
-            target, absorbed = same[0], same[1:]
-            total = target.size + int(size) + sum(i.size for i in absorbed)
-            mix = target.centroid * target.size + c * int(size)
-            merged_examples = list(examples) + list(target.examples)
-            changed = []
-            for other in absorbed:
-                mix = mix + other.centroid * other.size
-                merged_examples += list(other.examples)
-                gone = replace(other, status="merged", merged_into=target.intent_id,
-                               version=other.version + 1, updated_at=now)
-                self.put(gone)
-                changed.append(gone)
-            target = replace(target, centroid=unit(mix, np.float32), size=total, status="updated",
-                             version=target.version + 1, updated_at=now,
-                             examples=tuple(dict.fromkeys(merged_examples))[:MAX_EXAMPLES],
-                             judge_backend=judge_backend or target.judge_backend,
-                             judge_confidence=judge_confidence if judge_confidence is not None
-                             else target.judge_confidence)
-            self.put(target)
-            return [target, *changed]
+        C = np.vstack([i.centroid for i in items]).astype(np.float32)
+        nearest = (unit(np.asarray(X, np.float32)) @ C.T).argmax(axis=1)
+        return [items[j].role or default for j in nearest]
 
     # --- persistence -----------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -274,12 +262,15 @@ class IntentCatalog:
         path.mkdir(parents=True, exist_ok=True)
         with self._lock:
             items = sorted(self.intents_.values(), key=lambda i: i.intent_id)
-            meta = {"format": 1, "embedder": self.embedder,
-                    "update_threshold": self.update_threshold,
-                    "intents": [i.to_record(self.embedder, centroid=False) for i in items]}
+            meta = {"format": 2, "embedder": self.embedder,
+                    "match_threshold": self.match_threshold,
+                    "intents": [dict(i.to_record(self.embedder, centroid=False),
+                                     threshold=i.threshold) for i in items]}
             dim = items[0].centroid.shape[0] if items else 0
             C = np.vstack([i.centroid for i in items]) if items else np.zeros((0, dim), np.float32)
+            E = {i.intent_id: i.exemplars for i in items if i.exemplars is not None}
         np.save(path / "centroids.npy", C.astype(np.float32))
+        np.savez(path / "exemplars.npz", **{k: v.astype(np.float32) for k, v in E.items()})
         (path / "catalog.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), "utf-8")
         return path
 
@@ -289,10 +280,16 @@ class IntentCatalog:
         path = Path(path)
         meta = json.loads((path / "catalog.json").read_text("utf-8"))
         C = np.load(path / "centroids.npy")
-        catalog = cls(embedder=meta["embedder"], update_threshold=meta.get("update_threshold", 0.8))
+        E = {}
+        if (path / "exemplars.npz").is_file():
+            with np.load(path / "exemplars.npz", allow_pickle=False) as stored:
+                E = {k: stored[k] for k in stored.files}
+        catalog = cls(embedder=meta["embedder"], match_threshold=meta.get("match_threshold", 0.6))
         if embedder is not None:
             catalog.check_embedder(embedder)
         for rec, row in zip(meta["intents"], C):
-            rec = dict(rec, centroid=base64.b64encode(np.asarray(row, "<f4").tobytes()).decode())
+            rec = dict(rec, centroid=_pack(row))
+            if rec["intent_id"] in E:
+                rec["exemplars"] = _pack(E[rec["intent_id"]])
             catalog.put(CatalogIntent.from_record(rec))
         return catalog

@@ -68,7 +68,7 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
     Every keyed output is compacted, so a subscriber reading from the beginning gets the
     latest record per key: assignments by utterance_id (a redelivery's rewrite replaces
-    the earlier one), updates by intent_id, the internal buffer and catalog by their ids.
+    the earlier one), updates by intent_id, the internal buffer, memory and catalog by their ids.
     Inbound utterances and dead letters are logs (each record is its own event).
     """
     compact = {"cleanup.policy": "compact"}
@@ -80,6 +80,7 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic_updates: (1, compact),
         settings.topic_buffer: (n, compact),
         settings.topic_catalog: (1, compact),
+        settings.topic_memory: (n, compact),
     }
 
 

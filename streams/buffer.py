@@ -145,7 +145,8 @@ class BufferStore:
     are acknowledged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: type[BufferEntry] = BufferEntry) -> None:
+        self.model = model
         self.entries: dict[str, BufferEntry] = {}
         self.vectors: dict[str, np.ndarray] = {}
 
@@ -158,7 +159,7 @@ class BufferStore:
             if uid is not None:
                 self.discard([uid])
             return
-        entry = BufferEntry.model_validate(json.loads(value))
+        entry = self.model.model_validate(json.loads(value))
         self.entries[entry.utterance_id] = entry
         self.vectors[entry.utterance_id] = entry.vector()
 

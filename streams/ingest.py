@@ -3,9 +3,12 @@
 One micro-batch (``stream.take_events(batch_size, within=batch_seconds)``) at a time:
 invalid payloads go to the DLQ with the reason and the raw bytes; the valid ones are
 embedded in one call and matched against the catalog in a worker thread (never on
-the event loop: robinhood/faust#404); at or above ``match_threshold`` an assignment
-is published (key = utterance_id), below it a buffer entry (key = utterance_id, with
-the embedding). ``take_events`` acks the batch's input offsets when the body returns
+the event loop: robinhood/faust#404). An utterance that belongs to a known intent by
+the open-set rule (:meth:`dialin.models.IntentCatalog.match`: a kNN vote over the
+intent's exemplars and the intent's own threshold) gets an assignment (key =
+utterance_id, ``version`` 1, cause ``matched``) and is remembered for consolidation
+(``dialin-memory``); any other is possible novelty and goes to the buffer (key =
+utterance_id, with the embedding). ``take_events`` acks the batch's input offsets when the body returns
 or raises (in a ``finally``), so the body returns only after every output is
 acknowledged, and a failure never escapes it: the batch is tried again, then
 dead-lettered, and if even that fails the process exits before the ack. At-least-once,
@@ -29,7 +32,8 @@ from dialin.models import Embedder, IntentCatalog
 
 from . import metrics
 from .app import Publisher
-from .records import Assignment, BufferEntry, DeadLetter, Rejection, Utterance, dumps, validate_event
+from .records import (Assignment, BufferEntry, DeadLetter, MemoryEntry, Rejection, Utterance, dumps,
+                      validate_event)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,25 +106,29 @@ class Ingestor:
         return X, roles, ids, scores
 
     def _route(self, valid, X, roles, ids, scores, counts) -> list:
-        """Assignment at or above the threshold, buffer entry below it."""
+        """Assignment and memory entry for a match, buffer entry for the rest (all
+        acknowledged before the batch's input is)."""
         s = self.settings
         out: list[tuple[str, str | bytes | None, bytes | None]] = []
+        remembered: list[tuple[str, str | bytes | None, bytes | None]] = []
         now = time.time()
         for u, x, role, iid, score in zip(valid, X, roles, ids, scores):
             intent = self.catalog.get(iid) if iid is not None else None
-            if intent is not None and score >= s.match_threshold:
+            e = BufferEntry(utterance_id=u.uid, call_id=u.call_id, text=u.text, role=role,
+                            turn=u.turn, lang=u.lang, ts=u.ts.isoformat() if u.ts else None,
+                            embedding=BufferEntry.pack(x), accepted_at=now)
+            if intent is not None:
                 a = Assignment(utterance_id=u.uid, call_id=u.call_id, intent_id=intent.intent_id,
-                               label=intent.label, role=role, score=round(float(score), 6))
+                               label=intent.label, role=role, score=round(float(score), 6),
+                               version=1, cause="matched")
                 out.append((s.topic_assignments, u.uid, dumps(a)))
+                m = MemoryEntry(**e.model_dump(), intent_id=intent.intent_id, version=1)
+                remembered.append((s.topic_memory, u.uid, dumps(m)))
                 counts["assigned"] += 1
             else:
-                e = BufferEntry(utterance_id=u.uid, call_id=u.call_id, text=u.text, role=role,
-                                turn=u.turn, lang=u.lang,
-                                ts=u.ts.isoformat() if u.ts else None,
-                                embedding=BufferEntry.pack(x), accepted_at=now)
                 out.append((s.topic_buffer, u.uid, dumps(e)))
                 counts["buffered"] += 1
-        return out
+        return out + remembered
 
     async def process(self, batch: Sequence[Inbound]) -> dict[str, int]:
         """Process one micro-batch; return the count per outcome.

@@ -109,3 +109,15 @@ def observe_llm_call(task: str, outcome: str, seconds: float, prompt_tokens: int
         LLM_SECONDS.labels(task).observe(seconds)
     LLM_TOKENS.labels(task, "prompt").inc(prompt_tokens or 0)
     LLM_TOKENS.labels(task, "completion").inc(completion_tokens or 0)
+MEMORY_UTTERANCES = Gauge(
+    "dialin_memory_utterances", "Assigned utterances the leader remembers for consolidation.",
+    registry=REGISTRY,
+)
+REASSIGNMENTS = Counter(
+    "dialin_reassignments", "Assignments changed after the first one, by cause (consolidation, "
+    "merge, split).", ["cause"], registry=REGISTRY,
+)
+CONSOLIDATIONS = Counter(
+    "dialin_consolidations", "Discovery runs that re-fitted the memory with the buffer.",
+    registry=REGISTRY,
+)

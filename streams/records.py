@@ -137,15 +137,31 @@ def _validate(raw: bytes | None) -> Utterance | Rejection:
 # --- outbound events -------------------------------------------------------------------
 
 
+#: Why an assignment was written. The first one of an utterance says how it was decided
+#: (``matched``: by the open-set rule on arrival; ``discovered``: by a discovery run from
+#: the buffer); a later one (``version`` > 1) says why it changed (``consolidation``: a
+#: re-fit moved it; ``merge``: its intent was merged into another; ``split``: it went to
+#: an intent split from its old one). See docs/guarantees.md, "Reassignments".
+Cause = Literal["matched", "discovered", "consolidation", "merge", "split"]
+REASSIGNMENT_CAUSES = ("consolidation", "merge", "split")
+
+
 class Assignment(BaseModel):
-    """Topic ``intent-assignments``, key = utterance_id (idempotent on redelivery)."""
+    """Topic ``intent-assignments`` (compacted), key = utterance_id.
+
+    ``version`` counts the decisions about this utterance: a redelivery repeats the
+    same version, a reassignment raises it and carries its ``cause``. ``score`` is the
+    mean cosine to the intent's nearest exemplars (None when none was measured).
+    """
 
     utterance_id: str
     call_id: str
     intent_id: str
     label: str
     role: str | None
-    score: float
+    score: float | None
+    version: int = 1
+    cause: Cause = "matched"
 
 
 class JudgeInfo(BaseModel):
@@ -162,6 +178,7 @@ class IntentUpdate(BaseModel):
     version: int
     status: Status
     merged_into: str | None = None
+    split_from: str | None = None
     size: int
     examples: list[str] = Field(default_factory=list, max_length=10)
     created_at: str
@@ -218,6 +235,18 @@ class BufferEntry(BaseModel):
 
     def vector(self) -> np.ndarray:
         return np.frombuffer(base64.b64decode(self.embedding), dtype="<f4").astype(np.float32)
+
+
+class MemoryEntry(BufferEntry):
+    """Topic ``dialin-memory`` (internal, compacted), key = utterance_id: an assigned
+    utterance the service remembers, with its current intent and assignment version.
+
+    Consolidation re-fits these with the buffer, so intents the first small runs made
+    can be split or merged later; the leader keeps at most ``memory_cap`` of them.
+    """
+
+    intent_id: str
+    version: int = 1
 
 
 def dumps(model: BaseModel) -> bytes:

@@ -58,7 +58,16 @@ class Settings(BaseSettings):
     app_id: str = "dialin"
     data_dir: str = "./dialin-data"
     metrics_port: int = 9464
-    match_threshold: float = Field(0.6, description="cosine similarity to assign to a known intent")
+    match_threshold: float = Field(
+        0.6, description="floor on the open-set score (mean cosine to the intent's nearest "
+        "exemplars) to assign to a known intent; each intent's own threshold applies above it")
+    match_neighbors: int = Field(10, ge=1, description="exemplars consulted per utterance")
+    match_vote_share: float = Field(
+        0.7, gt=0, le=1, description="share of the consulted exemplars that must be one intent's")
+    match_exemplars: int = Field(64, ge=1, description="member embeddings kept per intent")
+    match_quantile: float = Field(
+        0.05, ge=0, le=1, description="an intent's threshold: this quantile of its own "
+        "exemplars' leave-one-out score")
     # Micro-batch of the ingest agent. sentence-transformers sorts each call's texts by
     # length before its inner batches of 16, so a larger micro-batch pads less: measured
     # 46 utt/s at 64 against 87 at 256 (bench/throughput.py). batch_seconds bounds latency.
@@ -75,8 +84,17 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, description="partitions of topics the worker creates")
     embedder_fit_file: str | None = Field(
         None, description="CSV/JSONL to fit the lsa embedder on once (saved in data_dir/lsa)")
-    catalog_update_threshold: float = Field(
-        0.8, description="centroid cosine at or above which a new cluster updates a known intent")
+    topic_memory: str = Field(
+        "dialin-memory", description="internal compacted topic of assigned utterances kept "
+        "for consolidation")
+    memory_cap: int = Field(6000, ge=0, description="assigned utterances the leader remembers")
+    memory_min_per_intent: int = Field(
+        20, ge=0, description="remembered utterances no intent is trimmed below")
+    consolidation_growth: float = Field(
+        0.25, gt=0, description="a consolidation runs when the memory gained this share of "
+        "its size at the last one")
+    consolidation_interval_seconds: float = Field(
+        900.0, ge=0, description="once the memory is full, at most one consolidation this often")
     discovery_min_cluster_size: int = Field(3, ge=1, description="smaller clusters stay buffered")
     dedup_window: int = Field(100000, ge=0, description="recent utterance_ids remembered per worker")
     kafka_session_timeout_seconds: float = Field(

@@ -18,7 +18,10 @@ counted apart, or a violation (the rules, with their reasons, are in
 - ``redelivered``: the same decision written again (a buffer entry rewritten, an
   assignment to the same intent again, a dead letter after processing failed), what
   an at-least-once redelivery of the inbound record does;
-- ``reassigned``: an assignment to another intent with a cause: the earlier intent was
+- ``reassigned``: an assignment to another intent with a higher ``version`` and a
+  ``cause`` (``consolidation``, ``merge``, ``split``: the leader re-examined the
+  intents, see docs/guarantees.md, "Reassignments"); or, for records without one, an
+  assignment to another intent with a cause the audit infers: the earlier intent was
   merged into the later one (``merged``), the utterance was in the buffer when it was
   decided again (``buffered``: a discovery run re-run after a crash, or a redelivery
   re-buffered it), or one of the two intents was published anew since the utterance
@@ -35,6 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .records import REASSIGNMENT_CAUSES
 from .settings import Settings
 from .watch import Record, read_topic
 
@@ -89,6 +93,8 @@ class Step:
     at_ms: int
     kind: str  # buffered | unbuffered | assigned | aged_out | failed
     intent_id: str | None = None
+    version: int = 1
+    cause: str | None = None
 
 
 @dataclass
@@ -124,6 +130,7 @@ def audit(steps: Mapping[str, Sequence[Step]], intents: Mapping[str, dict],
         first_ms = walk[0].at_ms if walk else 0
         live = False
         decision: str | None = None  # "intent:<id>", "aged_out", "failed" or None
+        version = 0  # of the latest assignment
         for st in walk:
             if st.kind == "unbuffered":
                 live = False
@@ -136,8 +143,14 @@ def audit(steps: Mapping[str, Sequence[Step]], intents: Mapping[str, dict],
             if st.kind == "aged_out" and not live:
                 out.violations.append(f"{uid}: dead-lettered as aged out while not in the buffer")
             now = f"intent:{st.intent_id}" if st.kind == "assigned" else st.kind
+            if st.kind == "assigned" and st.version < version:
+                out.violations.append(f"{uid}: assignment version {st.version} written after "
+                                      f"version {version} (a subscriber would see the older one)")
             if decision is None:
                 pass
+            elif (st.kind == "assigned" and st.version > version
+                  and st.cause in REASSIGNMENT_CAUSES and decision.startswith("intent:")):
+                out.reassigned[uid] = st.cause
             elif decision == now or "failed" in (st.kind, decision):
                 out.redelivered[uid] += 1  # the same decision again, or a failed try's letter
             elif live:
@@ -155,6 +168,8 @@ def audit(steps: Mapping[str, Sequence[Step]], intents: Mapping[str, dict],
                                           f"{new} with no merge, no buffer entry and no catalog "
                                           "change between")
             decision = now
+            if st.kind == "assigned":
+                version = max(version, st.version)
     return out
 
 
@@ -173,7 +188,8 @@ def read_tally(settings: Settings, *, timeout: float = 60.0) -> Tally:
         if isinstance(rec.data, dict) and "utterance_id" in rec.data:
             uid = rec.data["utterance_id"]
             tally.assigned[uid] = rec.data
-            steps[uid].append(Step(rec.timestamp_ms, "assigned", rec.data.get("intent_id")))
+            steps[uid].append(Step(rec.timestamp_ms, "assigned", rec.data.get("intent_id"),
+                                   int(rec.data.get("version") or 1), rec.data.get("cause")))
     live: dict[str, bool] = {}
     for rec in read_topic(settings, settings.topic_buffer, timeout=timeout):
         uid = rec.key_str

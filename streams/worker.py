@@ -32,6 +32,7 @@ from dialin.models import Embedder, EmbeddingSpaceError, IntentCatalog
 from . import metrics
 from .app import LagProbe, Publisher, create_app as create_bare_app, ensure_topics
 from .buffer import BufferStore, TopicFollower
+from .records import MemoryEntry
 from .discovery import Discovery
 from .health import HealthServer, Readiness, StallDetector
 from .ingest import Ingestor, register_ingest
@@ -119,19 +120,25 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
     embedder = embedder if embedder is not None else load_embedder(settings)
     make_estimator = make_estimator or estimator_builder(settings)
     app = create_bare_app(settings)
-    catalog = IntentCatalog(embedder=embedder.name, update_threshold=settings.catalog_update_threshold)
+    catalog = IntentCatalog(embedder=embedder.name, match_threshold=settings.match_threshold,
+                            n_neighbors=settings.match_neighbors,
+                            vote_share=settings.match_vote_share)
     buffer = BufferStore()
+    memory = BufferStore(MemoryEntry)
     publisher = Publisher(app)
     readiness = Readiness()
     parts = WorkerParts(settings=settings, embedder=embedder, catalog=catalog, buffer=buffer,
                         readiness=readiness, publisher=publisher,
                         ingestor=Ingestor(settings, embedder, catalog, publisher),
-                        discovery=Discovery(settings, catalog, buffer, publisher, make_estimator),
+                        discovery=Discovery(settings, catalog, buffer, publisher, make_estimator,
+                                            memory=memory),
                         catalog_ready=asyncio.Event())
     app.dialin = parts  # type: ignore[attr-defined]
     errors: list[str] = []
     catalog_reader = TopicFollower(settings, settings.topic_catalog, _catalog_apply(catalog, errors))
     buffer_reader = TopicFollower(settings, settings.topic_buffer, buffer.apply,
+                                  after_batch=parts.discovery.after_read)
+    memory_reader = TopicFollower(settings, settings.topic_memory, memory.apply,
                                   after_batch=parts.discovery.after_read)
     register_ingest(app, settings, parts.ingestor, ready=parts.catalog_ready)
 
@@ -162,7 +169,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
         try:
             if not leader_state["started"]:
                 await buffer_reader.start()
+                await memory_reader.start()
                 await buffer_reader.caught_up.wait()
+                await memory_reader.caught_up.wait()
                 await parts.discovery.republish()
                 leader_state["started"] = True
             await parts.discovery.tick()
@@ -174,6 +183,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
             if not leader_state["started"]:
                 with contextlib.suppress(Exception):
                     await buffer_reader.stop()
+                with contextlib.suppress(Exception):
+                    await memory_reader.stop()
 
     lag_probe = LagProbe(settings)
     stalls = StallDetector(stall_seconds=3 * settings.lag_interval_seconds)
@@ -215,6 +226,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None,
         readiness.publish()
         await catalog_reader.stop()
         await buffer_reader.stop()
+        await memory_reader.stop()
         await lag_probe.stop()
         if parts.health is not None:
             await parts.health.stop()

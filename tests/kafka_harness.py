@@ -31,7 +31,8 @@ T = TypeVar("T")
 
 #: Settings the harness passes to workers as ``DIALIN_*`` variables.
 _ENV_FIELDS = ("kafka_bootstrap", "app_id", "topic_utterances", "topic_assignments",
-               "topic_updates", "topic_dlq", "topic_buffer", "topic_catalog", "topic_partitions")
+               "topic_updates", "topic_dlq", "topic_buffer", "topic_catalog", "topic_memory",
+               "topic_partitions")
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 120.0, interval: float = 0.5,
@@ -73,6 +74,7 @@ def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         kafka_bootstrap=broker.bootstrap, kafka_security_protocol="PLAINTEXT", app_id=f"t-{tag}",
         topic_utterances=f"utt-{tag}", topic_assignments=f"asg-{tag}", topic_updates=f"upd-{tag}",
         topic_dlq=f"dlq-{tag}", topic_buffer=f"buf-{tag}", topic_catalog=f"cat-{tag}",
+        topic_memory=f"mem-{tag}",
         data_dir=str(tmp_path / "data"))
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dialin.models import InputError, IntentCatalog, LSAEmbedder, load_table
+from dialin.models import CatalogIntent, InputError, IntentCatalog, LSAEmbedder, load_table
 from dialin.streams.ingest import Inbound, Ingestor
 from dialin.streams.records import MAX_PAYLOAD_BYTES, Rejection, Utterance, validate_event
 from dialin.streams.settings import Settings
@@ -109,7 +109,8 @@ class RecordingPublisher:
 def ingest_parts(english_sample):
     lsa = LSAEmbedder(n_components=32, random_state=0).fit(english_sample.texts[:200])
     catalog = IntentCatalog(embedder=lsa.name)
-    catalog.upsert_from_cluster(lsa.encode(["I lost my card"])[0], "report-lost_card", "customer", 5)
+    catalog.put(CatalogIntent(intent_id="intent-lost", label="report-lost_card", role="customer",
+                              centroid=lsa.encode(["I lost my card"])[0], size=5))
     return lsa, catalog
 
 

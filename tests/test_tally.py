@@ -44,6 +44,19 @@ def test_redelivery_rewrites_are_counted_apart():
     assert found.redelivered == {"u": 1} and not found.violations
 
 
+def test_a_versioned_reassignment_with_its_cause_is_allowed_and_an_older_version_is_not():
+    for cause in ("consolidation", "merge", "split"):
+        found = run(Step(T0, "assigned", A, 1, "matched"), Step(T0 + 9, "assigned", B, 2, cause))
+        assert found.reassigned == {"u": cause} and not found.violations, cause
+    # the same version again for another intent, with a cause: not a reassignment
+    found = run(Step(T0, "assigned", A, 2, "split"), Step(T0 + 9, "assigned", B, 2, "split"))
+    assert found.violations and not found.reassigned
+    # an old decision written after a newer one (a late redelivery): the subscriber goes back
+    found = run(Step(T0, "assigned", A, 1, "matched"), Step(T0 + 5, "assigned", B, 2, "split"),
+                Step(T0 + 9, "assigned", A, 1, "matched"))
+    assert any("version 1 written after version 2" in v for v in found.violations)
+
+
 def test_another_intent_is_allowed_only_with_a_cause():
     merged = {**STABLE, A: {"intent_id": A, "status": "merged", "merged_into": B}}
     found = run(Step(T0, "assigned", A), Step(T0 + 9, "assigned", B), intents=merged)

@@ -9,19 +9,21 @@ import threading
 import time
 import urllib.request
 import warnings
+from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from kafka_harness import records_of, wait_for
 from openai_server import task_of
 
-from dialin.models import Embedder, Intent, IntentCatalog, Verdict
+from dialin.models import CatalogIntent, Embedder, Intent, IntentCatalog, Verdict
 from dialin.models import LSAEmbedder
 from dialin.streams import metrics
 from dialin.streams.buffer import BufferStore
 from dialin.streams.discovery import Discovery, DiscoveryFailedWarning
 from dialin.streams.kafka_config import KafkaConfigError, security_kwargs
-from dialin.streams.records import BufferEntry
+from dialin.streams.records import BufferEntry, MemoryEntry
 from dialin.streams.settings import Settings
 
 
@@ -59,7 +61,8 @@ def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_
     app = create_app(settings, embedder=lsa, make_estimator=lambda: None)
     parts = app.dialin
     text = english_sample.texts[0]
-    parts.catalog.upsert_from_cluster(lsa.encode([text])[0], "known", "customer", 5)
+    parts.catalog.put(CatalogIntent(intent_id="intent-known", label="known", role="customer",
+                                    centroid=lsa.encode([text])[0], size=5))
     publisher = RecordingPublisher()
     parts.ingestor.publisher = publisher
     before = counter(metrics.EVENTS, "invalid")
@@ -90,7 +93,10 @@ def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_
     assert len(BufferEntry.model_validate(entry).vector()) == 64
     [(_, dead)] = publisher.on(settings.topic_dlq)
     assert dead["reason"].startswith("invalid UTF-8") and dead["payload_encoding"] == "base64"
-    assert len(publisher.sent) == 3  # the redelivered event was de-duplicated
+    [(_, remembered)] = publisher.on(settings.topic_memory)  # kept for consolidation
+    assert (remembered["intent_id"], remembered["version"]) == ("intent-known", 1)
+    assert (assignment["version"], assignment["cause"]) == (1, "matched")
+    assert len(publisher.sent) == 4  # the redelivered event was de-duplicated
     assert counter(metrics.EVENTS, "invalid") == before + 1
 
 
@@ -215,9 +221,19 @@ def fill(buffer: BufferStore, directions, n_each: int, accepted_at: float, role=
 def make_discovery(estimator, **overrides):
     settings = Settings(discovery_min_utterances=20, discovery_max_age_seconds=1e9,
                         match_threshold=0.9, **overrides)
-    catalog = IntentCatalog("emb", update_threshold=0.8)
+    catalog = IntentCatalog("emb", match_threshold=settings.match_threshold)
     buffer, publisher = BufferStore(), RecordingPublisher()
     return Discovery(settings, catalog, buffer, publisher, lambda: estimator), publisher
+
+
+def remember(disco: Discovery, directions, n_each: int, intent_id: str, tag: str,
+             accepted_at: float) -> None:
+    """Put assigned utterances in the discovery's memory, as its reader would."""
+    staging = BufferStore()
+    fill(staging, directions, n_each, accepted_at, tag=tag)
+    for e in staging.entries.values():
+        m = MemoryEntry(**e.model_dump(), intent_id=intent_id, version=1)
+        disco.memory.apply(m.utterance_id.encode(), m.model_dump_json().encode())
 
 
 def test_discovery_publishes_good_clusters_in_a_crash_safe_order():
@@ -241,23 +257,88 @@ def test_discovery_publishes_good_clusters_in_a_crash_safe_order():
     assert sorted(disco.buffer.entries) == [f"a2-{i}" for i in range(10)]  # the Bad cluster stays
 
 
-def test_a_second_run_updates_known_intents_instead_of_creating_new_ones():
+def test_known_traffic_is_matched_and_a_consolidation_continues_the_same_ids():
     disco, pub = make_discovery(DirectionEstimator())
     fill(disco.buffer, [0, 1], 15, accepted_at=time.time())
     asyncio.run(disco.tick())
-    first = {u["intent_id"] for _, u in pub.on(disco.settings.topic_updates)}
+    s = disco.settings
+    first = {u["intent_id"] for _, u in pub.on(s.topic_updates)}
+    assert len(disco.memory) == 30  # what it assigned is remembered at once
+    assert {(a["version"], a["cause"]) for _, a in pub.on(s.topic_assignments)} == {(1, "discovered")}
     pub.sent.clear()
-    disco.settings = disco.settings.model_copy(update={"match_threshold": 1.01})  # force discovery
     fill(disco.buffer, [0, 1], 15, accepted_at=time.time() + 1, tag="b")
-    asyncio.run(disco.tick(now=time.time() + 2))
-    second = [u for _, u in pub.on(disco.settings.topic_updates)]
+    counts = asyncio.run(disco.tick(now=time.time() + 2))
+    matched = [a for _, a in pub.on(s.topic_assignments)]
+    assert len(matched) == 30 and {a["cause"] for a in matched} == {"matched"}  # the re-match
+    assert {a["intent_id"] for a in matched} == first
+    assert disco.consolidations == 1 and counts["reassigned"] == 0 and counts["created"] == 0
+    second = [u for _, u in pub.on(s.topic_updates)]
     assert {u["intent_id"] for u in second} == first
-    assert {(u["status"], u["version"], u["size"]) for u in second} == {("updated", 2, 30)}
+    assert {(u["status"], u["version"], u["size"]) for u in second} == {("updated", 2, 15 + 15)}
+
+
+def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_cause():
+    disco, pub = make_discovery(DirectionEstimator())
+    now = time.time()
+    disco.catalog.put(CatalogIntent(intent_id="intent-broad", label="broad", role="customer",
+                                    centroid=np.ones(8, np.float32), size=30))
+    remember(disco, [0], 20, "intent-broad", "x", now)
+    remember(disco, [1], 10, "intent-broad", "y", now)
+    counts = asyncio.run(disco.tick(now=now + 1))
+    s = disco.settings
+    assert disco.consolidations == 1 and counts["created"] == 1 and counts["reassigned"] == 10
+    updates = {u["intent_id"]: u for _, u in pub.on(s.topic_updates)}
+    assert updates["intent-broad"]["status"] == "updated"  # the larger part keeps the id
+    [new] = [u for u in updates.values() if u["status"] == "created"]
+    assert new["split_from"] == "intent-broad" and new["size"] == 10
+    moved = {k: a for k, a in pub.on(s.topic_assignments)}
+    assert sorted(moved) == sorted(f"y1-{i}" for i in range(10))
+    assert {(a["intent_id"], a["version"], a["cause"]) for a in moved.values()} == {
+        (new["intent_id"], 2, "split")}
+    assert {m["intent_id"] for k, m in pub.on(s.topic_memory)} == {new["intent_id"]}
+    assert disco.memory.entries["y1-0"].version == 2
+    topics = [t for t, _, _ in pub.sent]
+    order = [topics.index(t) for t in (s.topic_catalog, s.topic_updates, s.topic_assignments,
+                                       s.topic_memory)]
+    assert order == sorted(order)
+    # The new intent matches its own members from now on (its exemplars were published).
+    ids, _ = disco.catalog.match(np.vstack([disco.memory.vectors["y1-3"]]), ["customer"])
+    assert ids == [new["intent_id"]]
+
+
+def test_a_consolidation_merges_two_intents_the_fit_puts_together():
+    disco, pub = make_discovery(DirectionEstimator())
+    now = time.time()
+    for iid in ("intent-a", "intent-b"):
+        disco.catalog.put(CatalogIntent(intent_id=iid, label=iid, role="customer",
+                                        centroid=np.eye(8, dtype=np.float32)[0], size=10))
+    remember(disco, [0], 20, "intent-a", "a", now)
+    remember(disco, [0], 8, "intent-b", "b", now)
+    asyncio.run(disco.tick(now=now + 1))
+    s = disco.settings
+    updates = {u["intent_id"]: u for _, u in pub.on(s.topic_updates)}
+    assert updates["intent-b"]["status"] == "merged" and updates["intent-b"]["merged_into"] == "intent-a"
+    assert updates["intent-a"]["status"] == "updated"
+    moved = [a for _, a in pub.on(s.topic_assignments)]
+    assert len(moved) == 8 and {(a["intent_id"], a["cause"]) for a in moved} == {("intent-a", "merge")}
+    assert not disco.catalog.get("intent-b").active
+
+
+def test_memory_is_trimmed_oldest_first_but_never_below_the_floor_per_intent():
+    disco, pub = make_discovery(DirectionEstimator(), memory_cap=25, memory_min_per_intent=10)
+    now = time.time()
+    remember(disco, [0], 12, "intent-old", "o", now - 100)
+    remember(disco, [1], 20, "intent-new", "n", now)
+    assert asyncio.run(disco.trim_memory()) == 7
+    left = Counter(e.intent_id for e in disco.memory.entries.values())
+    assert left == {"intent-old": 10, "intent-new": 15}  # the old one kept its floor
+    assert len([k for k, v in pub.on(disco.settings.topic_memory) if v is None]) == 7
 
 
 def test_buffered_utterances_matching_the_catalog_are_assigned_without_a_fit():
     disco, pub = make_discovery(DirectionEstimator(fail=True))
-    disco.catalog.upsert_from_cluster(np.eye(8, dtype=np.float32)[3], "known", "customer", 5)
+    disco.catalog.put(CatalogIntent(intent_id="intent-known", label="known", role="customer",
+                                    centroid=np.eye(8, dtype=np.float32)[3], size=5))
     fill(disco.buffer, [3], 5, accepted_at=time.time())
     asyncio.run(disco.tick())
     assert len(pub.on(disco.settings.topic_assignments)) == 5 and len(disco.buffer) == 0
@@ -373,7 +454,8 @@ def test_keyed_output_topics_are_created_compacted(kafka_settings, monkeypatch):
     assert sent == {s.topic_utterances: (s.topic_partitions, {}),
                     s.topic_assignments: (s.topic_partitions, compact),
                     s.topic_dlq: (1, {}), s.topic_updates: (1, compact),
-                    s.topic_buffer: (s.topic_partitions, compact), s.topic_catalog: (1, compact)}
+                    s.topic_buffer: (s.topic_partitions, compact), s.topic_catalog: (1, compact),
+                    s.topic_memory: (s.topic_partitions, compact)}
     from dialin.streams.watch import make_consumer
 
     consumer = make_consumer(s)

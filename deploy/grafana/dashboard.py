@@ -196,6 +196,18 @@ def build() -> dashboard.Dashboard:
             "Intent updates by status", "Published intent updates: created, updated, merged, retired.", "short",
             (f"sum by (status) (increase(dialin_intent_updates_total[{RATE}]))", "{{status}}"),
         ))
+        .with_panel(_series(
+            "Reassignments by cause", "Assignments re-published because a consolidation moved "
+            "the utterance (consolidation, merge, split); each is a new version for subscribers.",
+            "short",
+            (f"sum by (cause) (increase(dialin_reassignments_total[{RATE}]))", "{{cause}}"),
+            (f"sum(increase(dialin_consolidations_total[{RATE}]))", "consolidations"),
+        ))
+        .with_panel(_series(
+            "Remembered utterances", "Assigned utterances the leader keeps for consolidation "
+            "(DIALIN_MEMORY_CAP bounds it).", "short",
+            ("max(dialin_memory_utterances)", "remembered"),
+        ))
     )
 
 
