@@ -17,7 +17,7 @@ and one ``dialin serve`` child, as the end-to-end tests start it):
    the exported lag are both zero;
 4. account: the worker must still be alive, and every produced utterance_id must be
    assigned, buffered or dead-lettered (aged out), read from the topics with
-   :func:`dialin.streams.tally.read_tally`.
+   :func:`dialin.streams.tools.tally.read_tally`.
 
 The buffer cap is small (``--cap``) and the buffer age limit short (``--max-age``) so
 both age-out paths run. Every loop has a deadline; the script stops by itself. The
@@ -42,11 +42,11 @@ import threading
 import time
 from pathlib import Path
 
-from dialin.streams.broker import EmbeddedBroker, free_port
-from dialin.streams.replay import replay
+from dialin.streams.tools.broker import EmbeddedBroker, free_port
+from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
-from dialin.streams.supervise import WorkerProcess, metric
-from dialin.streams.tally import read_tally
+from dialin.streams.tools.supervise import WorkerProcess, metric
+from dialin.streams.tools.tally import read_tally
 
 from _doc import markers, write_section
 from throughput import events, load_texts

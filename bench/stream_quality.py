@@ -6,7 +6,7 @@ Usage: OMP_NUM_THREADS=1 python bench/stream_quality.py [--sets test dense emerg
 Every other quality figure in this project is batch (``dialin evaluate`` / ``discover`` on a
 whole file). This script measures the service itself, as its users meet it: the project's
 embedded broker and one ``dialin serve`` worker with the shipped defaults, a labelled set
-replayed at a fixed rate (``dialin.streams.replay``), then the *final* assignment of every
+replayed at a fixed rate (``dialin.streams.tools.replay``), then the *final* assignment of every
 utterance read back from ``intent-assignments`` (the latest record per utterance_id, with
 merges followed through ``merged_into`` on ``intent-updates``). Beside each stream row stands
 the batch figure of the same rows: ``dialin discover`` run on a CSV of them.
@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 
 from dialin.models import ari, nmi
-from dialin.streams.broker import EmbeddedBroker, free_port
-from dialin.streams.replay import replay
+from dialin.streams.tools.broker import EmbeddedBroker, free_port
+from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
-from dialin.streams.supervise import WorkerProcess
-from dialin.streams.tally import read_tally
-from dialin.streams.watch import read_topic
+from dialin.streams.tools.supervise import WorkerProcess
+from dialin.streams.tools.tally import read_tally
+from dialin.streams.tools.watch import read_topic
 
 from _data import banking77
 from _doc import markers, write_section

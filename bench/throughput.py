@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dialin.streams.broker import EmbeddedBroker, free_port
-from dialin.streams.replay import replay
+from dialin.streams.tools.broker import EmbeddedBroker, free_port
+from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
-from dialin.streams.supervise import WorkerProcess, metric
-from dialin.streams.watch import read_topic
+from dialin.streams.tools.supervise import WorkerProcess, metric
+from dialin.streams.tools.watch import read_topic
 
 from _doc import markers, write_section
 

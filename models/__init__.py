@@ -7,15 +7,15 @@ from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
 from ._open_set import OpenSetMatcher, Reconciliation, new_intent_id, reconcile
 from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
 from ._io import InputError, Table, load_table
-from ._ledger import JudgeLedger
-from ._oracle import OracleJudge, SampledOracleJudge
-from ._budget import BudgetITLClustering
-from ._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
-from ._clusterers import CLUSTERERS, cluster
+from .cluster._ledger import JudgeLedger
+from .judges._oracle import OracleJudge, SampledOracleJudge
+from .cluster._budget import BudgetITLClustering
+from .text._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
+from .cluster._clusterers import CLUSTERERS, cluster
 from ._metrics import ari, clustering_scores, goodness, nmi, semantic_diversity
-from ._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, HeuristicJudge, KeywordNamer, action_of
-from ._sampling import SAMPLING_METHODS, make_union_view, make_view, sample_members
-from ._accounting import LLMStats
+from .judges._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, HeuristicJudge, KeywordNamer, action_of
+from .cluster._sampling import SAMPLING_METHODS, make_union_view, make_view, sample_members
+from .llm._accounting import LLMStats
 from ._annotations import (
     Annotation,
     AnnotationError,
@@ -23,17 +23,17 @@ from ._annotations import (
     export_annotations,
     load_annotations,
 )
-from ._openai import LLMWarning, OpenAIJudge, OpenAINamer
-from ._breaker import CircuitBreaker, LLMUnavailableError
-from ._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
-from ._pruning import HeuristicPruner, LLMPruner
-from ._pii import Redactor
-from ._vllm import VLLMJudge, VLLMNamer
-from ._voting import CrowdJudge, RepeatedJudge
-from ._intents import UNASSIGNED, NothingCertifiedWarning, build_intents
-from ._merge import merge_by_label
-from ._paper import LLMITLClustering, PruningWarning
-from ._roles import RoleAwareClustering, infer_roles
+from .llm._openai import LLMWarning, OpenAIJudge, OpenAINamer
+from .llm._breaker import CircuitBreaker, LLMUnavailableError
+from .llm._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
+from .judges._pruning import HeuristicPruner, LLMPruner
+from .text._pii import Redactor
+from .llm._vllm import VLLMJudge, VLLMNamer
+from .judges._voting import CrowdJudge, RepeatedJudge
+from .cluster._intents import UNASSIGNED, NothingCertifiedWarning, build_intents
+from .cluster._merge import merge_by_label
+from .cluster._paper import LLMITLClustering, PruningWarning
+from .cluster._roles import RoleAwareClustering, infer_roles
 
 __all__ = [
     "LLMITLClustering",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._base import ClusterView, Intent
-from ._prompts import (
+from .llm._prompts import (
     judge_messages,
     load_prompt,
     name_messages,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ._annotations import Annotation, AnnotationError, load_annotations
-from ._prompts import prompt_version
+from .llm._prompts import prompt_version
 
 INSTALL_HINT = "fine-tuning needs peft and transformers: pip install 'dialin[finetune]'"
 #: Attention projections of Qwen2/Llama-style models, the paper's LoRA targets.

@@ -171,7 +171,7 @@ def build_redactor(settings: Settings) -> Any:
 def _shared_redactor(entities: tuple[str, ...]) -> Any:
     from dialin.models import Redactor
 
-    from . import metrics
+    from .service import metrics
 
     def count(entity: str, n: int) -> None:
         metrics.PII_REDACTIONS.labels(entity).inc(n)

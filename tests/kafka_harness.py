@@ -19,10 +19,10 @@ from typing import TypeVar
 
 import pytest
 
-from dialin.streams.broker import EmbeddedBroker, free_port
+from dialin.streams.tools.broker import EmbeddedBroker, free_port
 from dialin.streams.settings import Settings
-from dialin.streams.supervise import WorkerProcess
-from dialin.streams.watch import Record, read_topic
+from dialin.streams.tools.supervise import WorkerProcess
+from dialin.streams.tools.watch import Record, read_topic
 
 __all__ = ["WorkerFactory", "broker", "kafka_settings", "read_topic", "records_of", "settings_env",
            "wait_for", "workers"]

@@ -15,9 +15,9 @@ from kafka import KafkaProducer
 from kafka_harness import records_of, settings_env, wait_for
 from typer.testing import CliRunner
 
-from dialin.streams.broker import answers_metadata, free_port
+from dialin.streams.tools.broker import answers_metadata, free_port
 from dialin.streams.cli import app
-from dialin.streams.demo import SUMMARY_KEYS
+from dialin.streams.tools.demo import SUMMARY_KEYS
 from dialin.streams.settings import get_settings
 
 runner = CliRunner()
@@ -239,7 +239,7 @@ def test_demo_json_prints_exactly_one_consistent_summary(tmp_path):
 
 
 def test_demo_counts_a_run_that_certified_nothing_as_a_run():
-    from dialin.streams.demo import _runs
+    from dialin.streams.tools.demo import _runs
 
     def runs(**by_result: float) -> dict:
         return {("dialin_discovery_runs_total", frozenset({("result", r)})): v

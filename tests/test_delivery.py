@@ -22,10 +22,10 @@ import pytest
 from kafka_harness import records_of, wait_for
 from test_e2e_service import accounted, assert_each_once, banking_events
 
-from dialin.streams.ingest import EXIT_UNACKED
-from dialin.streams.replay import replay
-from dialin.streams.supervise import metric
-from dialin.streams.tally import read_tally
+from dialin.streams.service.ingest import EXIT_UNACKED
+from dialin.streams.tools.replay import replay
+from dialin.streams.tools.supervise import metric
+from dialin.streams.tools.tally import read_tally
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +179,7 @@ def test_two_workers_sigkill_one_mid_stream_rebalance_loses_and_duplicates_nothi
 FAULTS = '''
 import os
 
-from dialin.streams.ingest import Ingestor
+from dialin.streams.service.ingest import Ingestor
 
 _fail = {int(n) for n in os.environ.get("DIALIN_TEST_FAIL_ROUTE", "").split(",") if n}
 _calls = []

@@ -1,6 +1,6 @@
 """The whole service end to end: real broker, real ``dialin serve`` processes, real topics.
 
-Every check reads the topics (:func:`dialin.streams.tally.read_tally`), which is what
+Every check reads the topics (:func:`dialin.streams.tools.tally.read_tally`), which is what
 downstream consumers see, and every wait is a condition with a deadline.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from kafka_harness import records_of, wait_for
 
-from dialin.streams.replay import replay
-from dialin.streams.supervise import metric
-from dialin.streams.tally import read_tally
+from dialin.streams.tools.replay import replay
+from dialin.streams.tools.supervise import metric
+from dialin.streams.tools.tally import read_tally
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ import pytest
 from kafka_harness import wait_for
 
 from dialin.models import nmi
-from dialin.streams.replay import replay
-from dialin.streams.tally import read_tally
+from dialin.streams.tools.replay import replay
+from dialin.streams.tools.tally import read_tally
 
 pytestmark = pytest.mark.slow
 

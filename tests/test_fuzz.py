@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dialin.models import CatalogIntent, InputError, IntentCatalog, LSAEmbedder, load_table
-from dialin.streams.ingest import Inbound, Ingestor
-from dialin.streams.records import MAX_PAYLOAD_BYTES, Rejection, Utterance, validate_event
+from dialin.streams.service.ingest import Inbound, Ingestor
+from dialin.streams.service.records import MAX_PAYLOAD_BYTES, Rejection, Utterance, validate_event
 from dialin.streams.settings import Settings
 
 # --- payload strategies ---------------------------------------------------------------------

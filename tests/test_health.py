@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from kafka_harness import WorkerFactory, wait_for
 
-from dialin.streams.app import LagProbe
-from dialin.streams.broker import EmbeddedBroker, free_port
-from dialin.streams.health import StallDetector
-from dialin.streams.replay import replay
-from dialin.streams.supervise import metric
+from dialin.streams.service.app import LagProbe
+from dialin.streams.tools.broker import EmbeddedBroker, free_port
+from dialin.streams.service.health import StallDetector
+from dialin.streams.tools.replay import replay
+from dialin.streams.tools.supervise import metric
 
 ROOT = Path(__file__).resolve().parents[1]
 #: An lsa worker starts in seconds; discovery never runs in these tests.
@@ -59,7 +59,7 @@ def test_lag_and_a_stall_are_measured_on_the_real_broker(kafka_settings):
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
-    from dialin.streams.app import ensure_topics
+    from dialin.streams.service.app import ensure_topics
 
     s = kafka_settings.model_copy(update={"topic_partitions": 1})
     asyncio.run(ensure_topics(s))

@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from kafka_harness import WorkerFactory, wait_for
 
-from dialin.streams.broker import EmbeddedBroker, answers_metadata, free_port
-from dialin.streams.children import die_with_parent
+from dialin.streams.tools.broker import EmbeddedBroker, answers_metadata, free_port
+from dialin.streams.tools.children import die_with_parent
 from dialin.streams.settings import Settings
-from dialin.streams.supervise import metric
+from dialin.streams.tools.supervise import metric
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from dialin.streams.cli import main; main()"]
@@ -236,10 +236,10 @@ def test_every_client_gets_the_sasl_mechanism_and_credentials(monkeypatch, tmp_p
     import aiokafka.admin
     import kafka
 
-    from dialin.streams import app as app_module
-    from dialin.streams.buffer import TopicFollower
-    from dialin.streams.replay import make_producer
-    from dialin.streams.watch import make_consumer
+    from dialin.streams.service import app as app_module
+    from dialin.streams.service.buffer import TopicFollower
+    from dialin.streams.tools.replay import make_producer
+    from dialin.streams.tools.watch import make_consumer
 
     ca = _write_pem(tmp_path / "ca.pem", cert=_ca("sasl CA")[1])
     s = Settings(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from dialin.models import ClusterView
-from dialin.streams import metrics
+from dialin.streams.service import metrics
 from dialin.streams.factory import build_judge, build_namer
 from dialin.streams.settings import Settings
 

@@ -3,7 +3,7 @@ Prometheus scrapes a real worker.
 
 Every PromQL expression in ``deploy/grafana/dashboards/dialin.json`` and
 ``deploy/prometheus/rules/`` is parsed with a real PromQL parser (PyPI promql-parser)
-and each metric it selects is checked against ``dialin.streams.metrics.REGISTRY``, with
+and each metric it selects is checked against ``dialin.streams.service.metrics.REGISTRY``, with
 the suffixes prometheus-client adds (``_total``, ``_bucket``, ``_sum``, ``_count``).
 The live test starts the Debian ``prometheus`` binary on a loopback port, scrapes a
 ``dialin serve`` worker on the embedded broker, replays events and reads the ingest
@@ -26,8 +26,8 @@ import pytest
 import yaml
 from kafka_harness import settings_env, wait_for
 
-from dialin.streams.broker import free_port
-from dialin.streams.metrics import REGISTRY
+from dialin.streams.tools.broker import free_port
+from dialin.streams.service.metrics import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "deploy" / "grafana"

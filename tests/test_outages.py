@@ -19,10 +19,10 @@ import yaml
 from kafka_harness import wait_for
 
 from dialin.models import CircuitBreaker, ClusterView, LLMUnavailableError, OpenAIJudge
-from dialin.streams import metrics
-from dialin.streams.buffer import BufferStore
-from dialin.streams.discovery import Discovery
-from dialin.streams.records import BufferEntry
+from dialin.streams.service import metrics
+from dialin.streams.service.buffer import BufferStore
+from dialin.streams.service.discovery import Discovery
+from dialin.streams.service.records import BufferEntry
 from dialin.streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,8 +197,8 @@ def _events(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.slow
 def test_a_stalled_llm_never_stalls_ingestion(workers, kafka_settings, llm_server):
-    from dialin.streams.replay import replay
-    from dialin.streams.supervise import metric
+    from dialin.streams.tools.replay import replay
+    from dialin.streams.tools.supervise import metric
 
     release = threading.Event()
     llm_server.stall_seconds = 0.0

@@ -21,7 +21,7 @@ from stdnum import luhn
 from stdnum.cn import ric
 
 from dialin.models import ClusterView, OpenAIJudge, OpenAINamer, Redactor
-from dialin.models._pii import normalise_digits
+from dialin.models.text._pii import normalise_digits
 
 # (transcript, the PII value as written, the token expected in its place)
 POSITIVES = [
@@ -253,7 +253,7 @@ def test_a_namer_that_lifts_a_number_into_a_label_publishes_its_entity_name():
 
 
 def test_discovery_publishes_redacted_examples_and_counts_them():
-    from dialin.streams import metrics
+    from dialin.streams.service import metrics
 
     before = metrics.PII_REDACTIONS.labels("PHONE")._value.get()
     examples = _published_examples()

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from openai_server import utterance_groups
 
 from dialin.models import ClusterView, OpenAIJudge, OpenAINamer, load_prompt
-from dialin.models._prompts import MAX_UTTERANCE_CHARS, parse_label, parse_verdict, utterance_block
+from dialin.models.llm._prompts import MAX_UTTERANCE_CHARS, parse_label, parse_verdict, utterance_block
 
 CORPUS = [json.loads(line) for line in
           (Path(__file__).parent / "data" / "injection.jsonl").read_text("utf-8").splitlines()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from openai_server import utterance_groups
 
 from dialin.models import PROMPT_VERSION, ClusterView, OpenAIJudge, load_prompt, prompt_version
-from dialin.models._prompts import (
+from dialin.models.llm._prompts import (
     PROMPT_DIR,
     PromptError,
     detect_language,
@@ -148,7 +148,7 @@ def test_p_good_reads_the_first_verdict_token_even_inside_json():
 
 
 def test_the_json_schema_for_each_task_is_valid_json():
-    from dialin.models._prompts import json_schema_format
+    from dialin.models.llm._prompts import json_schema_format
 
     for task in ("judge", "name", "prune"):
         assert json.loads(json.dumps(json_schema_format(task)))["type"] == "json_schema"
@@ -206,7 +206,7 @@ def test_the_vllm_judge_uses_the_same_prompts_retries_and_reads_p_good(monkeypat
     fake = _FakeVLLM(["Good", "nonsense", "Bad", "inquire-card", "no label here", "x"])
     monkeypatch.setitem(sys.modules, "vllm", fake.module)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", fake.sampling)
-    monkeypatch.setattr("dialin.models._vllm._ENGINES", {})
+    monkeypatch.setattr("dialin.models.llm._vllm._ENGINES", {})
     judge = VLLMJudge("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1, llm_kwargs={"max_model_len": 4096})
     views = [ClusterView(members=(0, 1), texts=("card", "cards")),
              ClusterView(members=(0, 1), texts=("fee", "pin"))]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialin.streams.records import (
+from dialin.streams.service.records import (
     MAX_TEXT_CHARS,
     BufferEntry,
     DeadLetter,

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from dialin.streams.report import MAP_COLOURS, render_report
+from dialin.streams.tools.report import MAP_COLOURS, render_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

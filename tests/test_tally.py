@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from dialin.streams.tally import CATALOG_LAG_MS, Step, audit, read_tally
+from dialin.streams.tools.tally import CATALOG_LAG_MS, Step, audit, read_tally
 
 T0 = 1_000_000  # ms
 

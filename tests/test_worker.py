@@ -19,11 +19,11 @@ from openai_server import task_of
 
 from dialin.models import CatalogIntent, Embedder, Intent, IntentCatalog, Verdict
 from dialin.models import LSAEmbedder
-from dialin.streams import metrics
-from dialin.streams.buffer import BufferStore
-from dialin.streams.discovery import Discovery, DiscoveryFailedWarning
-from dialin.streams.kafka_config import KafkaConfigError, security_kwargs
-from dialin.streams.records import BufferEntry, MemoryEntry
+from dialin.streams.service import metrics
+from dialin.streams.service.buffer import BufferStore
+from dialin.streams.service.discovery import Discovery, DiscoveryFailedWarning
+from dialin.streams.service.kafka_config import KafkaConfigError, security_kwargs
+from dialin.streams.service.records import BufferEntry, MemoryEntry
 from dialin.streams.settings import Settings
 
 
@@ -54,7 +54,7 @@ def lsa(english_sample) -> LSAEmbedder:
 # --- ingest agent ----------------------------------------------------------------------
 
 def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_path):
-    from dialin.streams.worker import create_app
+    from dialin.streams.service.worker import create_app
 
     settings = Settings(data_dir=str(tmp_path), batch_size=4, batch_seconds=0.05,
                         app_id="t-ingest", match_threshold=0.9)
@@ -108,7 +108,7 @@ class BrokenEmbedder(Embedder):
 
 
 def test_a_batch_that_cannot_be_embedded_is_dead_lettered_not_lost():
-    from dialin.streams.ingest import Inbound, Ingestor
+    from dialin.streams.service.ingest import Inbound, Ingestor
 
     settings = Settings()
     publisher = RecordingPublisher()
@@ -140,7 +140,7 @@ def test_a_failure_after_embedding_is_retried_then_dead_lettered(lsa, monkeypatc
     """faust acks a batch even when the body raises: a failure in routing or publishing is
     retried once (keyed outputs overwrite), then every valid event is dead-lettered with its
     raw payload and source position, never acked with nothing produced."""
-    from dialin.streams.ingest import Inbound, Ingestor
+    from dialin.streams.service.ingest import Inbound, Ingestor
 
     s = Settings(match_threshold=0.9)
     raws = [json.dumps({"call_id": f"c{i}", "text": f"words number {i}"}).encode() for i in range(3)]
@@ -438,7 +438,7 @@ def test_keyed_output_topics_are_created_compacted(kafka_settings, monkeypatch):
     CreateTopics request the worker sends to the real broker."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from dialin.streams.app import ensure_topics
+    from dialin.streams.service.app import ensure_topics
 
     s = kafka_settings
     sent = {}
@@ -456,7 +456,7 @@ def test_keyed_output_topics_are_created_compacted(kafka_settings, monkeypatch):
                     s.topic_dlq: (1, {}), s.topic_updates: (1, compact),
                     s.topic_buffer: (s.topic_partitions, compact), s.topic_catalog: (1, compact),
                     s.topic_memory: (s.topic_partitions, compact)}
-    from dialin.streams.watch import make_consumer
+    from dialin.streams.tools.watch import make_consumer
 
     consumer = make_consumer(s)
     try:
@@ -590,8 +590,8 @@ def test_a_judge_that_answers_bad_to_everything_publishes_nothing(workers, kafka
     """The real test LLM answers Bad to every judge question: no intent, the buffer kept."""
     import csv
 
-    from dialin.streams.replay import replay
-    from dialin.streams.supervise import metric
+    from dialin.streams.tools.replay import replay
+    from dialin.streams.tools.supervise import metric
 
     s = kafka_settings
     llm_server.answer = lambda body: "Bad" if task_of(body) == "judge" else "inquire-test"

@@ -3,7 +3,7 @@
 Why code and not hand-edited JSON: panels, units and queries are reviewed as code, and
 ``tests/test_observability.py`` regenerates the JSON and compares it with the committed
 ``dashboards/dialin.json`` (which Grafana provisions), so the two cannot drift; the same
-test parses every query and checks each metric against ``dialin.streams.metrics``.
+test parses every query and checks each metric against ``dialin.streams.service.metrics``.
 
 Regenerate after a change::
 

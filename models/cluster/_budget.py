@@ -1,0 +1,443 @@
+"""Budgeted LLM-in-the-loop clustering: the engine's default strategy.
+
+The paper's Algorithm 1 judges every cluster at every candidate count: about 1.1 judge
+calls per utterance on BANKING77, and it over-splits. This strategy spends a fixed
+budget of judge calls (``budget`` calls per utterance, or an absolute ``max_calls``)
+where a verdict changes the result most:
+
+1. **coarse** - k-means into clusters of about ``coarse_size`` utterances, each judged
+   once; Good ones become *anchors* (intents in the making).
+2. **growth** - the rest is cut into small Ward micro-clusters; repeatedly the unvisited
+   micro-cluster nearest to an anchor is offered to it ("is the union Good?"), else
+   asked alone ("is it Good?", a new anchor), else left for the classifier.
+3. **merge** - judge-constrained agglomerative merging of the anchors, most connected
+   pair first (edges of a k-nearest-neighbour graph of the utterances, normalised by
+   size). Good merges; Bad is a cannot-link inherited by later unions; a merge of two
+   comparable groups is confirmed by a second call. It stops when merges stop being
+   accepted; then near pairs with a single Bad are asked once more (a judge that errs
+   leaves false cannot-links behind).
+4. **leftovers** - groups under ``min_group_size`` are dissolved and a logistic
+   regression trained on the groups labels every utterance not in one, so every
+   utterance ends in an intent the judge certified (nearest centroid and k-NN measured
+   the same). When the judge certified no group at all, nothing is an intent: every
+   label is -1 (``UNASSIGNED``), ``intents_`` is empty and a
+   :class:`~._intents.NothingCertifiedWarning` says so.
+
+Libraries: FAISS (k-means, nearest neighbours), scikit-learn (Ward, logistic
+regression). Every question goes through a :class:`~._ledger.JudgeLedger`, so repeated
+questions are free and ``calls_by_phase_`` reports what each phase spent.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import warnings
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils import check_random_state
+
+from .._base import ClusterView, Judge, Namer, Verdict
+from ._clusterers import cluster
+from ._intents import NothingCertifiedWarning, build_intents, placeholder_texts
+from ._ledger import JudgeLedger
+from ._sampling import make_union_view, make_view
+from .._threads import single_threaded
+from .._vectors import check_embeddings, unit
+
+
+class BudgetITLClustering(ClusterMixin, BaseEstimator):
+    """LLM-in-the-loop intent clustering on a judge-call budget (scikit-learn style).
+
+    Parameters
+    ----------
+    judge : Judge
+        The coherence judge (the paper's LLM_eval).
+    namer : Namer or None
+        Names the final clusters "Action-Objective"; None leaves ``cluster-<id>``.
+    budget : float or None
+        Judge calls per utterance for the whole fit (0.3 reaches paper-level quality);
+        None uses the judge's ``default_budget`` (0.3 for LLM judges).
+    max_calls : int or None
+        Absolute cap on judge calls; the smaller of the two caps wins.
+    coarse_size, micro_size : float or None
+        Mean cluster size of the coarse k-means pass and of the Ward micro-clusters;
+        ``micro_size=None`` derives it from the budget (about 1 / (0.55 * budget)).
+    growth_share : float
+        Share of the budget that coarse + growth may spend before merging.
+    min_group_size : int
+        Groups smaller than this are dissolved and relabelled by the classifier.
+    n_neighbors : int
+        Neighbours per utterance in the graph that ranks merge candidates.
+    sample_size, union_side : int
+        How many texts an LLM judge is shown for one cluster, and per side of a union.
+    confirm : bool or None
+        Ask every Good verdict a second time before acting on it (noise robustness);
+        None turns it on for rich budgets (``budget >= 0.75``).
+    random_state : int, RandomState or None
+    """
+
+    def __init__(self, judge: Judge, namer: Namer | None = None, budget: float | None = None,
+                 max_calls: int | None = None, coarse_size: float = 15.0,
+                 micro_size: float | None = None, growth_share: float = 0.85,
+                 min_group_size: int = 8, n_neighbors: int = 10, confirm_share: float = 0.15,
+                 stop_window: int = 80, stop_rate: float = 0.05, sample_size: int = 20,
+                 union_side: int = 10, confirm: bool | None = None,
+                 random_state=None) -> None:
+        self.judge = judge
+        self.namer = namer
+        self.budget = budget
+        self.max_calls = max_calls
+        self.coarse_size = coarse_size
+        self.micro_size = micro_size
+        self.growth_share = growth_share
+        self.min_group_size = min_group_size
+        self.n_neighbors = n_neighbors
+        self.confirm_share = confirm_share
+        self.stop_window = stop_window
+        self.stop_rate = stop_rate
+        self.sample_size = sample_size
+        self.union_side = union_side
+        self.confirm = confirm
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    @single_threaded
+    def fit(self, X: np.ndarray, texts: Sequence[str] | None = None, y=None) -> "BudgetITLClustering":
+        given = list(texts) if texts is not None else None
+        X = check_embeddings(X, given, min_rows=2)
+        n = X.shape[0]
+        texts = given if given is not None else placeholder_texts(n)
+        budget = self.budget if self.budget is not None else self.judge.default_budget
+        if not budget > 0:
+            raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
+        self.budget_ = float(budget)
+        started = time.perf_counter()
+        self._rng = check_random_state(self.random_state)
+        self._X, self._texts = X, texts
+        cap = int(self.budget_ * n)
+        if self.max_calls is not None:
+            cap = min(cap, int(self.max_calls))
+        self._cap = max(cap, 1)
+        self._gen = np.random.default_rng(self._rng.randint(2**31 - 1))
+        self._ledger = JudgeLedger(self.judge)
+        self._verdicts: dict[int, Verdict] = {}
+        self._confirm = self.budget_ >= 0.75 if self.confirm is None else bool(self.confirm)
+        self.judge.prepare(X, texts)
+        self.log_: list[dict] = []
+
+        groups = self._coarse(n)
+        groups = self._grow(groups, n)
+        groups = self._merge(groups)
+        labels = self._assign_leftovers(groups, n)
+
+        self.labels_ = labels
+        self.n_judge_calls_ = self._ledger.n_calls
+        self.calls_by_phase_ = dict(self._ledger.calls_by_phase)
+        self.ledger_summary_ = self._ledger.summary()
+        self.intents_ = build_intents(labels, given, X, namer=self.namer, rng=self._gen,
+                                      verdicts=self._group_verdicts)
+        self.seconds_ = time.perf_counter() - started
+        del self._X, self._texts, self._ledger, self._verdicts, self._group_verdicts
+        return self
+
+    def fit_predict(self, X, texts=None, y=None) -> np.ndarray:
+        return self.fit(X, texts).labels_
+
+    # --------------------------------------------------------------- phases
+    def _left(self) -> int:
+        return self._cap - self._ledger.n_calls
+
+    def _coarse(self, n: int) -> list[np.ndarray]:
+        k = int(round(n / self.coarse_size))
+        k = max(1, min(k, n, int(0.5 * self._cap)))
+        labels = _kmeans(self._X, k, self._rng)
+        clusters = [np.flatnonzero(labels == c) for c in range(k)]
+        clusters = [c for c in clusters if len(c)]
+        verdicts = self._ledger.ask([self._view(c) for c in clusters], "coarse")
+        anchors = [c for c, v in zip(clusters, verdicts) if v.is_good]
+        for c, v in zip(clusters, verdicts):
+            self._note(c, v)
+        self.log_.append({"phase": "coarse", "n_cluster": len(clusters), "good": len(anchors),
+                          "bad": len(clusters) - len(anchors), "calls": self._ledger.n_calls})
+        return anchors
+
+    def _grow(self, anchors: list[np.ndarray], n: int) -> list[np.ndarray]:
+        in_anchor = np.zeros(n, bool)
+        for a in anchors:
+            in_anchor[a] = True
+        rest = np.flatnonzero(~in_anchor)
+        size = self.micro_size or float(np.clip(1.0 / (0.55 * self.budget_), 3, 10))
+        micros = _ward_groups(self._X, rest, size)
+        growth_cap = int(self.growth_share * self._cap)
+        X = self._X
+        a_sum = [X[a].sum(0) for a in anchors]
+        a_cent = np.array([unit(s) for s in a_sum]) if anchors else np.zeros((0, X.shape[1]), np.float32)
+        m_cent = np.array([unit(X[m].sum(0)) for m in micros]) if micros else np.zeros((0, X.shape[1]))
+        # best[i] = (similarity, anchor) of micro i's nearest anchor, kept up to date lazily
+        sims = m_cent @ a_cent.T if len(anchors) else np.full((len(micros), 0), -1.0)
+        best_sim = sims.max(1) if sims.shape[1] else np.full(len(micros), -1.0)
+        best_a = sims.argmax(1) if sims.shape[1] else np.full(len(micros), -1)
+        unvisited = np.ones(len(micros), bool)
+        joined = new = dropped = 0
+        while unvisited.any() and self._ledger.n_calls < growth_cap:
+            i = int(np.flatnonzero(unvisited)[np.argmax(best_sim[unvisited])])
+            unvisited[i] = False
+            micro = micros[i]
+            a = int(best_a[i])
+            if a >= 0:
+                verdict = self._confirmed(lambda r: self._union_view(anchors[a], micro, r), "growth")
+                if verdict.is_good:
+                    anchors[a] = np.concatenate([anchors[a], micro])
+                    self._note(anchors[a], verdict)
+                    a_sum[a] = a_sum[a] + X[micro].sum(0)
+                    col = m_cent @ unit(a_sum[a])
+                    # the anchor moved: refresh the micros that pointed at it or now prefer it
+                    stale = (best_a == a) | (col > best_sim)
+                    best_sim[stale] = col[stale]
+                    best_a[stale] = a
+                    joined += 1
+                    continue
+            if self._ledger.n_calls >= growth_cap:
+                break
+            verdict = self._confirmed(lambda r: self._view(micro, r), "growth")
+            if verdict.is_good:
+                anchors.append(micro)
+                self._note(micro, verdict)
+                a_sum.append(X[micro].sum(0))
+                col = m_cent @ unit(a_sum[-1])
+                better = col > best_sim
+                best_sim[better] = col[better]
+                best_a[better] = len(anchors) - 1
+                new += 1
+            else:
+                dropped += 1
+        self.log_.append({"phase": "growth", "micro_clusters": len(micros), "micro_size": size,
+                          "joined": joined, "new_anchors": new, "rejected": dropped,
+                          "unvisited": int(unvisited.sum()), "groups": len(anchors),
+                          "calls": self._ledger.n_calls})
+        return anchors
+
+    def _merge(self, groups: list[np.ndarray]) -> list[np.ndarray]:
+        n_groups = len(groups)
+        if n_groups < 2 or self._left() <= 0:
+            return groups
+        owner = np.full(self._X.shape[0], -1)
+        for g, members in enumerate(groups):
+            owner[members] = g
+        state = _Groups(groups, self._X, _group_edges(self._X, owner, self.n_neighbors))
+        stats = {"asked": 0, "accepted": 0}
+        # Most kNN-connected pairs first; then pairs of near centroids, for parts of one
+        # intent that share no neighbour edge (measured on the 10k BANKING77 train split,
+        # 77 intents: 127 -> 117 groups; on the 3k test split the budget is spent first).
+        self._merge_pass(state, state.link_score, state.linked_pairs, stats)
+        self._merge_pass(state, state.centroid_score, state.near_pairs, stats)
+        # One Bad verdict is a cannot-link, but a judge that errs 4% of the time leaves
+        # dozens of false ones on a large input: near pairs with a single Bad are asked
+        # once more, on a fresh sample (the paper's repeated evaluation). Measured on the
+        # 10k BANKING77 train split, oracle 0.96, budget 0.3, seeds 0/1: 117/113 -> 94/97
+        # groups, NMI 0.862 -> 0.874/0.871. A deterministic judge would answer the same.
+        if not self.judge.deterministic:
+            state.allowed_bad = 2
+            self._merge_pass(state, state.centroid_score, state.near_pairs, stats)
+        self.log_.append({"phase": "merge", "groups_before": n_groups, "groups": len(state.members),
+                          **stats, "calls": self._ledger.n_calls})
+        return list(state.members.values())
+
+    def _merge_pass(self, state: "_Groups", score, pairs_of, stats: dict) -> None:
+        """Ask about the best-scoring open pair until merges stop being accepted."""
+        heap = [(-score(a, b), a, b) for a, b in pairs_of(None)]
+        heapq.heapify(heap)
+        recent: deque[bool] = deque(maxlen=self.stop_window)
+        while heap and self._left() > 0:
+            neg, a, b = heapq.heappop(heap)
+            if not state.open(a, b) or -neg != score(a, b):
+                continue  # merged away, forbidden, or a stale entry
+            ma, mb = state.members[a], state.members[b]
+            rep = 2 * state.bad(a, b)  # a fresh question when the pair is asked again
+            verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=rep), "merge")
+            small = min(len(ma), len(mb))
+            if verdict.is_good and (self._confirm or small >= self.confirm_share * (len(ma) + len(mb))) \
+                    and self._left() > 0:
+                verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=rep + 1), "merge")
+            stats["asked"] += 1
+            recent.append(verdict.is_good)
+            if verdict.is_good:
+                stats["accepted"] += 1
+                g = state.join(a, b)
+                self._note(state.members[g], verdict)
+                for pair in pairs_of(g):
+                    heapq.heappush(heap, (-score(*pair), *pair))
+            else:
+                state.forbid(a, b)
+            if len(recent) == self.stop_window and sum(recent) < self.stop_rate * self.stop_window:
+                break
+
+    def _assign_leftovers(self, groups: list[np.ndarray], n: int) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        kept = [g for g in groups if len(g) >= self.min_group_size]
+        kept.sort(key=len, reverse=True)
+        labels = np.full(n, -1, dtype=np.int64)
+        for c, members in enumerate(kept):
+            labels[members] = c
+        self._group_verdicts = {c: self._verdicts[int(g.min())] for c, g in enumerate(kept)
+                                if int(g.min()) in self._verdicts}
+        rest = np.flatnonzero(labels < 0)
+        if len(kept) == 0:
+            # No Good verdict covers any utterance: one cluster of everything would be an
+            # "intent" nobody certified, so every row stays unassigned.
+            warnings.warn(f"the judge certified no cluster: all {n} utterances are left "
+                          "unassigned (label -1)", NothingCertifiedWarning, stacklevel=3)
+        elif len(kept) == 1:
+            labels[rest] = 0
+        elif len(rest):
+            # float64: scikit-learn's lbfgs path is several times slower on float32 here.
+            train = labels >= 0
+            clf = LogisticRegression(C=10.0, max_iter=300)
+            clf.fit(self._X[train].astype(np.float64), labels[train])
+            labels[rest] = clf.predict(self._X[rest].astype(np.float64))
+        self.log_.append({"phase": "leftovers", "groups_kept": len(kept),
+                          "groups_dissolved": len(groups) - len(kept),
+                          "reassigned": int(len(rest)), "calls": self._ledger.n_calls})
+        return labels
+
+    def _confirmed(self, make_view, phase: str) -> Verdict:
+        """Ask once; with ``confirm`` on, a Good answer must survive a second asking."""
+        verdict = self._ledger.ask_one(make_view(0), phase)
+        if verdict.is_good and self._confirm and self._left() > 0:
+            verdict = self._ledger.ask_one(make_view(1), phase)
+        return verdict
+
+    def _note(self, members: np.ndarray, verdict: Verdict) -> None:
+        """Remember the verdict that last admitted a group (keyed by its smallest row)."""
+        self._verdicts[int(members.min())] = verdict
+
+    # ---------------------------------------------------------------- views
+    def _view(self, members: np.ndarray, repetition: int = 0) -> ClusterView:
+        return make_view(members, self._texts, self._X, size=self.sample_size,
+                         method="nearest", rng=self._gen, repetition=repetition)
+
+    def _union_view(self, a: np.ndarray, b: np.ndarray, repetition: int = 0) -> ClusterView:
+        return make_union_view(a, b, self._texts, self._X, per_side=self.union_side,
+                               method="nearest", rng=self._gen, repetition=repetition)
+
+
+class _Groups:
+    """The merge phase's state: disjoint groups, their kNN links and cannot-links.
+
+    A Bad verdict on a union counts against that pair, and the count is inherited by any
+    group either side later joins (a cannot-link, as in constrained agglomerative
+    clustering); a pair is open while its count is under :attr:`allowed_bad`.
+    """
+
+    def __init__(self, groups: list[np.ndarray], X: np.ndarray, edges: dict, n_near: int = 3) -> None:
+        self.X = X
+        self.n_near = n_near
+        self.members = dict(enumerate(groups))
+        self.sums = {g: X[m].sum(0) for g, m in self.members.items()}
+        self.links: dict[int, dict[int, int]] = {g: {} for g in self.members}
+        for (a, b), w in edges.items():
+            self.links[a][b] = self.links[a].get(b, 0) + w
+            self.links[b][a] = self.links[b].get(a, 0) + w
+        self.cannot: dict[int, dict[int, int]] = {g: {} for g in self.members}  # Bad counts
+        self.allowed_bad = 1
+        self.next_id = len(groups)
+
+    def bad(self, a: int, b: int) -> int:
+        return self.cannot[a].get(b, 0)
+
+    def open(self, a: int, b: int) -> bool:
+        return a in self.members and b in self.members and self.bad(a, b) < self.allowed_bad
+
+    def link_score(self, a: int, b: int) -> float:
+        return self.links[a].get(b, 0) / np.sqrt(len(self.members[a]) * len(self.members[b]))
+
+    def centroid_score(self, a: int, b: int) -> float:
+        return float(unit(self.sums[a]) @ unit(self.sums[b]))
+
+    def linked_pairs(self, g: int | None) -> list[tuple[int, int]]:
+        """Pairs with a neighbour edge: all of them, or those of group ``g``."""
+        if g is None:
+            return [(a, b) for a in self.links for b in self.links[a] if a < b]
+        return [(min(g, o), max(g, o)) for o in self.links[g]]
+
+    def near_pairs(self, g: int | None) -> list[tuple[int, int]]:
+        """Each group (or ``g``) with its ``n_near`` nearest open groups by centroid."""
+        ids = np.array(list(self.members))
+        C = np.array([unit(self.sums[i]) for i in ids])
+        rows = ids if g is None else np.array([g])
+        pairs = set()
+        for r in rows:
+            sims = C @ unit(self.sums[int(r)])
+            taken = 0
+            for o in ids[np.argsort(-sims)]:
+                if taken == self.n_near:
+                    break
+                if o != r and self.open(int(r), int(o)):
+                    pairs.add((min(int(r), int(o)), max(int(r), int(o))))
+                    taken += 1
+        return sorted(pairs)
+
+    def join(self, a: int, b: int) -> int:
+        g = self.next_id
+        self.next_id += 1
+        self.members[g] = np.concatenate([self.members.pop(a), self.members.pop(b)])
+        self.sums[g] = self.sums.pop(a) + self.sums.pop(b)
+        ca, cb = self.cannot.pop(a), self.cannot.pop(b)
+        self.cannot[g] = {o: max(ca.get(o, 0), cb.get(o, 0)) for o in set(ca) | set(cb) if o not in (a, b)}
+        for other, count in self.cannot[g].items():
+            self.cannot[other].pop(a, None)
+            self.cannot[other].pop(b, None)
+            self.cannot[other][g] = count
+        la, lb = self.links.pop(a), self.links.pop(b)
+        self.links[g] = {}
+        for other in (set(la) | set(lb)) - {a, b}:
+            if other in self.members:
+                w = la.get(other, 0) + lb.get(other, 0)
+                self.links[g][other] = w
+                self.links[other].pop(a, None)
+                self.links[other].pop(b, None)
+                self.links[other][g] = w
+        return g
+
+    def forbid(self, a: int, b: int) -> None:
+        self.cannot[a][b] = self.cannot[b][a] = self.bad(a, b) + 1
+
+
+# -------------------------------------------------------------------- helpers
+def _kmeans(X: np.ndarray, k: int, rng) -> np.ndarray:
+    return cluster(X, k, method="kmeans", random_state=int(rng.randint(2**31 - 1)))
+
+
+def _ward_groups(X: np.ndarray, rows: np.ndarray, size: float) -> list[np.ndarray]:
+    """Ward micro-clusters of ``rows`` with mean size ``size`` (Ward beat k-means here)."""
+    if len(rows) == 0:
+        return []
+    k = max(1, min(len(rows), int(round(len(rows) / size))))
+    if k == 1 or len(rows) < 3:
+        return [rows]
+    labels = cluster(X[rows], k, method="agglomerative")
+    return [rows[labels == c] for c in range(labels.max() + 1) if (labels == c).any()]
+
+
+def _group_edges(X: np.ndarray, owner: np.ndarray, k: int) -> dict[tuple[int, int], int]:
+    """Count k-nearest-neighbour edges between groups (rows with owner -1 are skipped)."""
+    import faiss
+
+    rows = np.flatnonzero(owner >= 0)
+    if len(rows) < 2:
+        return {}
+    k = min(k + 1, len(rows))
+    index = faiss.IndexFlatIP(X.shape[1])
+    index.add(X[rows])
+    _, nn = index.search(X[rows], k)
+    src = np.repeat(owner[rows], k - 1)
+    dst = owner[rows][nn[:, 1:]].ravel()
+    keep = (src != dst) & (nn[:, 1:].ravel() >= 0)
+    pairs = np.stack([np.minimum(src, dst), np.maximum(src, dst)], 1)[keep]
+    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+    return {(int(a), int(b)): int(c) for (a, b), c in zip(uniq, counts)}

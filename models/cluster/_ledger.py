@@ -1,0 +1,59 @@
+"""Verdict cache and call accounting around any judge.
+
+Every strategy asks its judge through a :class:`JudgeLedger`, so the same question
+(as the judge's ``cache_key`` defines it) is never paid for twice within a run, and
+calls are counted by phase for the fitted results, the CLI and Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from .._base import ClusterView, Judge, Verdict
+
+
+class JudgeLedger:
+    """Cache verdicts by question and count what was spent, by phase."""
+
+    def __init__(self, judge: Judge, cache: dict | None = None) -> None:
+        self.judge_ = judge
+        # A shared dict may be passed in so several fits (e.g. per role) share answers.
+        self.cache: dict = {} if cache is None else cache
+        self.calls_by_phase: Counter[str] = Counter()
+        self.cache_hits = 0
+        self.invalid = 0
+
+    @property
+    def n_calls(self) -> int:
+        return sum(self.calls_by_phase.values())
+
+    def ask(self, views: Sequence[ClusterView], phase: str) -> list[Verdict]:
+        """Judge ``views``; cached questions cost nothing, the rest go in one batch."""
+        keys = [self.judge_.cache_key(v) for v in views]
+        todo: dict = {}
+        for key, view in zip(keys, views):
+            if key in self.cache:
+                self.cache_hits += 1
+            elif key not in todo:
+                todo[key] = view
+        if todo:
+            verdicts = self.judge_.judge(list(todo.values()))
+            for key, verdict in zip(todo, verdicts):
+                self.cache[key] = verdict
+                if verdict.good is None:
+                    self.invalid += 1
+            self.calls_by_phase[phase] += len(todo)
+        return [self.cache[key] for key in keys]
+
+    def ask_one(self, view: ClusterView, phase: str) -> Verdict:
+        return self.ask([view], phase)[0]
+
+    def summary(self) -> dict:
+        """Plain numbers for logs, JSON output and metrics."""
+        return {
+            "judge_calls": self.n_calls,
+            "calls_by_phase": dict(self.calls_by_phase),
+            "cache_hits": self.cache_hits,
+            "invalid_answers": self.invalid,
+        }

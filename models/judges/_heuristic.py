@@ -1,0 +1,422 @@
+"""The offline, label-free judge and namer (``backend`` "heuristic" / "keywords").
+
+:class:`HeuristicJudge` stands in for the paper's LLM_eval from embedding geometry
+alone. Two statistics of a cluster, each turned into a percentile against reference
+clusters that k-means finds in the same data (calibration happens in ``prepare``, so
+the threshold adapts to each data set and embedding space):
+
+* **tightness**: the mean pairwise cosine similarity of the members,
+  ``(|sum x|^2 - n) / (n (n - 1))`` for unit rows. Unlike the mean cosine to the
+  centroid it has no size bias (a small cluster's centroid is not pulled towards each
+  member), so one threshold serves clusters of 5 and of 60. It is ranked against
+  reference clusters of typical size (8-25).
+* **neighbour share**: the share of the members' 10 nearest neighbours (FAISS
+  exact inner-product search over the whole data set) that are members too. It tells a
+  cluster that is a real island from one cut out of a continuum, but grows with size,
+  so it is ranked against size-matched reference clusters (within a factor 1.5).
+
+The cluster is Good when the mean of the two percentiles exceeds ``quantile``. How often
+it agrees with the oracle's truth (one gold label covers >= 90%) on k-means clusters of
+BANKING77 train is measured by ``bench/judge_agreement.py`` (``docs/benchmarks.md``);
+``tests/test_heuristic.py`` checks it beats always answering the majority verdict.
+
+A question about a union (a view with ``split``: "are A and B one intent?") is by
+default judged like any cluster, on the members of both sides. With
+``union_quantile`` set it is judged on the **link ratio** of the two sides instead:
+edges of the 20-nearest-neighbour graph per ordered pair of members, between the
+sides over within them (about 1 for two random halves of one blob whatever their
+sizes, near 0 for separate clusters; a graph form of average linkage), ranked against
+neighbouring sibling clusters of the reference partitions (sizes ~8 and ~15). Measured
+inside ``BudgetITLClustering`` (budget 0.3, MiniLM): on the union questions the engine
+really asks on BANKING77 test, the ratio ranks same-intent pairs above different-intent
+pairs with AUC 0.80-0.84 where the single-cluster score gets 0.54-0.65. NMI on
+BANKING77 test, seeds 0/1/2, off -> ``union_quantile=0.65``: 0.780/0.790/0.792 ->
+0.803/0.806/0.807 (k-means told k=77: 0.783/0.801/0.800; 80-83 clusters instead of
+95-100); BANKING77 train seed 0: 0.788 -> 0.787 (k-means 0.771; 283 clusters instead of
+250). It is off by default because it hurts CrossWOZ val (LSA, per role): NMI 0.673 ->
+0.654 (k-means 0.656); a lower ``union_quantile`` (0.5) keeps CrossWOZ at 0.657 but
+loses BANKING77 test seed 1 (0.788). The right quantile depends on how densely the data
+samples each intent, which a label-free judge cannot see. (Those figures are from
+development on BANKING77 test; the value the factory sets for the budget strategy, with
+the default budget, is chosen on tuning data only by ``bench/quality.py --only tune``.)
+
+:class:`KeywordNamer` stands in for LLM_name: an "action-objective" label where the
+action comes from small trigger lexicons (English regular expressions; Chinese
+trigger words) and the objective from the cluster's most distinctive TF-IDF keywords
+(scikit-learn ``TfidfVectorizer``; Chinese words segmented by ``jieba``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._base import ClusterView, Judge, Namer, Verdict
+from ..cluster._clusterers import cluster, kmeans_labels
+
+_K_NEIGHBOURS = 10  # neighbour share of one cluster
+_K_LINKS = 20  # the graph that weighs the two sides of a union
+_TOP_SIZE = 60  # the coarse reference partition; finer ones split each of its clusters
+_REF_SIZES = (4, 8, 15, 30)
+_PAIR_SIZES = (8, 15)  # reference unions: neighbouring siblings of these partitions
+_MAX_TOP_GROUPS = 120  # bounds calibration time on large inputs
+_TYPICAL = (8, 25)
+
+
+def _knn(X: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's ``k`` nearest other rows, nearest first (exact inner product, FAISS)."""
+    import faiss
+
+    k = min(k, X.shape[0] - 1)
+    index = faiss.IndexFlatIP(X.shape[1])
+    index.add(X)
+    _, idx = index.search(X, k + 1)
+    # Drop the row itself wherever it appears (duplicates may outrank it), else the last.
+    is_self = idx == np.arange(X.shape[0])[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)[:, :k]
+
+
+class HeuristicJudge(Judge):
+    """Good when a cluster is tighter and more self-contained than typical k-means
+    clusters of this data set, and a union when its two sides are as linked as
+    neighbouring pieces of typical clusters; label-free, deterministic, free of charge."""
+
+    backend = "heuristic"
+    # It costs nothing and errs more than an LLM, so it may spend more calls. Chosen with
+    # union_quantile on tuning data only (BANKING77 train subsets, half of CrossWOZ val):
+    # `python bench/quality.py --only tune`, docs/benchmarks.md.
+    default_budget = 0.6
+    deterministic = True
+
+    def __init__(self, quantile: float = 0.5, union_quantile: float | None = None, min_size: int = 2,
+                 random_state: int | None = 0) -> None:
+        self.quantile = quantile
+        self.union_quantile = union_quantile
+        self.min_size = min_size
+        self.random_state = random_state
+
+    # -- calibration ------------------------------------------------------------
+    def prepare(self, X: np.ndarray, texts: Sequence[str] | None = None) -> None:
+        if not 0.0 < self.quantile < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        if self.union_quantile is not None and not 0.0 < self.union_quantile < 1.0:
+            raise ValueError(f"union_quantile must be None or in (0, 1), got {self.union_quantile}")
+        if int(self.min_size) < 2:
+            raise ValueError(f"min_size must be >= 2 (a pairwise statistic needs two members), got {self.min_size}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"X must be a non-empty (n, d) array, got shape {X.shape}")
+        self.X_ = X
+        self.neighbours_ = (_knn(X, max(_K_NEIGHBOURS, _K_LINKS)) if X.shape[0] > 1
+                            else np.zeros((1, 0), np.int64))
+        sizes, tight, share, links = [], [], [], []
+        for size, parts in self._reference_partitions():
+            parts = [m for m in parts if m.size >= 2]
+            for m in parts:
+                t, s = self._stats(m)
+                sizes.append(m.size)
+                tight.append(t)
+                share.append(s)
+            if size in _PAIR_SIZES and self.union_quantile is not None:
+                links.extend(self._sibling_links(parts))
+        self.ref_sizes_ = np.asarray(sizes, dtype=np.float64)
+        self.ref_tightness_ = np.asarray(tight)
+        self.ref_share_ = np.asarray(share)
+        typical = (self.ref_sizes_ >= _TYPICAL[0]) & (self.ref_sizes_ <= _TYPICAL[1])
+        base = self.ref_tightness_[typical] if typical.sum() >= 20 else self.ref_tightness_
+        self.typical_tightness_ = np.sort(base)
+        self.ref_links_ = np.sort(np.asarray(links, dtype=np.float64))
+
+    def _reference_partitions(self):
+        """``(size, clusters)``: a coarse k-means partition into parts of ~60, and each
+        part split again into clusters of ~4..30 (k-means)."""
+        X, n = self.X_, self.X_.shape[0]
+        rng = np.random.RandomState(self.random_state)
+        if n < 2 * _REF_SIZES[0]:
+            yield n, [np.arange(n)]
+            return
+        k0 = max(1, n // _TOP_SIZE)
+        top = kmeans_labels(X, k0, int(rng.randint(2**31 - 1)), n_redo=1) if k0 > 1 else np.zeros(n, np.int64)
+        groups = [np.flatnonzero(top == c) for c in np.unique(top)]
+        if len(groups) > _MAX_TOP_GROUPS:
+            groups = [groups[i] for i in np.sort(rng.choice(len(groups), _MAX_TOP_GROUPS, replace=False))]
+        yield _TOP_SIZE, groups
+        for g in groups:
+            for size in _REF_SIZES:
+                k = round(g.size / size)
+                if 2 <= k < g.size:
+                    labels = cluster(X[g], k, "kmeans", random_state=rng)
+                    yield size, [g[labels == c] for c in range(labels.max() + 1)]
+
+    def _sibling_links(self, parts: list[np.ndarray]) -> list[float]:
+        """Link ratios of every two sibling clusters joined by at least one edge."""
+        out = []
+        for i, a in enumerate(parts):
+            for b in parts[i + 1:]:
+                ratio, cross = self._link_ratio(a, b)
+                if cross > 0:
+                    out.append(ratio)
+        return out
+
+    # -- statistics -------------------------------------------------------------
+    def _stats(self, m: np.ndarray) -> tuple[float, float]:
+        n = m.size
+        total = self.X_[m].astype(np.float64).sum(axis=0)
+        tightness = (total @ total - n) / (n * (n - 1))
+        kk = min(_K_NEIGHBOURS, self.neighbours_.shape[1], n - 1)
+        share = float(np.isin(self.neighbours_[m, :kk], m).mean()) if kk > 0 else 1.0
+        return float(tightness), share
+
+    def _link_ratio(self, a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+        """How densely the two sides link to each other, relative to inside themselves.
+
+        Edges of the ``_K_LINKS``-nearest-neighbour graph, as a density per ordered
+        pair of members: between the sides over within them (pooled). It is about 1
+        for two random halves of one blob, whatever their sizes, and near 0 for two
+        separate clusters: a graph form of average linkage.
+        """
+        nb = self.neighbours_[:, :_K_LINKS]
+        ab = int(np.isin(nb[a], b).sum()) + int(np.isin(nb[b], a).sum())
+        within = int(np.isin(nb[a], a).sum()) + int(np.isin(nb[b], b).sum())
+        pairs_within = a.size * (a.size - 1) + b.size * (b.size - 1)
+        cross = ab / (2.0 * a.size * b.size)
+        if within == 0 or pairs_within == 0:
+            return (1.0 if ab else 0.0), ab
+        return cross / (within / pairs_within), ab
+
+    def _score(self, m: np.ndarray) -> float:
+        tightness, share = self._stats(m)
+        p_tight = np.searchsorted(self.typical_tightness_, tightness, side="right") / len(self.typical_tightness_)
+        # Size-matched reference for the neighbour share; widen to the 20 nearest sizes.
+        logs = np.log(self.ref_sizes_)
+        near = np.abs(logs - np.log(m.size)) <= np.log(1.5)
+        if near.sum() < 20:
+            near = np.argsort(np.abs(logs - np.log(m.size)), kind="stable")[:20]
+        ref = self.ref_share_[near]
+        p_share = float(np.mean(ref <= share))
+        return (p_tight + p_share) / 2.0
+
+    def _union_score(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Percentile of the sides' link ratio among neighbouring reference siblings."""
+        ratio, _ = self._link_ratio(a, b)
+        if self.ref_links_.size == 0:
+            return ratio
+        return float(np.searchsorted(self.ref_links_, ratio, side="right") / self.ref_links_.size)
+
+    # -- judging ----------------------------------------------------------------
+    def cache_key(self, view: ClusterView) -> tuple:
+        # The verdict depends on the member sets only, never on which texts were sampled;
+        # a union question is the pair of its sides, in either order.
+        sides = _sides(view)
+        if len(sides) == 2 and self.union_quantile is not None:
+            return (frozenset(tuple(s.tolist()) for s in sides), view.repetition)
+        return (tuple(sorted(view.members)), view.repetition)
+
+    def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
+        if not hasattr(self, "X_"):
+            raise RuntimeError("HeuristicJudge.judge called before prepare(X, texts)")
+        out = []
+        for view in views:
+            sides = _sides(view)
+            m = np.concatenate(sides) if sides else np.zeros(0, np.int64)
+            if m.size and (m.min() < 0 or m.max() >= self.X_.shape[0]):
+                bad = m.max() if m.max() >= self.X_.shape[0] else m.min()
+                raise IndexError(f"cluster member {bad} is outside the prepared data")
+            if m.size < max(int(self.min_size), 2):
+                # Too small to measure coherence: say Bad, unsure. Tiny clusters are
+                # trivially "coherent" and must not win the good/bad count.
+                out.append(Verdict(good=False, confidence=0.0, backend=self.backend))
+                continue
+            if len(sides) == 2 and self.union_quantile is not None:
+                score, q = self._union_score(*sides), float(self.union_quantile)
+            else:
+                score, q = self._score(m), float(self.quantile)
+            confidence = min(1.0, abs(score - q) / max(q, 1.0 - q))
+            out.append(Verdict(good=bool(score > q), confidence=float(confidence), backend=self.backend))
+        return out
+
+
+def _sides(view: ClusterView) -> list[np.ndarray]:
+    """The distinct members of each side: two arrays for a union question, else one."""
+    members = np.asarray(view.members, dtype=np.int64)
+    if 0 < view.split < members.size:
+        a = np.unique(members[: view.split])
+        b = np.setdiff1d(members[view.split:], a)
+        if b.size:
+            return [a, b]
+        return [a]
+    return [np.unique(members)] if members.size else []
+
+
+# --------------------------------------------------------------------------------
+# Keyword namer
+# --------------------------------------------------------------------------------
+
+_ASK_NOT_REQUEST = r"(?!know|ask|find|understand|check|see|learn)"
+_REQUEST = rf"(?:please|i (?:want|need|would like|'d like|wish) to {_ASK_NOT_REQUEST}|i'd like to {_ASK_NOT_REQUEST}|help me(?: to)?|can you|could you)"
+
+#: English triggers, in priority order: a text takes the first action that matches.
+ENGLISH_TRIGGERS: tuple[tuple[str, str], ...] = (
+    ("complain", r"\b(?:complain\w*|unacceptable|terrible|ridiculous|awful|frustrat\w*|angry|upset|disappointed)\b"),
+    ("report", r"\b(?:not working|(?:does|is|wo|did)n'?t (?:work|arrive)\w*|stopped working|(?:has|have)n'?t (?:arrived|come|shown|gone|been|received|got)"
+               r"|(?:has|have) not (?:arrived|come|received)|still (?:pending|waiting|not)|wrong|declined|rejected|failed|stolen|lost|missing"
+               r"|problem|issue|error|twice|broken|stuck|blocked|frozen|(?:was|been|got) cancel+ed)\b"),
+    ("cancel", r"\b(?:cancel|terminate|unsubscribe|close (?:my )?account|delete (?:my )?account)\b"),
+    ("activate", rf"{_REQUEST} activate\b"),
+    ("verify", rf"{_REQUEST} (?:verify|confirm my identity)\b"),
+    ("transfer", rf"{_REQUEST} (?:transfer|send money)\b"),
+    ("change", rf"{_REQUEST} (?:change|update|edit|modify|reset)\b"),
+    ("request", rf"^(?:{_REQUEST}|i (?:want|need|would like)\b|give me|send me)"),
+    ("inquire", r"\?|^(?:how|what|why|when|where|which|who|whom|whose|is|are|was|were|can|could|do|does|did|will|would|should|has|have|am|may)\b"
+                r"|\b(?:i (?:want|need|would like) to (?:know|ask|find out|understand))\b|\bwonder"),
+    ("recommend", r"\b(?:i (?:recommend|suggest)|we (?:recommend|suggest)|you (?:could|might|should) try)\b"),
+    ("answer", r"\b(?:you can|you will|you'll|you need to|you have to|it (?:takes|will take)|we (?:will|can|do))\b"),
+    ("provide", r"\b(?:here is|here's|my (?:name|number|address|email|phone|account) is)\b"),
+    ("thank", r"\bthank"),
+    ("confirm", r"^(?:yes|yeah|yep|correct|right|sure|ok|okay|confirmed|that's right)\b|\bconfirm"),
+    ("greet", r"^(?:hi|hello|hey|good (?:morning|afternoon|evening))\b"),
+)
+
+#: Chinese triggers, in priority order (customer and agent turns of service calls).
+CHINESE_TRIGGERS: tuple[tuple[str, str], ...] = (
+    ("投诉", r"投诉|太差|不满意|差劲|生气"),
+    ("取消", r"取消|退订|注销|退掉"),
+    ("要求", r"(?:给我|帮我|请|麻烦|能不能).{0,4}推荐"),
+    ("推荐", r"推荐您|为您推荐|推荐你|建议您|您可以去|你可以去"),
+    ("询问", r"请问|吗|什么|多少|怎么|哪|几[点号天位星钱]|是否|有没有|[？?]"),
+    ("要求", r"我想|我要|帮我|请给|给我|麻烦|需要|请帮"),
+    ("办理", r"办理|开通|预订|预定|申请"),
+    ("提供", r"为您|查到|有以下|分别是|(?:电话|地址|名称|价格|营业时间|评分|时间|车型|车牌)(?:是|在|：|:)|(?:周边|附近)\S{0,4}有|是\d"),
+    ("解答", r"您可以|你可以|可以的|不需要|不可以|不能|抱歉|没有符合"),
+    ("感谢", r"谢谢|感谢|多谢"),
+    ("确认", r"^(?:是的|对的|对|没错|好的|嗯|确认|可以)"),
+    ("问候", r"你好|您好|再见|不客气|不用谢"),
+)
+
+#: Canonical actions that mark a customer's turn / an agent's turn (role inference).
+CUSTOMER_ACTIONS = frozenset({"inquire", "request", "report", "cancel", "complain", "activate", "verify",
+                              "transfer", "change", "询问", "要求", "投诉", "取消", "办理"})
+AGENT_ACTIONS = frozenset({"answer", "provide", "recommend", "confirm", "解答", "提供", "推荐", "确认"})
+ALL_ACTIONS = frozenset(a for a, _ in ENGLISH_TRIGGERS + CHINESE_TRIGGERS)
+
+_EN_RULES = tuple((a, re.compile(p)) for a, p in ENGLISH_TRIGGERS)
+_ZH_RULES = tuple((a, re.compile(p)) for a, p in CHINESE_TRIGGERS)
+_EN_PRIORITY = {a: i for i, (a, _) in enumerate(reversed(ENGLISH_TRIGGERS))}
+_ZH_PRIORITY = {a: i for i, (a, _) in enumerate(reversed(CHINESE_TRIGGERS))}
+
+_EN_EXTRA_STOP = {"want", "need", "like", "please", "thanks", "thank", "hi", "hello", "hey", "help", "know",
+                  "tell", "does", "did", "just", "got", "ve", "don", "doesn", "isn", "haven", "hasn", "didn",
+                  "won", "ll", "im", "ok", "okay", "yes", "able", "possible", "way", "wondering", "let"}
+# Content words that scikit-learn's English stop list drops but service calls need.
+_EN_KEEP = {"amount", "back", "bill", "call", "detail", "empty", "fill", "fire", "front", "full",
+            "interest", "move", "name", "system", "top"}
+_ZH_STOP = {"请问", "什么", "多少", "怎么", "怎么样", "可以", "一下", "一个", "这个", "那个", "这家", "那家",
+            "哪些", "哪个", "哪里", "哪家", "你好", "您好", "谢谢", "感谢", "好的", "是的", "没有", "有没有",
+            "知道", "需要", "我们", "你们", "他们", "我想", "想要", "帮我", "麻烦", "推荐", "为您", "给我",
+            "还有", "就是", "如果", "然后", "因为", "所以", "不是", "已经", "还是", "或者", "比较", "的话",
+            "一家", "一些", "地方", "不客气", "再见", "告诉", "那么", "这里", "那里", "其他", "时候", "是否",
+            "查到", "以下", "分别", "您可以", "你可以", "建议", "不用", "非常", "现在", "为了",
+            "客气", "不用谢", "非常感谢", "记好", "当然", "抱歉", "没问题", "放心"}
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_ZH_TOKEN = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fffA-Za-z]{2,}$")
+
+
+def action_of(label: str) -> str | None:
+    """The canonical action of an ``action-objective`` label, or None if it has none."""
+    head = str(label).strip().split("-", 1)[0].strip().lower()
+    return head if head in ALL_ACTIONS else None
+
+
+def detect_language(texts: Sequence[str]) -> str:
+    """``"zh"`` when at least a fifth of the non-space characters are CJK, else ``"en"``."""
+    sample = "".join(texts[:2000]) if isinstance(texts, list) else "".join(list(texts)[:2000])
+    chars = [c for c in sample if not c.isspace()]
+    return "zh" if chars and len(_CJK.findall(sample)) >= 0.2 * len(chars) else "en"
+
+
+def _zh_tokens(text: str) -> list[str]:
+    import jieba
+
+    return [t for t in jieba.lcut(text) if _ZH_TOKEN.match(t) and t not in _ZH_STOP]
+
+
+class KeywordNamer(Namer):
+    """Label-free "action-objective" names: an action from trigger words, an objective
+    from the keywords that are most over-represented in the cluster (TF-IDF lift)."""
+
+    backend = "keywords"
+
+    def __init__(self, lang: str = "auto", max_keywords: int = 2) -> None:
+        self.lang = lang
+        self.max_keywords = max_keywords
+
+    def prepare(self, X: np.ndarray | None, texts: Sequence[str]) -> None:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+
+        if self.lang not in ("auto", "en", "zh"):
+            raise ValueError(f"lang must be 'auto', 'en' or 'zh', got {self.lang!r}")
+        if int(self.max_keywords) < 1:
+            raise ValueError(f"max_keywords must be >= 1, got {self.max_keywords}")
+        self.texts_ = [str(t) for t in texts]
+        if not self.texts_:
+            raise ValueError("KeywordNamer.prepare needs at least one text")
+        self.lang_ = detect_language(self.texts_) if self.lang == "auto" else self.lang
+        if self.lang_ == "zh":
+            import jieba
+
+            jieba.setLogLevel(60)  # silence its "Building prefix dict" banner
+            vec = TfidfVectorizer(tokenizer=_zh_tokens, token_pattern=None, lowercase=False, sublinear_tf=True)
+        else:
+            stop = sorted((ENGLISH_STOP_WORDS - _EN_KEEP) | _EN_EXTRA_STOP)
+            vec = TfidfVectorizer(stop_words=stop, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", sublinear_tf=True)
+        try:
+            self.tfidf_ = vec.fit_transform(self.texts_).tocsr()
+            self.terms_ = vec.get_feature_names_out()
+        except ValueError:  # only stop words: no vocabulary at all
+            self.tfidf_, self.terms_ = None, np.array([], dtype=object)
+        self.mean_ = (np.asarray(self.tfidf_.mean(axis=0)).ravel() if self.tfidf_ is not None
+                      else np.zeros(0))
+
+    def _objective(self, rows: np.ndarray) -> str:
+        if self.tfidf_ is None or rows.size == 0:
+            return ""
+        lift = np.asarray(self.tfidf_[rows].mean(axis=0)).ravel() - self.mean_
+        if rows.size == self.tfidf_.shape[0]:
+            lift = self.mean_.copy()  # the whole data set: its most weighty words
+        top = [i for i in np.argsort(-lift, kind="stable")[: int(self.max_keywords)] if lift[i] > 0]
+        return "_".join(str(self.terms_[i]) for i in top)
+
+    def _action(self, texts: Sequence[str]) -> str | None:
+        rules, priority = (_ZH_RULES, _ZH_PRIORITY) if self.lang_ == "zh" else (_EN_RULES, _EN_PRIORITY)
+        counts: Counter[str] = Counter()
+        for text in texts:
+            low = text.strip().lower()
+            for action, rule in rules:
+                if rule.search(low):
+                    counts[action] += 1
+                    break
+        if not counts:
+            return None
+        return max(counts, key=lambda a: (counts[a], priority[a]))
+
+    def _label(self, action: str | None, objective: str) -> str:
+        if self.lang_ != "zh":
+            objective = re.sub(r"[^a-z0-9_]+", "_", objective.lower()).strip("_")
+        objective = objective or ("其他" if self.lang_ == "zh" else "misc")
+        return f"{action}-{objective}" if action else objective
+
+    def name(self, views: Sequence[ClusterView]) -> list[str]:
+        if not hasattr(self, "texts_"):
+            raise RuntimeError("KeywordNamer.name called before prepare(X, texts)")
+        out = []
+        for view in views:
+            rows = np.unique(np.asarray(view.members, dtype=np.int64))
+            if rows.size and (rows[0] < 0 or rows[-1] >= len(self.texts_)):
+                raise IndexError("cluster member is outside the prepared texts")
+            texts = [self.texts_[i] for i in rows] if rows.size else list(view.texts)
+            out.append(self._label(self._action(texts), self._objective(rows)))
+        return out

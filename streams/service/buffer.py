@@ -1,0 +1,187 @@
+"""The durable buffer of unassigned utterances, and the reader of compacted topics.
+
+Why a compacted topic and not a faust Table: writing a table inside ``take()``
+raises (faust-streaming#497) and changelog recovery can stall (#432). Instead every
+ingest worker writes each unassigned utterance to ``dialin-buffer`` (key =
+utterance_id, value = :class:`~.records.BufferEntry` with its embedding) and waits for
+the broker's ack before its input offset is committed; the discovery leader
+assigns or ages out entries by writing tombstones (value ``None``). Whoever leads
+reads the topic back from the beginning with its own non-group aiokafka consumer
+(:class:`TopicFollower`), so the buffer survives SIGKILL and rebalances: it is in
+Kafka, not in any worker's memory. The catalog topic (``dialin-catalog``) is read
+the same way by every worker.
+
+The reader catches up by reading until the end offsets are passed AND a poll comes
+back empty: the embedded tansu broker reports a high watermark that can under-count
+(see :mod:`.broker`).
+
+Library: aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from .kafka_config import security_kwargs
+from .records import BufferEntry
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+Apply = Callable[[bytes | None, bytes | None], None]
+AfterBatch = Callable[[], Awaitable[None]]
+
+
+class TopicFollower:
+    """Reads one topic from the beginning, then follows it, calling ``apply(key, value)``.
+
+    No consumer group: every follower sees every partition and commits nothing, which
+    is what a compacted "table as a topic" needs. ``caught_up`` is set once the
+    history present at start has been applied. ``after_batch`` (optional) is awaited
+    after each batch applied once caught up (not during the replay of the history,
+    where an entry may still meet its tombstone further on).
+    """
+
+    def __init__(self, settings: Settings, topic: str, apply: Apply, idle_ms: int = 300,
+                 after_batch: AfterBatch | None = None) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.apply = apply
+        self.idle_ms = idle_ms
+        self.after_batch = after_batch
+        self.caught_up = asyncio.Event()
+        self._consumer = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            **security_kwargs(self.settings, "aiokafka"))
+        await self._consumer.start()
+        parts = None
+        for _ in range(50):  # the topic may be created a moment after the worker starts
+            parts = await self._consumer._client.fetch_all_metadata()  # noqa: SLF001
+            ids = parts.partitions_for_topic(self.topic)
+            if ids:
+                break
+            await asyncio.sleep(0.2)
+        tps = [TopicPartition(self.topic, p) for p in sorted(ids or [0])]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run(tps), name=f"follow-{self.topic}")
+
+    async def _run(self, tps) -> None:
+        consumer = self._consumer
+        ends = await consumer.end_offsets(tps)
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=self.idle_ms, max_records=2000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep following through broker hiccups
+                log.warning("reading %s failed: %s", self.topic, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for records in batches.values():
+                for rec in records:
+                    try:
+                        self.apply(rec.key, rec.value)
+                    except Exception as exc:  # noqa: BLE001 - a bad record must not stop the reader
+                        log.warning("skipping a bad record in %s at offset %s: %s",
+                                    self.topic, rec.offset, exc)
+            if batches and self.after_batch is not None and self.caught_up.is_set():
+                try:
+                    await self.after_batch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the hook must not stop the reader
+                    log.warning("after reading %s: %s: %s", self.topic, type(exc).__name__, exc)
+            if not batches and not self.caught_up.is_set():
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= ends[tp] for tp in tps):
+                    self.caught_up.set()
+
+    async def sync(self, timeout: float = 10.0) -> None:
+        """Wait until everything written before this call has been applied.
+
+        Records the end offsets now and waits until the reader is past them and idle.
+        """
+        if self._consumer is None:
+            return
+        await asyncio.wait_for(self.caught_up.wait(), timeout)
+        tps = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(await self._consumer.position(tp) >= ends[tp] for tp in tps):
+                await asyncio.sleep(self.idle_ms / 1000 * 1.5)  # let one more poll land
+                return
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+class BufferStore:
+    """The leader's view of ``dialin-buffer``: utterance_id -> entry, plus its vector.
+
+    Filled by a :class:`TopicFollower`; the discovery run takes a :meth:`snapshot`
+    and removes what it assigned with :meth:`discard` right after the tombstones
+    are acknowledged.
+    """
+
+    def __init__(self, model: type[BufferEntry] = BufferEntry) -> None:
+        self.model = model
+        self.entries: dict[str, BufferEntry] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        uid = key.decode("utf-8") if key else None
+        if value is None:
+            if uid is not None:
+                self.discard([uid])
+            return
+        entry = self.model.model_validate(json.loads(value))
+        self.entries[entry.utterance_id] = entry
+        self.vectors[entry.utterance_id] = entry.vector()
+
+    def discard(self, uids) -> None:
+        for uid in uids:
+            self.entries.pop(uid, None)
+            self.vectors.pop(uid, None)
+
+    def oldest_age(self, now: float | None = None) -> float:
+        if not self.entries:
+            return 0.0
+        now = time.time() if now is None else now
+        return max(0.0, now - min(e.accepted_at for e in self.entries.values()))
+
+    def oldest_first(self) -> list[BufferEntry]:
+        """The entries, oldest first (ties by utterance_id)."""
+        return sorted(self.entries.values(), key=lambda e: (e.accepted_at, e.utterance_id))
+
+    def snapshot(self) -> tuple[list[BufferEntry], np.ndarray]:
+        """Entries (oldest first) and their embeddings stacked as one float32 array."""
+        items = self.oldest_first()
+        if not items:
+            return [], np.zeros((0, 0), np.float32)
+        X = np.vstack([self.vectors[e.utterance_id] for e in items]).astype(np.float32)
+        return items, X

@@ -1,0 +1,591 @@
+"""The discovery run: the leader turns the buffer into intents, and re-examines them.
+
+Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
+
+1. **age-out**: entries older than ``buffer_max_age_seconds``, and the oldest beyond
+   ``buffer_cap``, go to the DLQ with reason ``aged_out`` and are tombstoned; counted
+   in ``dialin_buffer_aged_out{reason}`` (never silent). The cap is also enforced
+   between ticks: the buffer reader calls :meth:`Discovery.after_read` after every
+   batch it applies, which exports the buffer's real size and trims it at once, so a
+   fit that holds the tick for minutes (it runs in a thread) does not let it grow.
+   The memory (assigned utterances kept for consolidation, ``dialin-memory``) is
+   trimmed to ``memory_cap`` the same way, oldest first, never below
+   ``memory_min_per_intent`` for any intent (a trimmed utterance keeps its assignment);
+2. **re-match**: buffered entries that now belong to a catalog intent by the open-set
+   rule are assigned (this also finishes a run that died between publishing intents
+   and tombstoning);
+3. **trigger**: a *consolidation* when the utterances that arrived since the last one
+   (remembered or buffered) are ``consolidation_growth`` of the memory's size then, or
+   any arrived and the last one is older than ``discovery_max_age_seconds`` (once the
+   memory is full: every ``consolidation_interval_seconds`` when anything arrived);
+   otherwise a *buffer run* when the buffer holds >= ``discovery_min_utterances`` with
+   enough new entries since the last run, or its oldest entry is older than
+   ``discovery_max_age_seconds``. The engine's estimator is
+   fitted per role in a worker thread: on the buffer alone, or on the memory and the
+   buffer together;
+4. **reconcile** (consolidation): each certified cluster continues the known intent
+   whose remembered members it mostly holds (:func:`dialin.models.reconcile`); known
+   intents it also absorbed are ``merged`` into it; a cluster continuing nothing is
+   ``created``, with ``split_from`` when its members mostly came from one intent. So
+   the first small runs' broad intents are split as traffic accumulates, and duplicate
+   intents that two buffer runs made are merged, each time because the fit's judge
+   certified the new grouping. Every remembered utterance whose intent changed gets a
+   new assignment record with ``version`` + 1 and its ``cause``;
+5. **publish** (examples PII-redacted first, see :func:`~dialin.streams.factory.build_redactor`),
+   only clusters the judge certified Good, in an order that makes a crash at any
+   point safe to repeat: catalog records (``dialin-catalog``, durable, with centroid and
+   exemplars) -> intent updates -> assignments -> memory entries -> buffer tombstones.
+   Each step waits for the broker's acks. A restarted leader republishes the catalog's
+   current updates (same key, same version: idempotent), so a ``created`` is never
+   lost and never sent for a second id; a consolidation repeated after a crash reads
+   remembered intents through ``merged_into`` first. Members aged out while the fit
+   ran are not assigned (they are in the DLQ already).
+
+Utterances no Good verdict covers are not an intent: buffered ones stay buffered (for
+a later run, or until they age out), remembered ones keep their intent; they are
+counted in ``dialin_discovery_uncertified_utterances`` and logged; a run that fitted
+utterances but certified no cluster at all is counted as ``dialin_discovery_runs
+{result="certified_nothing"}`` (a strict or misconfigured judge; alert
+``DialinDiscoveryCertifiesNothing``).
+
+Steps 1-2, the trims and the publishing hold one lock, so an entry is never both
+aged out and assigned; the fit itself runs outside it.
+
+A failed fit leaves the buffer and the memory untouched and is counted
+(``dialin_discovery_runs{result="failed"}``); the next trigger retries. A failed run
+does not count as a run for the trigger (no new traffic is needed to try again), but
+the retry backs off (``discovery_interval_seconds`` doubled per consecutive failure,
+at most :data:`MAX_RETRY_SECONDS`) so a dead LLM is not asked again every tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from dialin.models import CatalogIntent, IntentCatalog, OpenSetMatcher, new_intent_id, reconcile
+
+from . import metrics
+from .app import Publisher
+from .buffer import BufferStore
+from .records import (Assignment, BufferEntry, DeadLetter, IntentUpdate, JudgeInfo, MemoryEntry,
+                      dumps, utc_now)
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+Record = tuple[str, str | bytes | None, bytes | None]
+
+#: Longest pause between retries of a failing discovery run.
+MAX_RETRY_SECONDS = 300.0
+
+
+class DiscoveryFailedWarning(RuntimeWarning):
+    """A discovery run raised; the buffer was left as it was."""
+
+
+def update_of(intent: CatalogIntent) -> IntentUpdate:
+    """The published form of a catalog entry (no centroid, no exemplars)."""
+    return IntentUpdate(
+        intent_id=intent.intent_id, label=intent.label, role=intent.role, version=intent.version,
+        status=intent.status, merged_into=intent.merged_into, split_from=intent.split_from,
+        size=intent.size, examples=list(intent.examples)[:10], created_at=intent.created_at,
+        updated_at=intent.updated_at,
+        judge=JudgeInfo(backend=intent.judge_backend, confidence=intent.judge_confidence))
+
+
+@dataclass
+class Found:
+    """One certified cluster of a fit: its rows (into the fitted entries) and its intent
+    as the engine made it (label and examples already PII-redacted)."""
+
+    rows: np.ndarray
+    intent: Any
+
+
+class Discovery:
+    """The leader's discovery loop body; ``make_estimator()`` returns a fresh estimator."""
+
+    def __init__(self, settings: Settings, catalog: IntentCatalog, buffer: BufferStore,
+                 publisher: Publisher, make_estimator: Callable[[], Any],
+                 memory: BufferStore | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.buffer = buffer
+        self.memory = memory if memory is not None else BufferStore(MemoryEntry)
+        self.publisher = publisher
+        self.make_estimator = make_estimator
+        self.last_run_at = 0.0
+        self.last_consolidation_at = 0.0
+        self.memory_at_consolidation = 0
+        self.runs = 0
+        self.consolidations = 0
+        self.failures = 0  # consecutive failed runs
+        self.retry_at = 0.0
+        self.peak = 0  # the largest buffer size this worker has read as leader
+        self._judged = self._good = 0
+        self._fitted = self._uncertified = 0
+        self._lock = asyncio.Lock()  # buffer and memory removals, and publishing
+
+    # --- records -----------------------------------------------------------------
+    def _catalog_record(self, intent: CatalogIntent) -> Record:
+        rec = intent.to_record(self.catalog.embedder)
+        return (self.settings.topic_catalog, intent.intent_id,
+                json.dumps(rec, ensure_ascii=False).encode("utf-8"))
+
+    def _update_record(self, intent: CatalogIntent) -> Record:
+        return (self.settings.topic_updates, intent.intent_id, dumps(update_of(intent)))
+
+    def _assignment(self, entry: BufferEntry, x: np.ndarray, intent: CatalogIntent,
+                    version: int, cause: str) -> tuple[Record, Record]:
+        """The assignment record and the memory entry of one decided utterance."""
+        score = None
+        if intent.exemplars is not None and len(intent.exemplars):
+            sims = np.sort(intent.exemplars @ x)[::-1][: self.catalog.n_score]
+            score = round(float(sims.mean()), 6)
+        a = Assignment(utterance_id=entry.utterance_id, call_id=entry.call_id,
+                       intent_id=intent.intent_id, label=intent.label, role=entry.role,
+                       score=score, version=version, cause=cause)  # type: ignore[arg-type]
+        m = MemoryEntry(**{**entry.model_dump(exclude={"intent_id", "version"}),
+                           "intent_id": intent.intent_id, "version": version})
+        return ((self.settings.topic_assignments, entry.utterance_id, dumps(a)),
+                (self.settings.topic_memory, entry.utterance_id, dumps(m)))
+
+    async def republish(self) -> int:
+        """Publish every catalog entry's current update again (idempotent; after a restart)."""
+        records = [self._update_record(i) for i in self.catalog.intents_.values()]
+        await self.publisher.send_all(records)
+        return len(records)
+
+    # --- buffer and memory upkeep ---------------------------------------------------
+    async def after_read(self) -> None:
+        """The buffer and memory readers' hook after each batch they applied.
+
+        Exports the sizes, and the buffer's high-water mark, before anything trims
+        them; then, over a cap, trims at once instead of at the next tick, which a
+        running fit can delay for minutes. It waits for the lock only while a tick
+        ages out, re-matches or publishes, never for a fit.
+        """
+        self._export_size()
+        over_memory = len(self.memory) > self.settings.memory_cap
+        if len(self.buffer) > self.settings.buffer_cap or over_memory:
+            async with self._lock:
+                await self.age_out(time.time())
+                await self.trim_memory()
+
+    async def age_out(self, now: float) -> int:
+        s = self.settings
+        entries = self.buffer.oldest_first()
+        too_old = [e for e in entries if now - e.accepted_at > s.buffer_max_age_seconds]
+        keep = [e for e in entries if now - e.accepted_at <= s.buffer_max_age_seconds]
+        over = keep[:max(0, len(keep) - s.buffer_cap)]
+        out: list[Record] = []
+        for reason, group in (("age", too_old), ("cap", over)):
+            for e in group:
+                dl = DeadLetter.of("aged_out", dumps(e.model_copy(update={"embedding": ""})),
+                                   key=e.call_id, utterance_id=e.utterance_id,
+                                   source_topic=s.topic_buffer)
+                dl = dl.model_copy(update={"reason": f"aged_out: {reason}"})
+                out.append((s.topic_dlq, e.utterance_id, dumps(dl)))
+        if not out:
+            return 0
+        await self.publisher.send_all(out)
+        gone = [e.utterance_id for e in too_old + over]
+        await self.publisher.send_all([(s.topic_buffer, uid, None) for uid in gone])
+        self.buffer.discard(gone)
+        self._export_size()
+        if too_old:
+            metrics.BUFFER_AGED_OUT.labels("age").inc(len(too_old))
+        if over:
+            metrics.BUFFER_AGED_OUT.labels("cap").inc(len(over))
+        return len(gone)
+
+    async def trim_memory(self) -> int:
+        """Forget the oldest remembered utterances beyond ``memory_cap``, keeping at least
+        ``memory_min_per_intent`` of every intent (their assignments stand)."""
+        s = self.settings
+        excess = len(self.memory) - s.memory_cap
+        if excess <= 0:
+            return 0
+        left = Counter(e.intent_id for e in self.memory.entries.values())
+        gone = []
+        for e in self.memory.oldest_first():
+            if len(gone) >= excess:
+                break
+            if left[e.intent_id] > s.memory_min_per_intent:
+                left[e.intent_id] -= 1
+                gone.append(e.utterance_id)
+        if gone:
+            await self.publisher.send_all([(s.topic_memory, uid, None) for uid in gone])
+            self.memory.discard(gone)  # a reader's late copy of an entry is trimmed again
+            self._export_size()
+        return len(gone)
+
+    async def rematch(self) -> int:
+        """Assign buffered entries that belong to a catalog intent now."""
+        entries, X = self.buffer.snapshot()
+        if not entries or not len(self.catalog):
+            return 0
+        ids, _ = await asyncio.to_thread(self.catalog.match, X, [e.role for e in entries])
+        assignments: list[Record] = []
+        remembered: list[Record] = []
+        done = []
+        for r, iid in enumerate(ids):
+            intent = self.catalog.get(iid) if iid is not None else None
+            if intent is not None:
+                a, m = self._assignment(entries[r], X[r], intent, 1, "matched")
+                assignments.append(a)
+                remembered.append(m)
+                done.append(entries[r].utterance_id)
+        await self._finish(assignments, remembered, done)
+        return len(done)
+
+    async def _finish(self, assignments: list[Record], remembered: list[Record],
+                      done: list[str]) -> None:
+        """Publish assignments, then the memory entries, then the buffer tombstones."""
+        await self.publisher.send_all(assignments)
+        await self.publisher.send_all(remembered)
+        for _, key, value in remembered:  # the reader applies them again later: idempotent
+            self.memory.apply(str(key).encode(), value)
+        if done:
+            await self.publisher.send_all([(self.settings.topic_buffer, uid, None) for uid in done])
+            self.buffer.discard(done)
+        self._export_size()
+
+    # --- triggers --------------------------------------------------------------------
+    def should_run(self, now: float) -> bool:
+        """A buffer run is due: enough buffered and new, or the oldest entry too old."""
+        s = self.settings
+        n = len(self.buffer)
+        if n == 0 or now < self.retry_at:
+            return False
+        fresh = sum(1 for e in self.buffer.entries.values() if e.accepted_at >= self.last_run_at)
+        by_size = n >= s.discovery_min_utterances and fresh >= max(1, s.discovery_min_utterances // 4)
+        by_age = (self.buffer.oldest_age(now) >= s.discovery_max_age_seconds
+                  and now - self.last_run_at >= s.discovery_max_age_seconds)
+        return by_size or by_age
+
+    def should_consolidate(self, now: float) -> bool:
+        """A consolidation is due: while the memory fills up, when the utterances that
+        arrived since the last one (now remembered or buffered) are ``consolidation_growth``
+        of the memory then (the cost grows geometrically, so it stays within a few times
+        one fit of the full memory), or when any arrived and the last one is older than
+        ``discovery_max_age_seconds`` (no decision stays unexamined longer than the
+        buffer's own age trigger); once the memory is full, every
+        ``consolidation_interval_seconds`` when anything arrived."""
+        s = self.settings
+        n = len(self.memory)
+        if n == 0 or now < self.retry_at:
+            return False
+        fresh = sum(1 for store in (self.memory, self.buffer) for e in store.entries.values()
+                    if e.accepted_at >= self.last_consolidation_at)
+        if fresh == 0:
+            return False
+        since = now - self.last_consolidation_at
+        if n >= s.memory_cap:  # full: a fixed cost per run, so a fixed pace
+            return since >= s.consolidation_interval_seconds
+        base = max(self.memory_at_consolidation, s.discovery_min_utterances)
+        return fresh >= s.consolidation_growth * base or since >= s.discovery_max_age_seconds
+
+    # --- fitting ---------------------------------------------------------------------
+    def _fit(self, entries: list[BufferEntry], X: np.ndarray) -> list[Found]:
+        """Thread body: one fit per role; the Good clusters, with redacted examples.
+
+        An intent without a Good verdict is never returned, whatever the estimator
+        made of it (labels -1, a Bad or an invalid verdict, or none at all).
+        """
+        found: list[Found] = []
+        self._judged = self._good = 0
+        self._fitted = self._uncertified = 0
+        roles = sorted({e.role or "" for e in entries})
+        min_size = self.settings.discovery_min_cluster_size
+        for role in roles:
+            rows = np.array([i for i, e in enumerate(entries) if (e.role or "") == role])
+            if len(rows) < max(2 * min_size, 4):
+                continue
+            est = self.make_estimator()
+            est.fit(X[rows], texts=[entries[i].text for i in rows])
+            self._fitted += len(rows)
+            covered = 0
+            for intent in getattr(est, "intents_", []):
+                verdict = intent.verdict
+                if verdict is not None:
+                    self._judged += 1
+                    self._good += int(verdict.is_good)
+                    metrics.CLUSTERS_JUDGED.labels(
+                        {True: "good", False: "bad", None: "invalid"}[verdict.good]).inc()
+                if verdict is None or not verdict.is_good:
+                    continue
+                covered += len(intent.members)
+                members = rows[np.asarray(intent.members, dtype=int)]
+                if len(members) >= min_size:
+                    found.append(Found(members, self._redacted(intent, entries, members)))
+            self._uncertified += len(rows) - covered
+            for phase, n in (getattr(est, "calls_by_phase_", None) or {}).items():
+                metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
+        return found
+
+    def _redacted(self, intent, entries: list[BufferEntry], members) -> Any:
+        """``intent`` with the examples it will be published with, PII redacted (in the
+        fit's thread: redaction is CPU work that must not hold the event loop)."""
+        from ..factory import build_redactor
+
+        examples = list(intent.examples) or [entries[i].text for i in members[:10]]
+        label = intent.label
+        redactor = build_redactor(self.settings)
+        if redactor is not None:
+            examples = redactor.redact_many(examples)
+            label = redactor.redact_label(label)
+        return replace(intent, label=label, examples=tuple(examples))
+
+    def _exemplars(self, X: np.ndarray) -> tuple[np.ndarray, float]:
+        """A sample of member embeddings and the threshold the open-set rule derives."""
+        s = self.settings
+        matcher = OpenSetMatcher(n_neighbors=s.match_neighbors, vote_share=s.match_vote_share,
+                                 quantile=s.match_quantile, max_exemplars=s.match_exemplars,
+                                 random_state=s.random_state).fit(X, ["i"] * len(X))
+        return matcher.exemplars_, matcher.thresholds_["i"]
+
+    def _entry(self, found: Found, X: np.ndarray, role: str | None, intent_id: str, now: str,
+               old: CatalogIntent | None, split_from: str | None = None) -> CatalogIntent:
+        """The catalog entry of one certified cluster (a known intent continued, or new)."""
+        exemplars, threshold = self._exemplars(X[found.rows])
+        verdict = found.intent.verdict
+        common = dict(centroid=X[found.rows].mean(axis=0), size=len(found.rows),
+                      examples=tuple(found.intent.examples)[:10], exemplars=exemplars,
+                      threshold=threshold, updated_at=now,
+                      judge_backend=verdict.backend if verdict else "",
+                      judge_confidence=verdict.confidence if verdict else None)
+        if old is not None:  # the same intent: its label and id stay, its members moved
+            return replace(old, **common, status="updated", version=old.version + 1,
+                           merged_into=None)
+        return CatalogIntent(intent_id=intent_id, label=found.intent.label,
+                             role=role, created_at=now, split_from=split_from,
+                             **common)
+
+    # --- runs ------------------------------------------------------------------------
+    def _plan_buffer_run(self, found: list[Found], entries: list[BufferEntry], X: np.ndarray):
+        """Thread body: every certified cluster of buffered rows is a new intent."""
+        now = utc_now()
+        plan = []
+        for f in found:
+            role = entries[f.rows[0]].role
+            iid = new_intent_id(role, [entries[r].utterance_id for r in f.rows])
+            plan.append((self._entry(f, X, role, iid, now, self.catalog.get(iid)), f.rows))
+        return plan, [], {}
+
+    def resolve(self, intent_id: str) -> str:
+        """Follow ``merged_into`` to the intent that holds a remembered utterance now."""
+        seen = set()
+        while intent_id not in seen:
+            seen.add(intent_id)
+            intent = self.catalog.get(intent_id)
+            if intent is None or not intent.merged_into:
+                break
+            intent_id = intent.merged_into
+        return intent_id
+
+    def _plan_consolidation(self, found: list[Found], entries: list[BufferEntry], X: np.ndarray):
+        """Thread body: map the re-fit's clusters onto known ids (see the module docstring).
+
+        Returns (new or continued entries with their rows, merged entries, intent moves
+        {old id: new id} for remembered rows outside any certified cluster).
+        """
+        now = utc_now()
+        labels = np.full(len(entries), -1)
+        for k, f in enumerate(found):
+            labels[f.rows] = k
+        old = [self.resolve(e.intent_id) if isinstance(e, MemoryEntry) else None for e in entries]
+        plan, merged, moves = [], [], {}
+        for role in sorted({e.role or "" for e in entries}):
+            rows = np.array([i for i, e in enumerate(entries) if (e.role or "") == role])
+            rec = reconcile([old[i] for i in rows], labels[rows],
+                            [entries[i].utterance_id for i in rows], role or None)
+            for k, iid in rec.intent_of.items():
+                known = self.catalog.get(iid) if iid in rec.continued else None
+                plan.append((self._entry(found[k], X, role or None, iid, now, known,
+                                         rec.split_from.get(iid)), found[k].rows))
+            for gone, into in rec.merged.items():
+                intent = self.catalog.get(gone)
+                if intent is not None:
+                    merged.append(replace(intent, status="merged", merged_into=into,
+                                          version=intent.version + 1, updated_at=now))
+                moves[gone] = into
+        return plan, merged, moves
+
+    def _distinct_labels(self, plan: list, merged: list[CatalogIntent]) -> list:
+        """Give each created intent a label no other active intent of its role has.
+
+        Keyword labels of two different intents can be equal; two intents with one
+        name would confuse every reader, so the later one gets a numeric suffix. (The
+        label does not decide identity: the fit and the reconciliation did.)
+        """
+        gone = {m.intent_id for m in merged}
+        taken = {(i.role, " ".join(i.label.casefold().split())) for i in self.catalog.active()
+                 if i.intent_id not in gone}
+        taken |= {(i.role, " ".join(i.label.casefold().split())) for i, _ in plan
+                  if i.status != "created"}
+        out = []
+        for intent, rows in plan:
+            if intent.status == "created":
+                label, n = intent.label, 1
+                while (intent.role, " ".join(label.casefold().split())) in taken:
+                    n += 1
+                    label = f"{intent.label} ({n})"
+                taken.add((intent.role, " ".join(label.casefold().split())))
+                intent = replace(intent, label=label)
+            out.append((intent, rows))
+        return out
+
+    async def discover(self, entries: list[BufferEntry], X: np.ndarray,
+                       consolidate: bool = False) -> dict[str, int]:
+        """Fit, reconcile, publish; returns counts by status, assigned, reassigned and
+        uncertified (fitted utterances no Good verdict covers)."""
+        found = await asyncio.to_thread(self._fit, entries, X)
+        planner = self._plan_consolidation if consolidate else self._plan_buffer_run
+        plan, merged, moves = await asyncio.to_thread(planner, found, entries, X)
+        plan = self._distinct_labels(plan, merged)
+        async with self._lock:
+            return await self._publish(plan, merged, moves, entries, X)
+
+    async def _publish(self, plan: list, merged: list[CatalogIntent], moves: dict[str, str],
+                       entries: list[BufferEntry], X: np.ndarray) -> dict[str, int]:
+        counts = {"created": 0, "updated": 0, "merged": len(merged), "assigned": 0,
+                  "reassigned": 0, "uncertified": self._uncertified}
+        min_size = max(1, self.settings.discovery_min_cluster_size)
+        intents: list[CatalogIntent] = []
+        owner: dict[int, CatalogIntent] = {}
+        for intent, rows in plan:
+            # Buffered entries the cap or age limit removed while the fit ran are in the
+            # DLQ: not assigned as well. A new cluster left too small waits for a later run.
+            alive = [r for r in rows if self._alive(entries[r])]
+            if intent.status == "created" and len(alive) < min_size:
+                continue
+            intents.append(intent)
+            owner.update({r: intent for r in alive})
+        by_id = {i.intent_id: i for i in intents}
+        for gone, into in moves.items():
+            if into not in by_id and self.catalog.get(into) is not None:
+                by_id[into] = self.catalog.get(into)
+        assignments: list[Record] = []
+        remembered: list[Record] = []
+        done: list[str] = []
+        for r, e in enumerate(entries):
+            if not self._alive(e):
+                continue
+            was = self.resolve(e.intent_id) if isinstance(e, MemoryEntry) else None
+            now_in = owner.get(r)
+            if now_in is None and was in moves and moves[was] in by_id:
+                now_in = by_id[moves[was]]  # its intent was merged; it was in no cluster
+            if now_in is None:
+                continue
+            if not isinstance(e, MemoryEntry):
+                a, m = self._assignment(e, X[r], now_in, 1, "discovered")
+                done.append(e.utterance_id)
+                counts["assigned"] += 1
+            elif now_in.intent_id != e.intent_id:
+                cause = ("merge" if moves.get(was) == now_in.intent_id
+                         else "split" if now_in.split_from == was else "consolidation")
+                a, m = self._assignment(e, X[r], now_in, e.version + 1, cause)
+                metrics.REASSIGNMENTS.labels(cause).inc()
+                counts["reassigned"] += 1
+            else:
+                continue
+            assignments.append(a)
+            remembered.append(m)
+        for intent in intents + merged:
+            self.catalog.put(intent)
+        await self.publisher.send_all([self._catalog_record(i) for i in intents + merged])
+        await self.publisher.send_all([self._update_record(i) for i in intents + merged])
+        for intent in intents:
+            counts[intent.status] += 1
+        for status in ("created", "updated", "merged"):
+            if counts[status]:
+                metrics.INTENTS.labels(status).inc(counts[status])
+        await self._finish(assignments, remembered, done)
+        if self._uncertified:
+            metrics.DISCOVERY_UNCERTIFIED.inc(self._uncertified)
+            log.log(logging.WARNING if self._good == 0 else logging.INFO,
+                    "discovery: %d of %d fitted utterances are covered by no Good verdict "
+                    "(buffered ones stay buffered, remembered ones keep their intent)%s",
+                    self._uncertified, self._fitted,
+                    " (the judge certified no cluster)" if self._good == 0 else "")
+        return counts
+
+    def _alive(self, entry: BufferEntry) -> bool:
+        """Still where the fit found it (memory entries stay; buffered ones may age out)."""
+        if isinstance(entry, MemoryEntry):
+            return True
+        return entry.utterance_id in self.buffer.entries
+
+    async def tick(self, now: float | None = None) -> dict[str, int] | None:
+        """One timer tick; returns the run's counts, or None when nothing was run."""
+        now = time.time() if now is None else now
+        self._export_size()  # before the age-out: what a new leader read back, for one
+        async with self._lock:
+            await self.age_out(now)
+            await self.trim_memory()
+            await self.rematch()
+        self._gauges(now)
+        consolidate = self.should_consolidate(now)
+        if not consolidate and not self.should_run(now):
+            return None
+        entries, X = self.buffer.snapshot()
+        if consolidate:
+            remembered, M = self.memory.snapshot()
+            entries = remembered + entries
+            X = np.vstack([a for a in (M, X) if a.size]) if entries else X
+        started = time.perf_counter()
+        previous = (self.last_run_at, self.last_consolidation_at)
+        self.last_run_at = now
+        if consolidate:
+            self.last_consolidation_at = now
+        try:
+            counts = await self.discover(entries, X, consolidate)
+        except Exception as exc:  # noqa: BLE001 - a failed run must leave the buffer alone
+            self.last_run_at, self.last_consolidation_at = previous  # the trigger still holds
+            self.failures += 1
+            self.retry_at = now + min(self.settings.discovery_interval_seconds * 2 ** self.failures,
+                                      MAX_RETRY_SECONDS)
+            metrics.DISCOVERY_RUNS.labels("failed").inc()
+            warnings.warn(f"discovery run failed, buffer kept: {type(exc).__name__}: {exc}",
+                          DiscoveryFailedWarning, stacklevel=1)
+            log.exception("discovery run failed")
+            return None
+        finally:
+            metrics.DISCOVERY_SECONDS.observe(time.perf_counter() - started)
+        self.runs += 1
+        if consolidate:
+            self.consolidations += 1
+            self.memory_at_consolidation = len(self.memory)
+            metrics.CONSOLIDATIONS.inc()
+        self.failures, self.retry_at = 0, 0.0
+        certified_nothing = self._fitted > 0 and self._good == 0
+        metrics.DISCOVERY_RUNS.labels("certified_nothing" if certified_nothing else "ok").inc()
+        if self._judged:
+            metrics.DISCOVERY_GOODNESS.set(self._good / self._judged)
+        self._gauges(time.time())
+        log.info("discovery %s: %s", "consolidation" if consolidate else "run", counts)
+        return counts
+
+    def _export_size(self) -> None:
+        n = len(self.buffer)
+        self.peak = max(self.peak, n)
+        metrics.BUFFER_UTTERANCES.set(n)
+        metrics.BUFFER_PEAK.set(self.peak)
+        metrics.MEMORY_UTTERANCES.set(len(self.memory))
+
+    def _gauges(self, now: float) -> None:
+        self._export_size()
+        metrics.BUFFER_OLDEST_AGE.set(self.buffer.oldest_age(now))
+        metrics.BUFFER_CAP.set(self.settings.buffer_cap)
+        metrics.CATALOG_INTENTS.set(len(self.catalog.active()))
