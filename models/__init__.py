@@ -13,7 +13,8 @@ from .cluster._budget import BudgetITLClustering
 from .text._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
 from .cluster._clusterers import CLUSTERERS, cluster
 from ._metrics import ari, clustering_scores, goodness, nmi, semantic_diversity
-from .judges._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, HeuristicJudge, KeywordNamer, action_of
+from .judges._heuristic import HeuristicJudge, KeywordNamer
+from .text._keywords import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
 from .cluster._sampling import SAMPLING_METHODS, make_union_view, make_view, sample_members
 from .llm._accounting import LLMStats
 from ._annotations import (
@@ -25,7 +26,8 @@ from ._annotations import (
 )
 from .llm._openai import LLMWarning, OpenAIJudge, OpenAINamer
 from .llm._breaker import CircuitBreaker, LLMUnavailableError
-from .llm._prompts import PROMPT_VERSION, detect_language, load_prompt, prompt_version
+from .llm._prompts import PROMPT_VERSION, load_prompt, prompt_version
+from .text._language import detect_language
 from .judges._pruning import HeuristicPruner, LLMPruner
 from .text._pii import Redactor
 from .llm._vllm import VLLMJudge, VLLMNamer

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 
 from .._base import ClusterView, Judge, Verdict
-from ..judges._heuristic import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
+from ..text._keywords import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
 from ._intents import placeholder_texts
 from .._threads import single_threaded
 from .._vectors import check_embeddings

@@ -49,13 +49,14 @@ trigger words) and the objective from the cluster's most distinctive TF-IDF keyw
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
 from .._base import ClusterView, Judge, Namer, Verdict
 from ..cluster._clusterers import cluster, kmeans_labels
+from ..text._keywords import dominant_action, keyword_vectorizer
+from ..text._language import detect_language_from_head
 
 _K_NEIGHBOURS = 10  # neighbour share of one cluster
 _K_LINKS = 20  # the graph that weighs the two sides of a union
@@ -256,93 +257,6 @@ def _sides(view: ClusterView) -> list[np.ndarray]:
 # Keyword namer
 # --------------------------------------------------------------------------------
 
-_ASK_NOT_REQUEST = r"(?!know|ask|find|understand|check|see|learn)"
-_REQUEST = rf"(?:please|i (?:want|need|would like|'d like|wish) to {_ASK_NOT_REQUEST}|i'd like to {_ASK_NOT_REQUEST}|help me(?: to)?|can you|could you)"
-
-#: English triggers, in priority order: a text takes the first action that matches.
-ENGLISH_TRIGGERS: tuple[tuple[str, str], ...] = (
-    ("complain", r"\b(?:complain\w*|unacceptable|terrible|ridiculous|awful|frustrat\w*|angry|upset|disappointed)\b"),
-    ("report", r"\b(?:not working|(?:does|is|wo|did)n'?t (?:work|arrive)\w*|stopped working|(?:has|have)n'?t (?:arrived|come|shown|gone|been|received|got)"
-               r"|(?:has|have) not (?:arrived|come|received)|still (?:pending|waiting|not)|wrong|declined|rejected|failed|stolen|lost|missing"
-               r"|problem|issue|error|twice|broken|stuck|blocked|frozen|(?:was|been|got) cancel+ed)\b"),
-    ("cancel", r"\b(?:cancel|terminate|unsubscribe|close (?:my )?account|delete (?:my )?account)\b"),
-    ("activate", rf"{_REQUEST} activate\b"),
-    ("verify", rf"{_REQUEST} (?:verify|confirm my identity)\b"),
-    ("transfer", rf"{_REQUEST} (?:transfer|send money)\b"),
-    ("change", rf"{_REQUEST} (?:change|update|edit|modify|reset)\b"),
-    ("request", rf"^(?:{_REQUEST}|i (?:want|need|would like)\b|give me|send me)"),
-    ("inquire", r"\?|^(?:how|what|why|when|where|which|who|whom|whose|is|are|was|were|can|could|do|does|did|will|would|should|has|have|am|may)\b"
-                r"|\b(?:i (?:want|need|would like) to (?:know|ask|find out|understand))\b|\bwonder"),
-    ("recommend", r"\b(?:i (?:recommend|suggest)|we (?:recommend|suggest)|you (?:could|might|should) try)\b"),
-    ("answer", r"\b(?:you can|you will|you'll|you need to|you have to|it (?:takes|will take)|we (?:will|can|do))\b"),
-    ("provide", r"\b(?:here is|here's|my (?:name|number|address|email|phone|account) is)\b"),
-    ("thank", r"\bthank"),
-    ("confirm", r"^(?:yes|yeah|yep|correct|right|sure|ok|okay|confirmed|that's right)\b|\bconfirm"),
-    ("greet", r"^(?:hi|hello|hey|good (?:morning|afternoon|evening))\b"),
-)
-
-#: Chinese triggers, in priority order (customer and agent turns of service calls).
-CHINESE_TRIGGERS: tuple[tuple[str, str], ...] = (
-    ("投诉", r"投诉|太差|不满意|差劲|生气"),
-    ("取消", r"取消|退订|注销|退掉"),
-    ("要求", r"(?:给我|帮我|请|麻烦|能不能).{0,4}推荐"),
-    ("推荐", r"推荐您|为您推荐|推荐你|建议您|您可以去|你可以去"),
-    ("询问", r"请问|吗|什么|多少|怎么|哪|几[点号天位星钱]|是否|有没有|[？?]"),
-    ("要求", r"我想|我要|帮我|请给|给我|麻烦|需要|请帮"),
-    ("办理", r"办理|开通|预订|预定|申请"),
-    ("提供", r"为您|查到|有以下|分别是|(?:电话|地址|名称|价格|营业时间|评分|时间|车型|车牌)(?:是|在|：|:)|(?:周边|附近)\S{0,4}有|是\d"),
-    ("解答", r"您可以|你可以|可以的|不需要|不可以|不能|抱歉|没有符合"),
-    ("感谢", r"谢谢|感谢|多谢"),
-    ("确认", r"^(?:是的|对的|对|没错|好的|嗯|确认|可以)"),
-    ("问候", r"你好|您好|再见|不客气|不用谢"),
-)
-
-#: Canonical actions that mark a customer's turn / an agent's turn (role inference).
-CUSTOMER_ACTIONS = frozenset({"inquire", "request", "report", "cancel", "complain", "activate", "verify",
-                              "transfer", "change", "询问", "要求", "投诉", "取消", "办理"})
-AGENT_ACTIONS = frozenset({"answer", "provide", "recommend", "confirm", "解答", "提供", "推荐", "确认"})
-ALL_ACTIONS = frozenset(a for a, _ in ENGLISH_TRIGGERS + CHINESE_TRIGGERS)
-
-_EN_RULES = tuple((a, re.compile(p)) for a, p in ENGLISH_TRIGGERS)
-_ZH_RULES = tuple((a, re.compile(p)) for a, p in CHINESE_TRIGGERS)
-_EN_PRIORITY = {a: i for i, (a, _) in enumerate(reversed(ENGLISH_TRIGGERS))}
-_ZH_PRIORITY = {a: i for i, (a, _) in enumerate(reversed(CHINESE_TRIGGERS))}
-
-_EN_EXTRA_STOP = {"want", "need", "like", "please", "thanks", "thank", "hi", "hello", "hey", "help", "know",
-                  "tell", "does", "did", "just", "got", "ve", "don", "doesn", "isn", "haven", "hasn", "didn",
-                  "won", "ll", "im", "ok", "okay", "yes", "able", "possible", "way", "wondering", "let"}
-# Content words that scikit-learn's English stop list drops but service calls need.
-_EN_KEEP = {"amount", "back", "bill", "call", "detail", "empty", "fill", "fire", "front", "full",
-            "interest", "move", "name", "system", "top"}
-_ZH_STOP = {"请问", "什么", "多少", "怎么", "怎么样", "可以", "一下", "一个", "这个", "那个", "这家", "那家",
-            "哪些", "哪个", "哪里", "哪家", "你好", "您好", "谢谢", "感谢", "好的", "是的", "没有", "有没有",
-            "知道", "需要", "我们", "你们", "他们", "我想", "想要", "帮我", "麻烦", "推荐", "为您", "给我",
-            "还有", "就是", "如果", "然后", "因为", "所以", "不是", "已经", "还是", "或者", "比较", "的话",
-            "一家", "一些", "地方", "不客气", "再见", "告诉", "那么", "这里", "那里", "其他", "时候", "是否",
-            "查到", "以下", "分别", "您可以", "你可以", "建议", "不用", "非常", "现在", "为了",
-            "客气", "不用谢", "非常感谢", "记好", "当然", "抱歉", "没问题", "放心"}
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-_ZH_TOKEN = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fffA-Za-z]{2,}$")
-
-
-def action_of(label: str) -> str | None:
-    """The canonical action of an ``action-objective`` label, or None if it has none."""
-    head = str(label).strip().split("-", 1)[0].strip().lower()
-    return head if head in ALL_ACTIONS else None
-
-
-def detect_language(texts: Sequence[str]) -> str:
-    """``"zh"`` when at least a fifth of the non-space characters are CJK, else ``"en"``."""
-    sample = "".join(texts[:2000]) if isinstance(texts, list) else "".join(list(texts)[:2000])
-    chars = [c for c in sample if not c.isspace()]
-    return "zh" if chars and len(_CJK.findall(sample)) >= 0.2 * len(chars) else "en"
-
-
-def _zh_tokens(text: str) -> list[str]:
-    import jieba
-
-    return [t for t in jieba.lcut(text) if _ZH_TOKEN.match(t) and t not in _ZH_STOP]
-
 
 class KeywordNamer(Namer):
     """Label-free "action-objective" names: an action from trigger words, an objective
@@ -355,8 +269,6 @@ class KeywordNamer(Namer):
         self.max_keywords = max_keywords
 
     def prepare(self, X: np.ndarray | None, texts: Sequence[str]) -> None:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
-
         if self.lang not in ("auto", "en", "zh"):
             raise ValueError(f"lang must be 'auto', 'en' or 'zh', got {self.lang!r}")
         if int(self.max_keywords) < 1:
@@ -364,15 +276,8 @@ class KeywordNamer(Namer):
         self.texts_ = [str(t) for t in texts]
         if not self.texts_:
             raise ValueError("KeywordNamer.prepare needs at least one text")
-        self.lang_ = detect_language(self.texts_) if self.lang == "auto" else self.lang
-        if self.lang_ == "zh":
-            import jieba
-
-            jieba.setLogLevel(60)  # silence its "Building prefix dict" banner
-            vec = TfidfVectorizer(tokenizer=_zh_tokens, token_pattern=None, lowercase=False, sublinear_tf=True)
-        else:
-            stop = sorted((ENGLISH_STOP_WORDS - _EN_KEEP) | _EN_EXTRA_STOP)
-            vec = TfidfVectorizer(stop_words=stop, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", sublinear_tf=True)
+        self.lang_ = detect_language_from_head(self.texts_) if self.lang == "auto" else self.lang
+        vec = keyword_vectorizer(self.lang_)
         try:
             self.tfidf_ = vec.fit_transform(self.texts_).tocsr()
             self.terms_ = vec.get_feature_names_out()
@@ -390,19 +295,6 @@ class KeywordNamer(Namer):
         top = [i for i in np.argsort(-lift, kind="stable")[: int(self.max_keywords)] if lift[i] > 0]
         return "_".join(str(self.terms_[i]) for i in top)
 
-    def _action(self, texts: Sequence[str]) -> str | None:
-        rules, priority = (_ZH_RULES, _ZH_PRIORITY) if self.lang_ == "zh" else (_EN_RULES, _EN_PRIORITY)
-        counts: Counter[str] = Counter()
-        for text in texts:
-            low = text.strip().lower()
-            for action, rule in rules:
-                if rule.search(low):
-                    counts[action] += 1
-                    break
-        if not counts:
-            return None
-        return max(counts, key=lambda a: (counts[a], priority[a]))
-
     def _label(self, action: str | None, objective: str) -> str:
         if self.lang_ != "zh":
             objective = re.sub(r"[^a-z0-9_]+", "_", objective.lower()).strip("_")
@@ -418,5 +310,5 @@ class KeywordNamer(Namer):
             if rows.size and (rows[0] < 0 or rows[-1] >= len(self.texts_)):
                 raise IndexError("cluster member is outside the prepared texts")
             texts = [self.texts_[i] for i in rows] if rows.size else list(view.texts)
-            out.append(self._label(self._action(texts), self._objective(rows)))
+            out.append(self._label(dominant_action(texts, self.lang_), self._objective(rows)))
         return out

@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .._base import BAD, GOOD, ClusterView
+from ..text._language import detect_language
 
 PROMPT_DIR = Path(__file__).parent.parent / "prompts"
 TASKS = ("judge", "name", "prune")
@@ -37,7 +38,6 @@ MAX_UTTERANCE_CHARS = 400
 
 _SECTION = re.compile(r"^\[(system|user|user_union)\]\s*$")
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 #: The judge's answer set, for guided choice.
 JUDGE_CHOICES = [GOOD, BAD]
@@ -134,15 +134,6 @@ def prompt_version(prompt_dir: str | Path | None = None) -> str:
 
 #: Hash of the packaged prompt files.
 PROMPT_VERSION = prompt_version()
-
-
-def detect_language(texts: Sequence[str], threshold: float = 0.2) -> str:
-    """``zh`` when at least ``threshold`` of the non-space characters are CJK, else ``en``."""
-    total = cjk = 0
-    for text in texts:
-        total += sum(1 for ch in text if not ch.isspace())
-        cjk += len(_CJK.findall(text))
-    return "zh" if total and cjk / total >= threshold else "en"
 
 
 def resolve_language(language: str, texts: Sequence[str]) -> str:

@@ -43,6 +43,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._base import ClusterView
+from ._language import CJK
 
 _TOKEN = re.compile(r"<([A-Z][A-Z_]*)>")  # what redact() puts in place of a value
 
@@ -55,8 +56,6 @@ _MIN_DIGITS = {"PHONE": 7, "EMAIL": 0, "CARD": 12, "CN_ID": 17, "IBAN": 8, "IP":
 #: Phone regions tried per language (phonenumbers region codes).
 PHONE_REGIONS = {"en": ("US", "GB", "CN", "IN", "CA", "AU", "DE", "FR"), "zh": ("CN", "HK", "TW")}
 _SCORE_THRESHOLD = 0.3
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def token(entity: str) -> str:
@@ -308,7 +307,7 @@ class Redactor:
             return text
         language = self.language
         if language == "auto":
-            language = "zh" if _CJK.search(normal) else "en"
+            language = "zh" if CJK.search(normal) else "en"
         found = analyzer.analyze(normal, language=language, entities=self._entities,
                                  score_threshold=_SCORE_THRESHOLD)
         if not found:
