@@ -5,7 +5,8 @@ Public objects are re-exported here from their private modules (scikit-learn sty
 
 from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
 from ._open_set import OpenSetMatcher, Reconciliation, new_intent_id, reconcile
-from ._base import BAD, GOOD, ClusterView, Embedder, Intent, Judge, Namer, Verdict
+from ._base import (BAD, GOOD, ChatClient, ClusterView, Completion, Embedder, Intent, Judge, Namer,
+                    Pruner, Verdict)
 from ._io import InputError, Table, load_table
 from .cluster._ledger import JudgeLedger
 from .judges._oracle import OracleJudge, SampledOracleJudge
@@ -24,13 +25,15 @@ from ._annotations import (
     export_annotations,
     load_annotations,
 )
-from .llm._openai import LLMWarning, OpenAIJudge, OpenAINamer
+from .llm._openai import OpenAIClient
 from .llm._breaker import CircuitBreaker, LLMUnavailableError
 from .llm._prompts import PROMPT_VERSION, load_prompt, prompt_version
 from .text._language import detect_language
-from .judges._pruning import HeuristicPruner, LLMPruner
+from .judges._pruning import HeuristicPruner
+from .judges._llm import (LLMJudge, LLMNamer, LLMPruner, LLMWarning, OpenAIJudge, OpenAINamer,
+                          VLLMJudge, VLLMNamer)
 from .text._pii import Redactor
-from .llm._vllm import VLLMJudge, VLLMNamer
+from .llm._vllm import VLLMClient
 from .judges._voting import CrowdJudge, RepeatedJudge
 from .cluster._intents import UNASSIGNED, NothingCertifiedWarning, build_intents
 from .cluster._merge import merge_by_label
@@ -79,15 +82,19 @@ __all__ = [
     "load_annotations",
     "CrowdJudge",
     "HeuristicPruner",
+    "LLMJudge",
+    "LLMNamer",
     "LLMPruner",
     "Redactor",
     "LLMStats",
     "LLMWarning",
     "CircuitBreaker",
     "LLMUnavailableError",
+    "OpenAIClient",
     "OpenAIJudge",
     "OpenAINamer",
     "RepeatedJudge",
+    "VLLMClient",
     "VLLMJudge",
     "VLLMNamer",
     "detect_language",
@@ -98,13 +105,16 @@ __all__ = [
     "EmbeddingSpaceError",
     "IntentCatalog",
     "GOOD",
+    "ChatClient",
     "ClusterView",
+    "Completion",
     "Embedder",
     "InputError",
     "Intent",
     "Judge",
     "JudgeLedger",
     "Namer",
+    "Pruner",
     "OracleJudge",
     "SampledOracleJudge",
     "Table",

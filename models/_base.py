@@ -9,10 +9,14 @@ vLLM) implement the same two interfaces as the offline heuristic ones.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .llm._breaker import CircuitBreaker
 
 GOOD = "Good"
 BAD = "Bad"
@@ -150,3 +154,66 @@ class Intent:
     @property
     def size(self) -> int:
         return len(self.members)
+
+
+class Pruner(ABC):
+    """Search-space pruning (the paper's §6.4.2): which cluster counts to try next."""
+
+    @abstractmethod
+    def propose(self, log: Sequence[Mapping], n_remaining: int, lo: int, hi: int,
+                k: int = 5) -> list[int]:
+        """Up to ``k`` distinct counts in ``[lo, hi]``, best first, from the iteration log."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer of a :class:`ChatClient` to one conversation.
+
+    ``tokens`` are (chosen token, {alternative: logprob}) pairs when logprobs were asked
+    and given. ``seconds`` is what the request took (its share, for a batched engine);
+    ``http_status`` every HTTP status it saw, the transport's own retries included.
+    ``error`` says why a request failed after the client's own retries (the text is then
+    None); ``unavailable`` marks one the circuit breaker refused or that opened it.
+    """
+
+    text: str | None
+    tokens: tuple[tuple[str, dict[str, float]], ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    http_status: tuple[int, ...] = ()
+    error: str | None = None
+    unavailable: bool = False
+
+
+class ChatClient(ABC):
+    """Sends chat conversations to an LLM and returns its answers: text and logprobs.
+
+    The one thing an LLM backend must do. Caching, invalid-answer retries, the sampling
+    policy, the circuit breaker's state and the accounting live above it, once, in
+    :class:`~dialin.models.LLMJudge`, :class:`~dialin.models.LLMNamer` and
+    :class:`~dialin.models.LLMPruner`.
+    """
+
+    #: Short name reported with every verdict ("openai", "vllm", ...).
+    backend: str = "llm"
+    #: The model answering: part of every cached answer's key.
+    model: str = ""
+
+    @abstractmethod
+    def complete(self, conversations: Sequence[list[dict]], *, task: str,
+                 temperatures: Sequence[float], seeds: Sequence[int | None],
+                 logprobs: bool = False, structured: bool | str = True,
+                 breaker: CircuitBreaker | None = None) -> list[Completion]:
+        """One :class:`Completion` per conversation, in order.
+
+        ``task`` (judge|name|prune) sets the answer's length and constraint (when
+        ``structured``); ``temperatures`` and ``seeds`` are per conversation. A client
+        that talks over a network asks ``breaker.allow()`` before each request and
+        reports each outcome (``success()``, or ``failure()`` for an outage); a failed
+        request is a Completion with ``error`` set, never an exception. Options a client
+        has no use for are ignored.
+        """
+
+    def close(self) -> None:
+        """Release connections and threads (a later call starts anew); nothing by default."""

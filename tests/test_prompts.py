@@ -223,7 +223,7 @@ def test_the_vllm_judge_uses_the_same_prompts_retries_and_reads_p_good(monkeypat
     namer = VLLMNamer("Qwen/Qwen2.5-7B-Instruct", invalid_retries=1,
                       llm_kwargs={"max_model_len": 4096})
     assert namer.name(views) == ["inquire-card", ""]
-    assert namer._engine() is judge._engine()  # one copy of the weights on the GPU
+    assert namer.client._engine() is judge.client._engine()  # one copy of the weights on the GPU
 
 
 def test_a_missing_vllm_names_the_extra_to_install(monkeypatch):

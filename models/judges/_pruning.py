@@ -2,9 +2,10 @@
 
 Algorithm 1 fits and judges every candidate count at every iteration; the paper instead
 shows an LLM the iteration log and keeps its top-5 distinct predictions (right 89% of
-the time, Table 5). :class:`LLMPruner` does that over an OpenAI-compatible endpoint;
-:class:`HeuristicPruner` is the free fallback when no LLM is configured, and fills in
-when the LLM's answer is short or invalid. Both have one method::
+the time, Table 5). :class:`~dialin.models.LLMPruner` (in :mod:`._llm`) does that over
+an LLM; :class:`HeuristicPruner`, here, is the free fallback when no LLM is configured,
+and fills in when the LLM's answer is short or invalid. Both are a
+:class:`~dialin.models.Pruner`, with one method::
 
     propose(log, n_remaining, lo, hi, k=5) -> list[int]   # distinct, in [lo, hi], best first
 
@@ -17,9 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from ..llm._accounting import OnCall
-from ..llm._openai import _OpenAIBackend
-from ..llm._prompts import load_prompt, parse_counts, prune_messages
+from .._base import Pruner
 
 
 def _check_range(n_remaining: int, lo: int, hi: int, k: int) -> None:
@@ -43,7 +42,7 @@ def _rate(entry: Mapping) -> float:
     return good / bad if bad else math.inf
 
 
-class HeuristicPruner:
+class HeuristicPruner(Pruner):
     """Around the last iteration's best count, scaled by the share of data still left.
 
     Table 10 shows the best count shrinking roughly with the square root of the data left
@@ -84,46 +83,3 @@ def _spread(centre: float, lo: int, hi: int, k: int) -> list[int]:
         if value not in out:
             out.append(value)
     return out
-
-
-class LLMPruner(_OpenAIBackend):
-    """The paper's LLM-native pruning over an OpenAI-compatible endpoint.
-
-    Asks for ``k`` counts as a JSON list (constrained by a JSON schema where the server
-    supports it), keeps the distinct integers in ``[lo, hi]`` and drops the rest; with
-    ``fill=True`` a short or failed answer is topped up from :class:`HeuristicPruner`,
-    so ``propose`` always returns ``min(k, hi - lo + 1)`` counts.
-    """
-
-    backend = "openai"
-    task = "prune"
-
-    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", timeout: float = 30.0,
-                 max_retries: int = 3, language: str = "en", prompt_dir: str | None = None,
-                 structured: bool | str = True, invalid_retries: int = 2,
-                 on_call: OnCall | None = None, temperature: float = 0.0,
-                 fill: bool = True) -> None:
-        super().__init__(base_url, model, api_key=api_key, timeout=timeout,
-                         max_retries=max_retries, concurrency=1, language=language,
-                         prompt_dir=prompt_dir, structured=structured,
-                         invalid_retries=invalid_retries, on_call=on_call,
-                         temperature=temperature)
-        self.fill = fill
-
-    def propose(self, log: Sequence[Mapping], n_remaining: int, lo: int, hi: int,
-                k: int = 5) -> list[int]:
-        _check_range(n_remaining, lo, hi, k)
-        language = "en" if self.language == "auto" else self.language
-        template = load_prompt("prune", language, self.prompt_dir)
-        messages = prune_messages(template, log, n_remaining, lo, hi, k)
-
-        def parse(text: str | None) -> list[int] | None:
-            return parse_counts(text, lo, hi, k) or None
-
-        result = self._run(lambda: self._ask("prune", messages, parse))
-        counts = [] if result is None else list(result[0])
-        if self.fill and len(counts) < k:
-            for value in HeuristicPruner().propose(log, n_remaining, lo, hi, k + len(counts)):
-                if value not in counts and len(counts) < k:
-                    counts.append(value)
-        return counts

@@ -1,9 +1,9 @@
 """What LLM work cost: calls by task and outcome, tokens, seconds, cache hits.
 
-Every LLM backend (HTTP or in-process) owns one :class:`LLMStats` and may also call an
-``on_call`` hook per request. The hook is how the service feeds Prometheus without
-``dialin.models`` importing prometheus; the stats object is how a batch run (``dialin
-discover``/``evaluate``) prints the same figures at the end.
+Every LLM judge, namer and pruner (whatever its client: HTTP or in-process) owns one
+:class:`LLMStats` and may also call an ``on_call`` hook per request. The hook is how the
+service feeds Prometheus without ``dialin.models`` importing prometheus; the stats object
+is how a batch run (``dialin discover``/``evaluate``) prints the same figures at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ OnCall = Callable[[str, str, float, int, int], None]
 
 @dataclass
 class LLMStats:
-    """Counters for one backend object; thread-safe, cheap, plain numbers out.
+    """Counters for one judge, namer or pruner; thread-safe, cheap, plain numbers out.
 
     ``http_status`` counts every HTTP response status the client saw, including the
     ones the SDK retried by itself (a 500 then a 200 shows as one ``500`` and one

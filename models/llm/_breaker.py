@@ -1,4 +1,4 @@
-"""A consecutive-failure circuit breaker for the LLM backends (closed, open, half-open).
+"""A consecutive-failure circuit breaker for LLM calls (closed, open, half-open).
 
 Why: the ``openai`` SDK already retries a failed request with backoff; what it cannot
 know is that the server has been dead for the last twenty requests. Without a breaker a
@@ -8,8 +8,12 @@ every one of its hundreds of questions before it gives up. With one, after
 (:class:`LLMUnavailableError`) for ``reset_seconds``; then a single probe is let
 through (half-open): its success closes the breaker, its failure opens it again.
 
+Each LLM judge, namer and pruner owns one breaker and hands it to its
+:class:`~dialin.models.ChatClient`, which asks it before every request and reports every
+outcome (the HTTP client; an in-process engine has no outage to report).
+
 Why not ``pybreaker``: its async support goes through tornado, and our calls run on a
-private asyncio loop owned by each backend; the state machine is twenty lines.
+private asyncio loop owned by each HTTP client; the state machine is twenty lines.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
-"""Judge and namer on an in-process ``vllm.LLM`` (GPU machines, ``pip install 'dialin[gpu]'``).
+"""A :class:`~dialin.models.ChatClient` on an in-process ``vllm.LLM`` (GPU machines,
+``pip install 'dialin[gpu]'``).
 
 vLLM's offline ``LLM.chat`` takes a whole batch at once and schedules it with continuous
-batching, so a batch of clusters is one call. The answer is constrained with vLLM's
+batching, so a batch of conversations is one call. The answer is constrained with vLLM's
 structured outputs (``StructuredOutputsParams`` since 0.12; the older
-``GuidedDecodingParams`` is used when that is what the installed vLLM has), and parsed
-with the same strict parsers and prompts as the HTTP backend (:mod:`._prompts`).
+``GuidedDecodingParams`` is used when that is what the installed vLLM has), with the same
+constraints as the HTTP client (:mod:`._prompts`).
 vLLM is imported on first use only, like BERTopic's optional backends, so
-``dialin.models`` imports on machines without it; constructing a backend without vLLM
-installed raises ``ModuleNotFoundError`` naming the extra. With a ``redactor``, utterances are
-redacted before they are put in a prompt, as in the HTTP backend. Judge and namer on the same
-model share one engine.
+``dialin.models`` imports on machines without it; constructing a client without vLLM
+installed raises ``ModuleNotFoundError`` naming the extra. Clients on the same model (a
+judge's and a namer's) share one engine. There is no network, so no outage: the circuit
+breaker a caller hands over is not consulted.
 """
 
 from __future__ import annotations
@@ -19,23 +20,13 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ._accounting import LLMStats, OnCall
-from .._base import ClusterView, Judge, Namer, Verdict
-from ._openai import RETRY_TEMPERATURE, MAX_TOKENS
-from ..text._pii import Redactor, redact_view
-from ._prompts import (
-    PromptedMixin,
-    judge_messages,
-    name_messages,
-    p_good,
-    parse_label,
-    parse_verdict,
-    response_key,
-    structured_choice,
-)
+from .._base import ChatClient, Completion
+from ._breaker import CircuitBreaker
+from ._openai import MAX_TOKENS
+from ._prompts import structured_choice
 
 INSTALL_HINT = "the vllm backend needs vLLM on a GPU machine: pip install 'dialin[gpu]'"
 
@@ -73,7 +64,7 @@ def _shared_engine(vllm, model: str, llm_kwargs: dict | None):
 
 
 def _sampling_params(vllm, task: str, temperature: float, seed: int | None, logprobs: bool,
-                     structured: bool):
+                     structured: bool | str):
     kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": MAX_TOKENS[task],
                               "seed": seed}
     if logprobs:
@@ -102,33 +93,19 @@ def _tokens(output) -> tuple[tuple[str, dict[str, float]], ...]:
     return tuple(out)
 
 
-class _VLLMBackend(PromptedMixin):
-    """Engine, cache, accounting and the invalid-answer retries shared by judge and namer."""
+class VLLMClient(ChatClient):
+    """Chat completions from an in-process vLLM engine; one batched ``LLM.chat`` per call.
 
-    task = "judge"
+    ``llm_kwargs`` go to ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``enable_lora``,
+    ``gpu_memory_utilization``).
+    """
 
-    def __init__(self, model: str, language: str = "auto", prompt_dir: str | None = None,
-                 structured: bool = True, invalid_retries: int = 2, temperature: float = 0.0,
-                 on_call: OnCall | None = None, llm_kwargs: dict | None = None,
-                 redactor: Redactor | None = None) -> None:
+    backend = "vllm"
+
+    def __init__(self, model: str, llm_kwargs: dict | None = None) -> None:
         _check_vllm()  # the one check done early: a missing extra is a setup error
         self.model = model
-        self.language = language
-        self.prompt_dir = prompt_dir
-        self.structured = structured
-        self.invalid_retries = invalid_retries
-        self.temperature = temperature
-        self.on_call = on_call
         self.llm_kwargs = llm_kwargs
-        self.redactor = redactor
-
-    logprobs = False
-
-    @property
-    def stats(self) -> LLMStats:
-        if getattr(self, "_stats", None) is None:
-            self._stats = LLMStats()
-        return self._stats
 
     def _engine(self):
         if getattr(self, "_llm", None) is None:
@@ -137,103 +114,29 @@ class _VLLMBackend(PromptedMixin):
             vllm = _import_vllm()
             self._vllm = vllm
             self._llm = _shared_engine(vllm, self.model, self.llm_kwargs)
-            self._cache = {}
         return self._llm
 
-    def _record(self, outcome: str, seconds: float = 0.0, prompt_tokens: int = 0,
-                completion_tokens: int = 0) -> None:
-        self.stats.record(self.task, outcome, seconds, prompt_tokens, completion_tokens)
-        if self.on_call is not None:
-            self.on_call(self.task, outcome, seconds, prompt_tokens, completion_tokens)
+    def __getstate__(self) -> dict:
+        # The engine holds the GPU weights: a copy finds the shared one again.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_llm", "_vllm")}
 
-    def _ask_all(self, conversations: list[list[dict]], repetitions: list[int],
-                 parse: Callable[[str | None], Any]) -> list[tuple[Any, float | None] | None]:
-        """One batched generation per round; invalid answers go to the next round."""
+    def complete(self, conversations: Sequence[list[dict]], *, task: str,
+                 temperatures: Sequence[float], seeds: Sequence[int | None],
+                 logprobs: bool = False, structured: bool | str = True,
+                 breaker: CircuitBreaker | None = None) -> list[Completion]:
         llm = self._engine()
-        keys = [response_key(self.model, self.task, c, r) for c, r in zip(conversations, repetitions)]
-        results: list[tuple[Any, float | None] | None] = [None] * len(conversations)
-        pending = []
-        for i, key in enumerate(keys):
-            if key in self._cache:
-                results[i] = self._cache[key]
-                self._record("cached")
-            else:
-                pending.append(i)
-        for attempt in range(1 + int(self.invalid_retries)):
-            if not pending:
-                break
-            params = []
-            for i in pending:
-                fresh = attempt > 0 or repetitions[i] > 0
-                temperature = max(self.temperature, RETRY_TEMPERATURE) if fresh else self.temperature
-                seed = 1000 * repetitions[i] + attempt if fresh else None
-                params.append(_sampling_params(self._vllm, self.task, temperature, seed,
-                                               self.logprobs, self.structured))
-            started = time.perf_counter()
-            outputs = llm.chat([conversations[i] for i in pending], sampling_params=params,
-                               use_tqdm=False)
-            share = (time.perf_counter() - started) / len(pending)
-            still = []
-            for i, out in zip(pending, outputs):
-                completion = out.outputs[0]
-                n_prompt = len(out.prompt_token_ids or [])
-                n_completion = len(completion.token_ids)
-                value = parse(completion.text)
-                if value is None:
-                    self._record("invalid", share, n_prompt, n_completion)
-                    still.append(i)
-                    continue
-                self._record("ok", share, n_prompt, n_completion)
-                confidence = p_good(_tokens(completion)) if self.task == "judge" else None
-                results[i] = self._cache[keys[i]] = (value, confidence)
-            pending = still
-        return results
-
-
-class VLLMJudge(_VLLMBackend, Judge):
-    """LLM_eval on in-process vLLM; same prompts, parsing and Verdict meaning as OpenAIJudge.
-
-    ``llm_kwargs`` go to ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``enable_lora``,
-    ``gpu_memory_utilization``).
-    """
-
-    backend = "vllm"
-    task = "judge"
-
-    def __init__(self, model: str, language: str = "auto", prompt_dir: str | None = None,
-                 structured: bool = True, logprobs: bool = True, invalid_retries: int = 2,
-                 temperature: float = 0.0, on_call: OnCall | None = None,
-                 llm_kwargs: dict | None = None, redactor: Redactor | None = None) -> None:
-        super().__init__(model, language=language, prompt_dir=prompt_dir, structured=structured,
-                         invalid_retries=invalid_retries, temperature=temperature,
-                         on_call=on_call, llm_kwargs=llm_kwargs, redactor=redactor)
-        self.logprobs = logprobs
-
-    def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
-        views = list(views)
-        if not views:
+        if not conversations:
             return []
-        template = self._template("judge", views)
-        redacted = [redact_view(self.redactor, v) for v in views]
-        results = self._ask_all([judge_messages(template, v) for v in redacted],
-                                [v.repetition for v in views], parse_verdict)
-        return [Verdict(good=None, backend=self.backend) if r is None
-                else Verdict(good=bool(r[0]), confidence=r[1], backend=self.backend)
-                for r in results]
-
-
-class VLLMNamer(_VLLMBackend, Namer):
-    """LLM_name on in-process vLLM; ``""`` for a view without a valid label (callers fall back)."""
-
-    backend = "vllm"
-    task = "name"
-
-    def name(self, views: Sequence[ClusterView]) -> list[str]:
-        views = list(views)
-        if not views:
-            return []
-        template = self._template("name", views)
-        redacted = [redact_view(self.redactor, v) for v in views]
-        results = self._ask_all([name_messages(template, v) for v in redacted],
-                                [v.repetition for v in views], parse_label)
-        return ["" if r is None else r[0] for r in results]
+        params = [_sampling_params(self._vllm, task, temperature, seed, logprobs, structured)
+                  for temperature, seed in zip(temperatures, seeds)]
+        started = time.perf_counter()
+        outputs = llm.chat(list(conversations), sampling_params=params, use_tqdm=False)
+        share = (time.perf_counter() - started) / len(conversations)
+        completions = []
+        for out in outputs:
+            completion = out.outputs[0]
+            completions.append(Completion(
+                text=completion.text, tokens=_tokens(completion),
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(completion.token_ids), seconds=share))
+        return completions

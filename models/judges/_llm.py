@@ -1,0 +1,404 @@
+"""The LLM judge, namer and pruner, over any :class:`~dialin.models.ChatClient`.
+
+Everything that does not depend on how an LLM is reached lives here, once: the prompt
+(:mod:`dialin.models.llm._prompts`: language, quoting, strict parsing), PII redaction of
+every utterance before it is put in a prompt (:class:`~dialin.models.Redactor`), the
+response cache (in memory, and on disk with ``cache_dir``), the retries of *invalid*
+answers (text that does not parse, which no transport can see), the sampling policy
+(``temperature`` for a first question; at least :data:`RETRY_TEMPERATURE` and a seed for
+a retry or a deliberate repetition, so a deterministic server does not answer the same
+way again), the circuit breaker's state (:mod:`dialin.models.llm._breaker`: a batch that
+trips or meets an open breaker raises :class:`~dialin.models.LLMUnavailableError`
+instead of returning invalid verdicts, so a discovery run against a dead LLM fails and
+is retried rather than "succeeding" with every cluster judged Bad) and the accounting
+(:class:`~dialin.models.LLMStats` plus the ``on_call`` hook the service feeds Prometheus
+with). A client only sends a round of conversations and returns the answers.
+
+A batch goes out in rounds: every question not in the cache in one ``complete`` call
+(the HTTP client sends them concurrently, vLLM batches them on the GPU), then the ones
+whose answer did not parse in the next, up to ``invalid_retries`` times.
+
+:class:`OpenAIJudge`, :class:`OpenAINamer`, :class:`VLLMJudge` and :class:`VLLMNamer`
+are the same classes with the parameters they always took: they build the client from
+those parameters and pass it on. :class:`LLMPruner` takes a ``client``, or builds an
+:class:`~dialin.models.OpenAIClient` from ``base_url`` and ``model`` as it always did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._base import ChatClient, ClusterView, Judge, Namer, Pruner, Verdict
+from ..llm._accounting import LLMStats, OnCall
+from ..llm._breaker import CircuitBreaker, LLMUnavailableError
+from ..llm._openai import OpenAIClient
+from ..llm._prompts import (
+    PromptedMixin,
+    judge_messages,
+    load_prompt,
+    name_messages,
+    p_good,
+    parse_counts,
+    parse_label,
+    parse_verdict,
+    prune_messages,
+    response_key,
+)
+from ..llm._vllm import VLLMClient
+from ..text._pii import Redactor, redact_view
+from ._pruning import HeuristicPruner, _check_range
+
+#: Sampling temperature for retries after an invalid answer and for repetitions > 0: a
+#: deterministic server would otherwise answer the same prompt the same way again.
+RETRY_TEMPERATURE = 0.7
+
+#: One answer's parsed value and P(Good) (None but for the judge), or None: no valid answer.
+_Answer = tuple[Any, float | None] | None
+
+
+class LLMWarning(UserWarning):
+    """Every LLM call of a batch failed: verdicts are all invalid (treated as Bad)."""
+
+
+def _of_client(name: str) -> property:
+    """A constructor parameter that went into the client, read back from it."""
+    return property(lambda self: getattr(self.client, name), doc=f"The client's ``{name}``.")
+
+
+class _OpenAIParams:
+    """The :class:`~dialin.models.OpenAIClient` parameters a class took, read back from its
+    client (which they built)."""
+
+    base_url = _of_client("base_url")
+    model = _of_client("model")
+    api_key = _of_client("api_key")
+    timeout = _of_client("timeout")
+    max_retries = _of_client("max_retries")
+
+
+class _LLMTask(PromptedMixin):
+    """Prompting, cache, invalid-answer retries, sampling, breaker and accounting, over
+    ``client``; the parameters are :class:`LLMJudge`'s."""
+
+    def __init__(self, client: ChatClient, *, language: str = "auto",
+                 prompt_dir: str | None = None, structured: bool | str = True,
+                 invalid_retries: int = 2, temperature: float = 0.0,
+                 cache_dir: str | None = None, on_call: OnCall | None = None,
+                 breaker_failures: int = 5, breaker_reset_seconds: float = 30.0,
+                 redactor: Redactor | None = None) -> None:
+        self.client = client
+        self.language = language
+        self.prompt_dir = prompt_dir
+        self.structured = structured
+        self.invalid_retries = invalid_retries
+        self.temperature = temperature
+        self.cache_dir = cache_dir
+        self.on_call = on_call
+        self.breaker_failures = breaker_failures
+        self.breaker_reset_seconds = breaker_reset_seconds
+        self.redactor = redactor
+
+    # --- lazily built private state (``__init__`` only stores parameters) ---------------
+
+    @property
+    def backend(self) -> str:
+        """The client's name ("openai", "vllm", ...), reported with every verdict."""
+        return self.client.backend
+
+    @property
+    def stats(self) -> LLMStats:
+        """Counts of this object's calls by task and outcome, tokens, seconds, cache hits."""
+        if getattr(self, "_stats", None) is None:
+            self._stats = LLMStats()
+        return self._stats
+
+    def _state(self) -> CircuitBreaker:
+        """The breaker, and the in-memory cache, made on first use (not copied)."""
+        with self.__dict__.setdefault("_lock", threading.Lock()):
+            if getattr(self, "_breaker", None) is None:
+                self._cache: dict[str, Any] = {}
+                self._breaker = CircuitBreaker(int(self.breaker_failures),
+                                               float(self.breaker_reset_seconds))
+            return self._breaker
+
+    def close(self) -> None:
+        """Close the client (a later call starts anew)."""
+        self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        # Threads, loops and sockets do not copy or pickle: a copy starts its own.
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_lock", "_stats", "_cache", "_breaker")}
+
+    # --- caching ------------------------------------------------------------------------
+
+    def _cache_get(self, key: str):
+        if key in self._cache:
+            return self._cache[key]
+        if self.cache_dir is not None:
+            path = Path(self.cache_dir) / f"{key}.json"
+            if path.is_file():
+                value = json.loads(path.read_text(encoding="utf-8"))
+                self._cache[key] = value
+                return value
+        return None
+
+    def _cache_put(self, key: str, value) -> None:
+        self._cache[key] = value
+        if self.cache_dir is not None:
+            folder = Path(self.cache_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f"{key}.json.{threading.get_ident()}.tmp"
+            tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+            tmp.replace(folder / f"{key}.json")
+
+    # --- a batch of questions, with the invalid-answer retries --------------------------
+
+    def _record(self, task: str, outcome: str, seconds: float = 0.0,
+                prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        self.stats.record(task, outcome, seconds, prompt_tokens, completion_tokens)
+        if self.on_call is not None:
+            self.on_call(task, outcome, seconds, prompt_tokens, completion_tokens)
+
+    def _ask_all(self, task: str, conversations: list[list[dict]], repetitions: list[int],
+                 parse: Callable[[str | None], Any], logprobs: bool = False) -> list[_Answer]:
+        """(parsed answer, P(Good) or None) per conversation, or None where no valid answer
+        came back; raises :class:`LLMUnavailableError` when the breaker refused or opened."""
+        if int(self.invalid_retries) < 0:
+            raise ValueError(f"invalid_retries must be >= 0, got {self.invalid_retries}")
+        client = self.client
+        breaker = self._state()
+        keys = [response_key(client.model, task, c, r) for c, r in zip(conversations, repetitions)]
+        results: list[_Answer] = [None] * len(conversations)
+        refused: dict[int, str] = {}
+        pending = []
+        for i, key in enumerate(keys):
+            hit = self._cache_get(key)
+            if hit is None:
+                pending.append(i)
+            else:
+                self._record(task, "cached")
+                results[i] = (hit[0], hit[1])
+        for attempt in range(1 + int(self.invalid_retries)):
+            if not pending:
+                break
+            fresh = [attempt > 0 or repetitions[i] > 0 for i in pending]
+            completions = client.complete(
+                [conversations[i] for i in pending], task=task,
+                temperatures=[max(float(self.temperature), RETRY_TEMPERATURE) if f
+                              else float(self.temperature) for f in fresh],
+                seeds=[1000 * repetitions[i] + attempt if f else None
+                       for i, f in zip(pending, fresh)],
+                logprobs=logprobs, structured=self.structured, breaker=breaker)
+            still = []
+            for i, completion in zip(pending, completions):
+                for status in completion.http_status:
+                    self.stats.record_status(status)
+                if completion.error is not None:
+                    self._record(task, "error", completion.seconds)
+                    if completion.unavailable:
+                        refused[i] = completion.error
+                    else:
+                        self._last_error = completion.error
+                    continue
+                value = parse(completion.text)
+                if value is None:
+                    self._record(task, "invalid", completion.seconds, completion.prompt_tokens,
+                                 completion.completion_tokens)
+                    still.append(i)
+                    continue
+                self._record(task, "ok", completion.seconds, completion.prompt_tokens,
+                             completion.completion_tokens)
+                confidence = p_good(completion.tokens) if task == "judge" else None
+                self._cache_put(keys[i], [value, confidence])
+                results[i] = (value, confidence)
+            pending = still
+        if refused:
+            raise LLMUnavailableError(refused[min(refused)])
+        return results
+
+    def _answer(self, views: Sequence[ClusterView], answer_all: Callable[[list], list],
+                valid: Callable[[Any], bool]) -> list:
+        """``answer_all(views)``, with an :class:`LLMWarning` when every request failed."""
+        views = list(views)
+        if not views:
+            return []
+        errors = self.stats.count(outcome="error")
+        answers = answer_all(views)
+        errors = self.stats.count(outcome="error") - errors
+        if errors >= len(answers) and not any(valid(a) for a in answers):
+            warnings.warn(f"all {len(answers)} LLM calls to "
+                          f"{getattr(self.client, 'base_url', self.client.backend)} failed "
+                          f"({getattr(self, '_last_error', 'unknown error')})", LLMWarning,
+                          stacklevel=3)
+        return answers
+
+
+class LLMJudge(_LLMTask, Judge):
+    """LLM_eval over a :class:`~dialin.models.ChatClient`: Good/Bad per cluster, batched.
+
+    ``Verdict.confidence`` is P(Good) from the answer's logprobs (normalised over Good and
+    Bad) when ``logprobs`` and the client returns them, else None. ``good`` is None when
+    no valid answer came back after ``invalid_retries`` retries or the request failed.
+
+    Keyword parameters (the judge, namer and pruner share all but ``logprobs``):
+    ``language`` (auto|en|zh) and ``prompt_dir`` choose the prompt; ``structured``
+    (True/"choice" guided choice, "json_schema" a response_format, False plain text;
+    answers are parsed strictly anyway); ``invalid_retries``; ``temperature`` of a first
+    question; ``cache_dir`` keeps answers across processes; ``on_call(task, outcome,
+    seconds, prompt_tokens, completion_tokens)`` sees every request;
+    ``breaker_failures`` consecutive outages open the circuit for
+    ``breaker_reset_seconds``; ``redactor`` redacts every utterance before it is sent.
+    """
+
+    def __init__(self, client: ChatClient, *, logprobs: bool = True, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.logprobs = logprobs
+
+    def _judge_all(self, views: list[ClusterView]) -> list[Verdict]:
+        template = self._template("judge", views)
+        results = self._ask_all("judge", [judge_messages(template, redact_view(self.redactor, v))
+                                          for v in views],
+                                [v.repetition for v in views], parse_verdict,
+                                logprobs=bool(self.logprobs))
+        backend = self.backend
+        return [Verdict(good=None, confidence=None, backend=backend) if r is None
+                else Verdict(good=bool(r[0]), confidence=r[1], backend=backend)
+                for r in results]
+
+    def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
+        return self._answer(views, self._judge_all, lambda verdict: verdict.good is not None)
+
+    async def ajudge(self, views: Sequence[ClusterView]) -> list[Verdict]:
+        """``judge`` for async callers: runs in a worker thread, their loop stays free."""
+        views = list(views)
+        return await asyncio.to_thread(self._judge_all, views) if views else []
+
+
+class LLMNamer(_LLMTask, Namer):
+    """LLM_name over a :class:`~dialin.models.ChatClient`: one ``action-objective`` label per view.
+
+    Returns ``""`` for a view that got no valid label (after ``invalid_retries``): callers
+    keep their own fallback name (e.g. the keyword namer's) for those. Keyword parameters
+    as :class:`LLMJudge`'s, without ``logprobs``.
+    """
+
+    def _name_all(self, views: list[ClusterView]) -> list[str]:
+        template = self._template("name", views)
+        results = self._ask_all("name", [name_messages(template, redact_view(self.redactor, v))
+                                         for v in views],
+                                [v.repetition for v in views], parse_label)
+        return ["" if r is None else r[0] for r in results]
+
+    def name(self, views: Sequence[ClusterView]) -> list[str]:
+        return self._answer(views, self._name_all, bool)
+
+    async def aname(self, views: Sequence[ClusterView]) -> list[str]:
+        """``name`` for async callers."""
+        views = list(views)
+        return await asyncio.to_thread(self._name_all, views) if views else []
+
+
+class LLMPruner(_OpenAIParams, _LLMTask, Pruner):
+    """The paper's LLM-native search-space pruning (§6.4.2).
+
+    Asks for ``k`` counts as a JSON list (constrained by a JSON schema where the server
+    supports it), keeps the distinct integers in ``[lo, hi]`` and drops the rest; with
+    ``fill=True`` a short or failed answer is topped up from :class:`HeuristicPruner`,
+    so ``propose`` always returns ``min(k, hi - lo + 1)`` counts.
+
+    Over ``client``, any :class:`~dialin.models.ChatClient`; without one, over the
+    OpenAI-compatible server at ``base_url`` serving ``model`` (one request at a time).
+    Other keyword parameters: see :class:`LLMJudge`.
+    """
+
+    def __init__(self, base_url: str | None = None, model: str | None = None,
+                 api_key: str = "EMPTY", timeout: float = 30.0, max_retries: int = 3, *,
+                 client: ChatClient | None = None, language: str = "en", fill: bool = True,
+                 **kwargs: Any) -> None:
+        if client is None:
+            client = OpenAIClient(base_url, model, api_key=api_key, timeout=timeout,
+                                  max_retries=max_retries, concurrency=1)
+        super().__init__(client, language=language, **kwargs)
+        self.fill = fill
+
+    def propose(self, log: Sequence[Mapping], n_remaining: int, lo: int, hi: int,
+                k: int = 5) -> list[int]:
+        _check_range(n_remaining, lo, hi, k)
+        language = "en" if self.language == "auto" else self.language
+        template = load_prompt("prune", language, self.prompt_dir)
+        messages = prune_messages(template, log, n_remaining, lo, hi, k)
+
+        def parse(text: str | None) -> list[int] | None:
+            return parse_counts(text, lo, hi, k) or None
+
+        (result,) = self._ask_all("prune", [messages], [0], parse)
+        counts = [] if result is None else list(result[0])
+        if self.fill and len(counts) < k:
+            for value in HeuristicPruner().propose(log, n_remaining, lo, hi, k + len(counts)):
+                if value not in counts and len(counts) < k:
+                    counts.append(value)
+        return counts
+
+
+# --- the named backends: the parameters they always took, the client built from them -----
+
+class _OverHTTP(_OpenAIParams):
+    """Builds an :class:`~dialin.models.OpenAIClient` and passes it on.
+
+    ``base_url``, ``model``, ``api_key``, ``timeout``, ``max_retries`` (the SDK's own
+    retries of timeouts, 429 and 5xx) and ``concurrency`` (requests in flight) make the
+    client, and read back from it; every other keyword goes to :class:`LLMJudge` /
+    :class:`LLMNamer` unchanged.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", timeout: float = 30.0,
+                 max_retries: int = 3, concurrency: int = 16, **kwargs: Any) -> None:
+        super().__init__(OpenAIClient(base_url, model, api_key=api_key, timeout=timeout,  # type: ignore[call-arg]
+                                      max_retries=max_retries, concurrency=concurrency), **kwargs)
+
+    concurrency = _of_client("concurrency")
+
+
+class _InProcess:
+    """Builds a :class:`~dialin.models.VLLMClient` and passes it on.
+
+    ``model`` and ``llm_kwargs`` (for ``vllm.LLM``: ``tensor_parallel_size``,
+    ``enable_lora``, ``gpu_memory_utilization``, ...) make the client, and read back from
+    it; every other keyword goes to :class:`LLMJudge` / :class:`LLMNamer` unchanged.
+    Without vLLM installed, construction raises ``ModuleNotFoundError`` naming the extra.
+    """
+
+    def __init__(self, model: str, *, llm_kwargs: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(VLLMClient(model, llm_kwargs=llm_kwargs), **kwargs)  # type: ignore[call-arg]
+
+    model = _of_client("model")
+    llm_kwargs = _of_client("llm_kwargs")
+
+
+class OpenAIJudge(_OverHTTP, LLMJudge):
+    """:class:`LLMJudge` over an OpenAI-compatible endpoint (``vllm serve``, OpenAI, ...)."""
+
+
+class OpenAINamer(_OverHTTP, LLMNamer):
+    """:class:`LLMNamer` over an OpenAI-compatible endpoint."""
+
+
+class VLLMJudge(_InProcess, LLMJudge):
+    """:class:`LLMJudge` on in-process vLLM: same prompts, parsing and Verdict meaning."""
+
+
+class VLLMNamer(_InProcess, LLMNamer):
+    """:class:`LLMNamer` on in-process vLLM."""
