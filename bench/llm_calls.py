@@ -141,7 +141,7 @@ def run_seed(texts, y, X, seed: int, grid: list[int]) -> dict[str, dict]:
             ("b2", LLMITLClustering(stricter(), candidates=grid, random_state=seed)),
             ("d2", BudgetITLClustering(stricter(), budget=BUDGET, random_state=seed))):
         started = time.perf_counter()
-        est.fit(X, texts)
+        est.fit(X, texts=texts)
         fits[key] = (est, time.perf_counter() - started)
         log(f"seed {seed} {key}: {time.perf_counter() - started:.0f}s")
     out = {}
@@ -150,7 +150,7 @@ def run_seed(texts, y, X, seed: int, grid: list[int]) -> dict[str, dict]:
         labels = np.asarray(est.labels_)
         out[key] = {"questions": questions, "sent": sent, "clusters": len(np.unique(labels)),
                     "discovered": discovered(y, labels), "nmi": nmi(y, labels),
-                    "ari": ari(y, labels), "fits": len(getattr(est, "log_", []) or []),
+                    "ari": ari(y, labels), "fits": len(est.log_),
                     "seconds": seconds}
     # What each simulated judge is, for the section's text (read from the judges).
     out["judges"] = {"oracle": judge().describe(), "sampled": stricter().describe()}

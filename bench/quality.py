@@ -133,9 +133,9 @@ def run_itl(estimator, X, y, texts, roles=None):
 
     t = time.perf_counter()
     if roles is not None:
-        est = RoleAwareClustering(estimator, random_state=0).fit(X, texts, roles=roles)
+        est = RoleAwareClustering(estimator, random_state=0).fit(X, texts=texts, roles=roles)
     else:
-        est = estimator.fit(X, texts)
+        est = estimator.fit(X, texts=texts)
     return scores(y, est.labels_, time.perf_counter() - t, est.n_judge_calls_)
 
 

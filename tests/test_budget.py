@@ -43,7 +43,7 @@ class CountingJudge(Judge):
 @pytest.mark.parametrize("budget", [0.1, 0.3, 0.6])
 def test_calls_stay_within_budget(english_sample, english_lsa, budget):
     est = BudgetITLClustering(OracleJudge(english_sample.labels, random_state=0), budget=budget,
-                              random_state=0).fit(english_lsa, english_sample.texts)
+                              random_state=0).fit(english_lsa, texts=english_sample.texts)
     n = len(english_sample.texts)
     assert 0 < est.n_judge_calls_ <= budget * n
     assert sum(est.calls_by_phase_.values()) == est.n_judge_calls_
@@ -114,7 +114,7 @@ def test_a_single_bad_merge_verdict_is_asked_again(english_sample, english_lsa, 
 
 def test_every_row_is_labelled_and_intents_agree(english_sample, english_lsa):
     est = BudgetITLClustering(OracleJudge(english_sample.labels), namer=KeywordNamer(), budget=0.3,
-                              random_state=0).fit(english_lsa, english_sample.texts)
+                              random_state=0).fit(english_lsa, texts=english_sample.texts)
     labels = est.labels_
     assert labels.shape == (len(english_sample.texts),) and labels.min() >= 0
     assert sorted(i.intent_id for i in est.intents_) == list(range(labels.max() + 1))
@@ -171,7 +171,7 @@ class NumpyJudge(Judge):
 def test_numpy_verdicts_count_as_the_booleans_they_are(english_sample, english_lsa):
     def fit(judge):
         return BudgetITLClustering(judge, budget=0.3, random_state=0).fit(english_lsa,
-                                                                          english_sample.texts)
+                                                                          texts=english_sample.texts)
 
     plain = fit(OracleJudge(english_sample.labels, random_state=0))
     numpy = fit(NumpyJudge(OracleJudge(english_sample.labels, random_state=0)))

@@ -43,9 +43,9 @@ class CountingJudge(Judge):
 def test_paper_ratio_rule_over_splits_and_the_default_does_not(data, seed):
     X, texts, y = data
     paper = LLMITLClustering(OracleJudge(y, accuracy=0.96, random_state=seed), random_state=seed,
-                             **PAPER).fit(X, texts)
+                             **PAPER).fit(X, texts=texts)
     ours = LLMITLClustering(OracleJudge(y, accuracy=0.96, random_state=seed),
-                            random_state=seed).fit(X, texts)
+                            random_state=seed).fit(X, texts=texts)
     n_true = len(set(y))
     assert paper.n_clusters_ > 3 * n_true  # measured: 92..103 clusters for 20 intents
     assert ours.n_clusters_ <= 1.5 * n_true  # measured: 20..27
@@ -54,7 +54,7 @@ def test_paper_ratio_rule_over_splits_and_the_default_does_not(data, seed):
 
 def test_log_rows_follow_table_10(data):
     X, texts, y = data
-    est = LLMITLClustering(OracleJudge(y, random_state=0), random_state=0).fit(X, texts)
+    est = LLMITLClustering(OracleJudge(y, random_state=0), random_state=0).fit(X, texts=texts)
     iterations = sorted({r["iteration"] for r in est.log_})
     assert iterations == list(range(1, len(iterations) + 1))
     remaining = len(y)
@@ -72,8 +72,8 @@ def test_log_rows_follow_table_10(data):
 
 def test_epsilon_stops_after_one_round(data):
     X, texts, y = data
-    loose = LLMITLClustering(OracleJudge(y, random_state=0), epsilon=0.95, random_state=0).fit(X, texts)
-    strict = LLMITLClustering(OracleJudge(y, random_state=0), epsilon=0.0, random_state=0).fit(X, texts)
+    loose = LLMITLClustering(OracleJudge(y, random_state=0), epsilon=0.95, random_state=0).fit(X, texts=texts)
+    strict = LLMITLClustering(OracleJudge(y, random_state=0), epsilon=0.0, random_state=0).fit(X, texts=texts)
     assert {r["iteration"] for r in loose.log_} == {1}
     assert len({r["iteration"] for r in strict.log_}) > 1
 
@@ -81,7 +81,7 @@ def test_epsilon_stops_after_one_round(data):
 def test_every_row_gets_an_intent_and_intents_match_labels(data):
     X, texts, y = data
     est = LLMITLClustering(OracleJudge(y, random_state=0), namer=KeywordNamer(),
-                           random_state=0).fit(X, texts)
+                           random_state=0).fit(X, texts=texts)
     assert est.labels_.shape == (len(y),) and (est.labels_ >= 0).all()
     assert sorted(it.intent_id for it in est.intents_) == sorted(set(est.labels_.tolist()))
     for it in est.intents_:
@@ -92,8 +92,8 @@ def test_every_row_gets_an_intent_and_intents_match_labels(data):
 def test_a_shared_cache_makes_a_second_identical_fit_free(data):
     X, texts, y = data
     cache: dict = {}
-    first = LLMITLClustering(OracleJudge(y, random_state=0), random_state=0).fit(X, texts, cache=cache)
-    second = LLMITLClustering(OracleJudge(y, random_state=5), random_state=0).fit(X, texts, cache=cache)
+    first = LLMITLClustering(OracleJudge(y, random_state=0), random_state=0).fit(X, texts=texts, cache=cache)
+    second = LLMITLClustering(OracleJudge(y, random_state=5), random_state=0).fit(X, texts=texts, cache=cache)
     assert first.n_judge_calls_ > 0 and second.n_judge_calls_ == 0
     np.testing.assert_array_equal(first.labels_, second.labels_)
 
@@ -101,7 +101,7 @@ def test_a_shared_cache_makes_a_second_identical_fit_free(data):
 def test_no_question_is_asked_twice_within_a_fit(data):
     X, texts, y = data
     judge = CountingJudge(OracleJudge(y, random_state=0))
-    est = LLMITLClustering(judge, repetitions=3, random_state=0).fit(X, texts)
+    est = LLMITLClustering(judge, repetitions=3, random_state=0).fit(X, texts=texts)
     assert len(judge.asked) == est.n_judge_calls_
     assert len(set(judge.asked)) == len(judge.asked)
     # Nested cuts of one Ward tree repeat clusters: the ledger answered some for free.
@@ -112,10 +112,10 @@ def test_label_merge_joins_intents_whose_names_agree(data):
     X, texts, y = data
     labeller = LSAEmbedder(n_components=32).fit(texts)
     base = dict(namer=KeywordNamer(), union_merge=False, random_state=0)
-    plain = LLMITLClustering(OracleJudge(y, random_state=0), **base).fit(X, texts)
+    plain = LLMITLClustering(OracleJudge(y, random_state=0), **base).fit(X, texts=texts)
     merged = LLMITLClustering(OracleJudge(y, random_state=0), **base, merge_threshold=0.3,
                               label_embedder=labeller,
-                              min_centroid_similarity=0.3).fit(X, texts)
+                              min_centroid_similarity=0.3).fit(X, texts=texts)
     assert merged.merges_ and merged.n_clusters_ < plain.n_clusters_
     assert merged.n_clusters_ == plain.n_clusters_ - len(merged.merges_)
     assert sorted(set(merged.labels_.tolist())) == list(range(merged.n_clusters_))
@@ -127,7 +127,7 @@ def test_clone_keeps_parameters_and_fits_alike(data):
     twin = clone(est)
     assert twin.get_params(deep=False).keys() == est.get_params(deep=False).keys()
     assert twin.candidates == [10, 20, 40] and twin.random_state == 3
-    np.testing.assert_array_equal(est.fit(X, texts).labels_, twin.fit(X, texts).labels_)
+    np.testing.assert_array_equal(est.fit(X, texts=texts).labels_, twin.fit(X, texts=texts).labels_)
 
 
 def test_a_judge_that_rejects_everything_leaves_every_row_unassigned(data):
@@ -139,7 +139,7 @@ def test_a_judge_that_rejects_everything_leaves_every_row_unassigned(data):
 
     with pytest.warns(NothingCertifiedWarning, match=f"all {len(texts)} utterances are left unassigned"):
         est = LLMITLClustering(No(), merge_threshold=0.5, label_embedder=object(),
-                               random_state=0).fit(X, texts)
+                               random_state=0).fit(X, texts=texts)
     assert (est.labels_ == UNASSIGNED).all() and est.intents_ == [] and est.n_clusters_ == 0
 
 
@@ -153,13 +153,13 @@ def test_a_judge_that_rejects_everything_leaves_every_row_unassigned(data):
 def test_bad_parameters_are_one_line_errors(data, params, message):
     X, texts, y = data
     with pytest.raises(ValueError, match=message):
-        LLMITLClustering(OracleJudge(y), **params).fit(X, texts)
+        LLMITLClustering(OracleJudge(y), **params).fit(X, texts=texts)
 
 
 def test_texts_must_match_rows(data):
     X, texts, y = data
     with pytest.raises(ValueError, match="texts has 3 items"):
-        LLMITLClustering(OracleJudge(y)).fit(X, texts[:3])
+        LLMITLClustering(OracleJudge(y)).fit(X, texts=texts[:3])
 
 
 # --- search-space pruning (§6.4.2) ------------------------------------------------------
@@ -176,7 +176,7 @@ def _questions(est) -> int:
 def _wide_fit(data, seed, pruner):
     X, texts, y = data
     return LLMITLClustering(OracleJudge(y, accuracy=0.96, random_state=seed), candidates=WIDE,
-                            pruner=pruner, random_state=seed).fit(X, texts)
+                            pruner=pruner, random_state=seed).fit(X, texts=texts)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_an_empty_proposal_falls_back_to_the_grid_with_a_warning(data, llm_serve
         with pytest.warns(PruningWarning, match="no usable cluster count at iteration 2"):
             est = LLMITLClustering(OracleJudge(y, random_state=0), candidates=[10, 20, 40],
                                    epsilon=0.0, max_iter=2, pruner=pruner,
-                                   random_state=0).fit(X, texts)
+                                   random_state=0).fit(X, texts=texts)
     assert [p["proposed_by"] for p in est.pruning_] == ["grid", "grid-fallback"]
     assert est.pruning_[1]["proposed"] == [] and est.pruning_[1]["candidates"] == [10, 20, 40]
     assert est.n_prune_calls_ == 1 and est.n_judge_calls_ > 0
@@ -288,7 +288,7 @@ def test_proposals_are_validated_deduplicated_and_clipped(data):
     X, texts, y = data
     pruner = ScriptedPruner([30, 30, 2.5, True, "12", np.int64(15), 10**6, -4, 25, 35, 45])
     est = LLMITLClustering(OracleJudge(y, random_state=0), candidates=[10, 20, 40, 80],
-                           epsilon=0.0, max_iter=2, pruner=pruner, random_state=0).fit(X, texts)
+                           epsilon=0.0, max_iter=2, pruner=pruner, random_state=0).fit(X, texts=texts)
     chosen = next(r for r in est.log_ if r["iteration"] == 1 and r["chosen"])
     assert pruner.asked == [(4, chosen["bad_utterances"], 10, 80, 5)]
     # ints only, clipped into [10, 80], first five distinct, tried in ascending order.
@@ -300,4 +300,4 @@ def test_proposals_are_validated_deduplicated_and_clipped(data):
 def test_a_pruner_without_propose_is_a_clear_error(data):
     X, texts, y = data
     with pytest.raises(TypeError, match="pruner must have a propose"):
-        LLMITLClustering(OracleJudge(y), pruner=object()).fit(X, texts)
+        LLMITLClustering(OracleJudge(y), pruner=object()).fit(X, texts=texts)

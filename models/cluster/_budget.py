@@ -25,7 +25,9 @@ where a verdict changes the result most:
 
 Libraries: FAISS (k-means, nearest neighbours), scikit-learn (Ward, logistic
 regression). Every question goes through a :class:`~._ledger.JudgeLedger`, so repeated
-questions are free and ``calls_by_phase_`` reports what each phase spent.
+questions are free and ``calls_by_phase_`` reports what each phase spent. One fit's
+working state (generators, call cap, ledger, verdicts) lives in a private per-fit object,
+so the estimator holds only its parameters and, after ``fit``, its results.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from .._base import ClusterView, Judge, Namer, Verdict
 from ._clusterers import cluster
+from ._contract import StrategyMixin, check_no_y
 from ._intents import NothingCertifiedWarning, build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._sampling import make_union_view, make_view
@@ -49,7 +52,7 @@ from .._threads import single_threaded
 from .._vectors import check_embeddings, unit
 
 
-class BudgetITLClustering(ClusterMixin, BaseEstimator):
+class BudgetITLClustering(StrategyMixin, BaseEstimator):
     """LLM-in-the-loop intent clustering on a judge-call budget (scikit-learn style).
 
     Parameters
@@ -78,6 +81,14 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         Ask every Good verdict a second time before acting on it (noise robustness);
         None turns it on for rich budgets (``budget >= 0.75``).
     random_state : int, RandomState or None
+
+    Attributes
+    ----------
+    labels_, n_clusters_, intents_, log_, n_judge_calls_, calls_by_phase_
+        What every strategy sets (:data:`~._contract.FITTED_ATTRIBUTES`); ``log_`` has
+        one dict per phase (``coarse``, ``growth``, ``merge``, ``leftovers``).
+    budget_, ledger_summary_, seconds_
+        The budget used (calls per utterance), the ledger's figures and the fit's time.
     """
 
     def __init__(self, judge: Judge, namer: Namer | None = None, budget: float | None = None,
@@ -106,63 +117,86 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     @single_threaded
-    def fit(self, X: np.ndarray, texts: Sequence[str] | None = None, y=None) -> "BudgetITLClustering":
+    def fit(self, X: np.ndarray, y=None, *,
+            texts: Sequence[str] | None = None) -> "BudgetITLClustering":
+        """Cluster the rows of ``X`` (unit-length embeddings; ``texts`` are what the judge
+        reads, placeholders when None). ``y`` is not used; texts passed in its place fail."""
+        check_no_y(y)
         given = list(texts) if texts is not None else None
         X = check_embeddings(X, given, min_rows=2)
         n = X.shape[0]
-        texts = given if given is not None else placeholder_texts(n)
         budget = self.budget if self.budget is not None else self.judge.default_budget
         if not budget > 0:
             raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
-        self.budget_ = float(budget)
         started = time.perf_counter()
-        self._rng = check_random_state(self.random_state)
-        self._X, self._texts = X, texts
-        cap = int(self.budget_ * n)
-        if self.max_calls is not None:
-            cap = min(cap, int(self.max_calls))
-        self._cap = max(cap, 1)
-        self._gen = np.random.default_rng(self._rng.randint(2**31 - 1))
-        self._ledger = JudgeLedger(self.judge)
-        self._verdicts: dict[int, Verdict] = {}
-        self._confirm = self.budget_ >= 0.75 if self.confirm is None else bool(self.confirm)
-        self.judge.prepare(X, texts)
-        self.log_: list[dict] = []
+        run = _BudgetFit(self, X, given if given is not None else placeholder_texts(n),
+                         float(budget))
+        labels = run.fit()
 
+        self.budget_ = run.budget
+        self.labels_ = labels
+        self.log_ = run.log
+        self.n_judge_calls_ = run.ledger.n_calls
+        self.calls_by_phase_ = dict(run.ledger.calls_by_phase)
+        self.ledger_summary_ = run.ledger.summary()
+        self.intents_ = build_intents(labels, given, X, namer=self.namer, rng=run.gen,
+                                      verdicts=run.group_verdicts)
+        self.n_clusters_ = len(self.intents_)
+        self.seconds_ = time.perf_counter() - started
+        return self
+
+
+class _BudgetFit:
+    """One fit's working state and its four phases; nothing of it outlives the fit.
+
+    The estimator keeps only its parameters and the fitted results: the generators, the
+    call cap, the ledger and the verdicts of the groups live here, for one call of
+    :meth:`BudgetITLClustering.fit`.
+    """
+
+    def __init__(self, est: BudgetITLClustering, X: np.ndarray, texts: Sequence[str],
+                 budget: float) -> None:
+        n = X.shape[0]
+        self.est = est
+        self.budget = budget
+        self.X, self.texts = X, texts
+        self.rng = check_random_state(est.random_state)
+        cap = int(budget * n)
+        if est.max_calls is not None:
+            cap = min(cap, int(est.max_calls))
+        self.cap = max(cap, 1)
+        self.gen = np.random.default_rng(self.rng.randint(2**31 - 1))
+        self.ledger = JudgeLedger(est.judge)
+        self.verdicts: dict[int, Verdict] = {}
+        self.group_verdicts: dict[int, Verdict] = {}
+        self.confirm = budget >= 0.75 if est.confirm is None else bool(est.confirm)
+        self.log: list[dict] = []
+
+    def fit(self) -> np.ndarray:
+        """The four phases in order; the labels of every row."""
+        n = self.X.shape[0]
+        self.est.judge.prepare(self.X, self.texts)
         groups = self._coarse(n)
         groups = self._grow(groups, n)
         groups = self._merge(groups)
-        labels = self._assign_leftovers(groups, n)
-
-        self.labels_ = labels
-        self.n_judge_calls_ = self._ledger.n_calls
-        self.calls_by_phase_ = dict(self._ledger.calls_by_phase)
-        self.ledger_summary_ = self._ledger.summary()
-        self.intents_ = build_intents(labels, given, X, namer=self.namer, rng=self._gen,
-                                      verdicts=self._group_verdicts)
-        self.seconds_ = time.perf_counter() - started
-        del self._X, self._texts, self._ledger, self._verdicts, self._group_verdicts
-        return self
-
-    def fit_predict(self, X, texts=None, y=None) -> np.ndarray:
-        return self.fit(X, texts).labels_
+        return self._assign_leftovers(groups, n)
 
     # --------------------------------------------------------------- phases
     def _left(self) -> int:
-        return self._cap - self._ledger.n_calls
+        return self.cap - self.ledger.n_calls
 
     def _coarse(self, n: int) -> list[np.ndarray]:
-        k = int(round(n / self.coarse_size))
-        k = max(1, min(k, n, int(0.5 * self._cap)))
-        labels = _kmeans(self._X, k, self._rng)
+        k = int(round(n / self.est.coarse_size))
+        k = max(1, min(k, n, int(0.5 * self.cap)))
+        labels = _kmeans(self.X, k, self.rng)
         clusters = [np.flatnonzero(labels == c) for c in range(k)]
         clusters = [c for c in clusters if len(c)]
-        verdicts = self._ledger.ask([self._view(c) for c in clusters], "coarse")
+        verdicts = self.ledger.ask([self._view(c) for c in clusters], "coarse")
         anchors = [c for c, v in zip(clusters, verdicts) if v.is_good]
         for c, v in zip(clusters, verdicts):
             self._note(c, v)
-        self.log_.append({"phase": "coarse", "n_cluster": len(clusters), "good": len(anchors),
-                          "bad": len(clusters) - len(anchors), "calls": self._ledger.n_calls})
+        self.log.append({"phase": "coarse", "n_cluster": len(clusters), "good": len(anchors),
+                         "bad": len(clusters) - len(anchors), "calls": self.ledger.n_calls})
         return anchors
 
     def _grow(self, anchors: list[np.ndarray], n: int) -> list[np.ndarray]:
@@ -170,10 +204,10 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         for a in anchors:
             in_anchor[a] = True
         rest = np.flatnonzero(~in_anchor)
-        size = self.micro_size or float(np.clip(1.0 / (0.55 * self.budget_), 3, 10))
-        micros = _ward_groups(self._X, rest, size)
-        growth_cap = int(self.growth_share * self._cap)
-        X = self._X
+        size = self.est.micro_size or float(np.clip(1.0 / (0.55 * self.budget), 3, 10))
+        micros = _ward_groups(self.X, rest, size)
+        growth_cap = int(self.est.growth_share * self.cap)
+        X = self.X
         a_sum = [X[a].sum(0) for a in anchors]
         a_cent = np.array([unit(s) for s in a_sum]) if anchors else np.zeros((0, X.shape[1]), np.float32)
         m_cent = np.array([unit(X[m].sum(0)) for m in micros]) if micros else np.zeros((0, X.shape[1]))
@@ -183,7 +217,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         best_a = sims.argmax(1) if sims.shape[1] else np.full(len(micros), -1)
         unvisited = np.ones(len(micros), bool)
         joined = new = dropped = 0
-        while unvisited.any() and self._ledger.n_calls < growth_cap:
+        while unvisited.any() and self.ledger.n_calls < growth_cap:
             i = int(np.flatnonzero(unvisited)[np.argmax(best_sim[unvisited])])
             unvisited[i] = False
             micro = micros[i]
@@ -201,7 +235,7 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
                     best_a[stale] = a
                     joined += 1
                     continue
-            if self._ledger.n_calls >= growth_cap:
+            if self.ledger.n_calls >= growth_cap:
                 break
             verdict = self._confirmed(lambda r: self._view(micro, r), "growth")
             if verdict.is_good:
@@ -215,20 +249,20 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
                 new += 1
             else:
                 dropped += 1
-        self.log_.append({"phase": "growth", "micro_clusters": len(micros), "micro_size": size,
-                          "joined": joined, "new_anchors": new, "rejected": dropped,
-                          "unvisited": int(unvisited.sum()), "groups": len(anchors),
-                          "calls": self._ledger.n_calls})
+        self.log.append({"phase": "growth", "micro_clusters": len(micros), "micro_size": size,
+                         "joined": joined, "new_anchors": new, "rejected": dropped,
+                         "unvisited": int(unvisited.sum()), "groups": len(anchors),
+                         "calls": self.ledger.n_calls})
         return anchors
 
     def _merge(self, groups: list[np.ndarray]) -> list[np.ndarray]:
         n_groups = len(groups)
         if n_groups < 2 or self._left() <= 0:
             return groups
-        owner = np.full(self._X.shape[0], -1)
+        owner = np.full(self.X.shape[0], -1)
         for g, members in enumerate(groups):
             owner[members] = g
-        state = _Groups(groups, self._X, _group_edges(self._X, owner, self.n_neighbors))
+        state = _Groups(groups, self.X, _group_edges(self.X, owner, self.est.n_neighbors))
         stats = {"asked": 0, "accepted": 0}
         # Most kNN-connected pairs first; then pairs of near centroids, for parts of one
         # intent that share no neighbour edge (measured on the 10k BANKING77 train split,
@@ -240,29 +274,30 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
         # once more, on a fresh sample (the paper's repeated evaluation). Measured on the
         # 10k BANKING77 train split, oracle 0.96, budget 0.3, seeds 0/1: 117/113 -> 94/97
         # groups, NMI 0.862 -> 0.874/0.871. A deterministic judge would answer the same.
-        if not self.judge.deterministic:
+        if not self.est.judge.deterministic:
             state.allowed_bad = 2
             self._merge_pass(state, state.centroid_score, state.near_pairs, stats)
-        self.log_.append({"phase": "merge", "groups_before": n_groups, "groups": len(state.members),
-                          **stats, "calls": self._ledger.n_calls})
+        self.log.append({"phase": "merge", "groups_before": n_groups, "groups": len(state.members),
+                         **stats, "calls": self.ledger.n_calls})
         return list(state.members.values())
 
     def _merge_pass(self, state: "_Groups", score, pairs_of, stats: dict) -> None:
         """Ask about the best-scoring open pair until merges stop being accepted."""
         heap = [(-score(a, b), a, b) for a, b in pairs_of(None)]
         heapq.heapify(heap)
-        recent: deque[bool] = deque(maxlen=self.stop_window)
+        window = self.est.stop_window
+        recent: deque[bool] = deque(maxlen=window)
         while heap and self._left() > 0:
             neg, a, b = heapq.heappop(heap)
             if not state.open(a, b) or -neg != score(a, b):
                 continue  # merged away, forbidden, or a stale entry
             ma, mb = state.members[a], state.members[b]
             rep = 2 * state.bad(a, b)  # a fresh question when the pair is asked again
-            verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=rep), "merge")
+            verdict = self.ledger.ask_one(self._union_view(ma, mb, repetition=rep), "merge")
             small = min(len(ma), len(mb))
-            if verdict.is_good and (self._confirm or small >= self.confirm_share * (len(ma) + len(mb))) \
+            if verdict.is_good and (self.confirm or small >= self.est.confirm_share * (len(ma) + len(mb))) \
                     and self._left() > 0:
-                verdict = self._ledger.ask_one(self._union_view(ma, mb, repetition=rep + 1), "merge")
+                verdict = self.ledger.ask_one(self._union_view(ma, mb, repetition=rep + 1), "merge")
             stats["asked"] += 1
             recent.append(verdict.is_good)
             if verdict.is_good:
@@ -273,57 +308,57 @@ class BudgetITLClustering(ClusterMixin, BaseEstimator):
                     heapq.heappush(heap, (-score(*pair), *pair))
             else:
                 state.forbid(a, b)
-            if len(recent) == self.stop_window and sum(recent) < self.stop_rate * self.stop_window:
+            if len(recent) == window and sum(recent) < self.est.stop_rate * window:
                 break
 
     def _assign_leftovers(self, groups: list[np.ndarray], n: int) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression
 
-        kept = [g for g in groups if len(g) >= self.min_group_size]
+        kept = [g for g in groups if len(g) >= self.est.min_group_size]
         kept.sort(key=len, reverse=True)
         labels = np.full(n, -1, dtype=np.int64)
         for c, members in enumerate(kept):
             labels[members] = c
-        self._group_verdicts = {c: self._verdicts[int(g.min())] for c, g in enumerate(kept)
-                                if int(g.min()) in self._verdicts}
+        self.group_verdicts = {c: self.verdicts[int(g.min())] for c, g in enumerate(kept)
+                               if int(g.min()) in self.verdicts}
         rest = np.flatnonzero(labels < 0)
         if len(kept) == 0:
             # No Good verdict covers any utterance: one cluster of everything would be an
             # "intent" nobody certified, so every row stays unassigned.
             warnings.warn(f"the judge certified no cluster: all {n} utterances are left "
-                          "unassigned (label -1)", NothingCertifiedWarning, stacklevel=3)
+                          "unassigned (label -1)", NothingCertifiedWarning, stacklevel=4)
         elif len(kept) == 1:
             labels[rest] = 0
         elif len(rest):
             # float64: scikit-learn's lbfgs path is several times slower on float32 here.
             train = labels >= 0
             clf = LogisticRegression(C=10.0, max_iter=300)
-            clf.fit(self._X[train].astype(np.float64), labels[train])
-            labels[rest] = clf.predict(self._X[rest].astype(np.float64))
-        self.log_.append({"phase": "leftovers", "groups_kept": len(kept),
-                          "groups_dissolved": len(groups) - len(kept),
-                          "reassigned": int(len(rest)), "calls": self._ledger.n_calls})
+            clf.fit(self.X[train].astype(np.float64), labels[train])
+            labels[rest] = clf.predict(self.X[rest].astype(np.float64))
+        self.log.append({"phase": "leftovers", "groups_kept": len(kept),
+                         "groups_dissolved": len(groups) - len(kept),
+                         "reassigned": int(len(rest)), "calls": self.ledger.n_calls})
         return labels
 
     def _confirmed(self, make_view, phase: str) -> Verdict:
         """Ask once; with ``confirm`` on, a Good answer must survive a second asking."""
-        verdict = self._ledger.ask_one(make_view(0), phase)
-        if verdict.is_good and self._confirm and self._left() > 0:
-            verdict = self._ledger.ask_one(make_view(1), phase)
+        verdict = self.ledger.ask_one(make_view(0), phase)
+        if verdict.is_good and self.confirm and self._left() > 0:
+            verdict = self.ledger.ask_one(make_view(1), phase)
         return verdict
 
     def _note(self, members: np.ndarray, verdict: Verdict) -> None:
         """Remember the verdict that last admitted a group (keyed by its smallest row)."""
-        self._verdicts[int(members.min())] = verdict
+        self.verdicts[int(members.min())] = verdict
 
     # ---------------------------------------------------------------- views
     def _view(self, members: np.ndarray, repetition: int = 0) -> ClusterView:
-        return make_view(members, self._texts, self._X, size=self.sample_size,
-                         method="nearest", rng=self._gen, repetition=repetition)
+        return make_view(members, self.texts, self.X, size=self.est.sample_size,
+                         method="nearest", rng=self.gen, repetition=repetition)
 
     def _union_view(self, a: np.ndarray, b: np.ndarray, repetition: int = 0) -> ClusterView:
-        return make_union_view(a, b, self._texts, self._X, per_side=self.union_side,
-                               method="nearest", rng=self._gen, repetition=repetition)
+        return make_union_view(a, b, self.texts, self.X, per_side=self.est.union_side,
+                               method="nearest", rng=self.gen, repetition=repetition)
 
 
 class _Groups:

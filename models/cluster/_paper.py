@@ -44,11 +44,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from .._base import ClusterView, Embedder, Judge, Namer, Verdict
 from ._clusterers import cluster
+from ._contract import StrategyMixin, check_no_y
 from ._intents import UNASSIGNED, NothingCertifiedWarning, build_intents, placeholder_texts
 from ._ledger import JudgeLedger
 from ._merge import merge_by_label
@@ -157,7 +158,7 @@ def centroids_of(X: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarray:
     return unit(np.stack([X[g].mean(axis=0) for g in groups]))
 
 
-class LLMITLClustering(ClusterMixin, BaseEstimator):
+class LLMITLClustering(StrategyMixin, BaseEstimator):
     """Algorithm 1 of the paper: cluster, judge, keep the Good, re-cluster the Bad.
 
     Parameters
@@ -204,9 +205,14 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
 
     Attributes
     ----------
-    labels_, intents_, n_clusters_, log_, n_judge_calls_, calls_by_phase_, ledger_summary_
-        The result, Table 10's log (each row also says which candidates were tried and
-        who proposed them: ``proposed_by``), and what the judge was asked.
+    labels_, n_clusters_, intents_, log_, n_judge_calls_, calls_by_phase_
+        What every strategy sets (:data:`~._contract.FITTED_ATTRIBUTES`): the result,
+        Table 10's log (each row also says which candidates were tried and who proposed
+        them: ``proposed_by``), and what the judge was asked.
+    ledger_summary_ : dict
+        The ledger's figures (calls, cache hits, invalid answers).
+    merges_ : list of dict
+        The label merges of §4.1.2 (empty without ``merge_threshold``).
     pruning_ : list of dict
         One entry per iteration: ``iteration``, ``proposed_by`` ("grid", the pruner's
         name, or "grid-fallback"), ``proposed`` (the pruner's raw answer) and
@@ -271,8 +277,10 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
                             f"got {type(self.pruner).__name__}")
 
     # -- candidate counts -----------------------------------------------------------
-    def _candidates(self, iteration: int, m: int) -> list[int]:
-        """The counts to fit at this iteration over ``m`` remaining rows; logs who chose them.
+    def _candidates(self, iteration: int, m: int, log: list[dict],
+                    pruning: list[dict]) -> list[int]:
+        """The counts to fit at this iteration over ``m`` remaining rows; logs who chose
+        them in ``pruning``. ``log`` is the fit's Table 10 so far (what a pruner reads).
 
         The derived grid (or the user's ``candidates`` below ``m``) is the search space;
         a pruner, from iteration 2 on, proposes counts within its range instead.
@@ -282,7 +290,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         entry = {"iteration": iteration, "proposed_by": "grid", "proposed": None,
                  "candidates": grid}
         if self.pruner is not None and iteration > 1 and grid:
-            proposed = self.pruner.propose(table10(self.log_), int(m), int(grid[0]),
+            proposed = self.pruner.propose(table10(log), int(m), int(grid[0]),
                                            int(grid[-1]), k=PRUNE_K)
             counts = clean_counts(proposed, grid[0], grid[-1])
             entry["proposed"] = list(proposed or [])
@@ -293,7 +301,7 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
                 warnings.warn(f"{_pruner_name(self.pruner)} proposed no usable cluster count "
                               f"at iteration {iteration}; trying the full grid",
                               PruningWarning, stacklevel=3)
-        self.pruning_.append(entry)
+        pruning.append(entry)
         return entry["candidates"]
 
     # -- one judged clustering ------------------------------------------------------
@@ -373,12 +381,15 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
 
     # -- fit --------------------------------------------------------------------------
     @single_threaded
-    def fit(self, X, texts: Sequence[str] | None = None, y=None, *, cache: dict | None = None):
-        """Cluster the rows of ``X`` (unit-length embeddings; ``texts`` are what the judge reads).
+    def fit(self, X, y=None, *, texts: Sequence[str] | None = None,
+            cache: dict | None = None) -> "LLMITLClustering":
+        """Cluster the rows of ``X`` (unit-length embeddings; ``texts`` are what the judge
+        reads, placeholders when None). ``y`` is not used; texts passed in its place fail.
 
         ``cache`` (a dict) may be shared between fits so a question answered in one fit
         is not paid for again in the next (the ledger's verdict cache).
         """
+        check_no_y(y)
         self._check_params()
         X = check_embeddings(X, texts)
         n = X.shape[0]
@@ -390,14 +401,14 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
         kept: list[np.ndarray] = []
         kept_verdicts: list[Verdict] = []
         remaining = np.arange(n)
-        self.log_: list[dict] = []
-        self.pruning_: list[dict] = []
+        log: list[dict] = []
+        pruning: list[dict] = []
         prune_before = _prune_requests(self.pruner)
         for iteration in range(1, int(self.max_iter) + 1):
             m = len(remaining)
             if m < max(2, self.min_cluster_size):
                 break
-            grid = self._candidates(iteration, m)
+            grid = self._candidates(iteration, m, log, pruning)
             if not grid:
                 break
             rows, outcomes = [], []
@@ -417,11 +428,11 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
                              "coverage": good_utt / m,
                              "chosen": False,
                              "judge_calls": ledger.n_calls,
-                             "proposed_by": self.pruning_[-1]["proposed_by"]})
+                             "proposed_by": pruning[-1]["proposed_by"]})
                 outcomes.append((groups, verdicts, good))
             pick = _choose(rows, self.selection, self.coverage_tolerance)
             rows[pick]["chosen"] = True
-            self.log_.extend(rows)
+            log.extend(rows)
             groups, verdicts, good = outcomes[pick]
             kept.extend(g for g, ok in zip(groups, good) if ok)
             kept_verdicts.extend(v for v, ok in zip(verdicts, good) if ok)
@@ -451,36 +462,41 @@ class LLMITLClustering(ClusterMixin, BaseEstimator):
 
         intents = build_intents(labels, texts, X, namer=self.namer, verdicts=verdict_of,
                                 sample_size=self.sample_size, rng=rng)
-        self.merges_: list[dict] = []
+        merges: list[dict] = []
         if self.merge_threshold is not None and intents:
-            labels, intents = self._merge(labels, intents, X, texts, verdict_of)
+            labels, intents, merges = self._merge(labels, intents, X, texts, verdict_of)
         self.labels_ = labels
         self.intents_ = intents
         self.n_clusters_ = len(intents)
         self.n_judge_calls_ = ledger.n_calls
         self.calls_by_phase_ = dict(ledger.calls_by_phase)
         self.ledger_summary_ = ledger.summary()
+        self.log_ = log
+        self.pruning_ = pruning
+        self.merges_ = merges
         self.n_prune_calls_ = _prune_requests(self.pruner) - prune_before
         return self
 
     def _merge(self, labels: np.ndarray, intents: list, X: np.ndarray,
-               texts: Sequence[str] | None, verdict_of: dict) -> tuple[np.ndarray, list]:
-        """§4.1.2: merge intents by label; a merged intent keeps its largest part's name."""
+               texts: Sequence[str] | None,
+               verdict_of: dict) -> tuple[np.ndarray, list, list[dict]]:
+        """§4.1.2: merge intents by label; a merged intent keeps its largest part's name.
+        Returns the labels, the intents and the merges made."""
         if self.namer is None:
             warnings.warn("merge_threshold is set but there is no namer: labels would be "
                           "placeholders, so nothing is merged", UserWarning, stacklevel=3)
-            return labels, intents
+            return labels, intents, []
         names = [it.label for it in intents]
         groups = [np.asarray(it.members) for it in intents]
-        merged, self.merges_ = merge_by_label(
+        merged, merges = merge_by_label(
             labels, names, self.label_embedder.encode(names), centroids_of(X, groups),
             threshold=self.merge_threshold,
             min_centroid_similarity=self.min_centroid_similarity)
-        if not self.merges_:
-            return labels, intents
+        if not merges:
+            return labels, intents, merges
         roots, compact = np.unique(merged, return_inverse=True)
         rebuilt = build_intents(compact, texts, X, namer=None,
                                 verdicts={i: verdict_of.get(int(r)) for i, r in enumerate(roots)},
                                 sample_size=self.sample_size)
         return compact.astype(np.int64), [replace(it, label=names[int(r)])
-                                          for it, r in zip(rebuilt, roots)]
+                                          for it, r in zip(rebuilt, roots)], merges

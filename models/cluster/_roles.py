@@ -19,12 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, clone, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 
 from .._base import ClusterView, Judge, Verdict
 from ..text._keywords import AGENT_ACTIONS, CUSTOMER_ACTIONS, action_of
+from ._contract import StrategyMixin, check_no_y
 from ._intents import placeholder_texts
 from .._threads import single_threaded
 from .._vectors import check_embeddings
@@ -141,17 +142,31 @@ def _rebuild(estimator: BaseEstimator, rows: np.ndarray | None = None) -> BaseEs
     return type(estimator)(**params)
 
 
-class RoleAwareClustering(ClusterMixin, BaseEstimator):
+class RoleAwareClustering(StrategyMixin, BaseEstimator):
     """Cluster each dialogue role apart with a fresh copy of ``estimator`` per role.
 
     Parameters
     ----------
-    estimator : estimator with ``fit(X, texts)``, ``labels_`` and ``intents_``
+    estimator : a strategy (``fit(X, texts=...)`` and the fitted attributes of every strategy)
         The per-role strategy (``LLMITLClustering`` or ``BudgetITLClustering``).
     role_classifier : "logistic" or a scikit-learn classifier
         Learns role from embedding to fill in rows whose role is unknown.
     random_state : int or None
         Seeds the role classifier.
+
+    Attributes
+    ----------
+    labels_, n_clusters_, intents_, log_, n_judge_calls_, calls_by_phase_
+        What every strategy sets (:data:`~._contract.FITTED_ATTRIBUTES`), over all roles:
+        ``log_`` is every per-role fit's log, each row with its ``role`` (``discovery``
+        for the first fit that inferred the roles); calls of that first fit are counted
+        under ``discovery:<phase>``.
+    roles_ : ndarray of object
+        Each row's role (None where unknown).
+    estimators_ : dict
+        The fitted per-role estimator of each role.
+    discovery_ : estimator or None
+        The fit on every row that inferred the roles (None when roles were given).
     """
 
     def __init__(self, estimator, role_classifier="logistic", random_state=None) -> None:
@@ -160,9 +175,13 @@ class RoleAwareClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     @single_threaded
-    def fit(self, X, texts: Sequence[str] | None = None, y=None,
-            roles: Sequence[str | None] | None = None):
-        """Fit per role; ``roles`` (customer/agent/None per row) or None to infer them."""
+    def fit(self, X, y=None, *, texts: Sequence[str] | None = None,
+            roles: Sequence[str | None] | None = None) -> "RoleAwareClustering":
+        """Fit per role; ``roles`` (customer/agent/None per row) or None to infer them.
+
+        ``y`` is not used; texts passed in its place fail.
+        """
+        check_no_y(y)
         X = check_embeddings(X, texts)
         n = X.shape[0]
         if roles is not None and len(roles) != n:
@@ -172,60 +191,61 @@ class RoleAwareClustering(ClusterMixin, BaseEstimator):
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         _classifier(self.role_classifier, seed)  # fail early on a bad role_classifier
         calls: Counter[str] = Counter()
-        self.log_: dict[str, list] = {}
-        self.discovery_ = None
+        log: list[dict] = []
+        discovery = None
 
         given = (np.array([r.strip().lower() if _known(r) else None for r in roles], dtype=object)
                  if roles is not None else np.full(n, None, dtype=object))
         known = np.array([_known(r) for r in given])
         if known.all():
-            self.roles_ = given
+            found = given
         elif known.any():
             # Some rows carry a role, some do not: the labelled rows teach the classifier.
             rows = np.flatnonzero(known)
-            self.roles_ = given.copy()
-            self.roles_[~known] = _predict_roles(X, rows, given[rows].astype(str),
-                                                 self.role_classifier, seed)[~known]
+            found = given.copy()
+            found[~known] = _predict_roles(X, rows, given[rows].astype(str),
+                                           self.role_classifier, seed)[~known]
         else:
-            first = _rebuild(self.estimator).fit(X, texts)
-            calls.update({f"discovery:{k}": v
-                          for k, v in getattr(first, "calls_by_phase_", {}).items()})
-            self.log_["discovery"] = getattr(first, "log_", [])
-            self.discovery_ = first
-            names = {it.intent_id: it.label for it in first.intents_}
-            self.roles_ = infer_roles(X, first.labels_, names, random_state=seed,
-                                      classifier=self.role_classifier)
-        self.roles_ = np.array([r if _known(r) else None for r in self.roles_], dtype=object)
+            discovery = _rebuild(self.estimator).fit(X, texts=texts)
+            calls.update({f"discovery:{k}": v for k, v in discovery.calls_by_phase_.items()})
+            log.extend({"role": "discovery", **row} for row in discovery.log_)
+            names = {it.intent_id: it.label for it in discovery.intents_}
+            found = infer_roles(X, discovery.labels_, names, random_state=seed,
+                                classifier=self.role_classifier)
+        found = np.array([r if _known(r) else None for r in found], dtype=object)
 
         judge = self.estimator.get_params(deep=False).get("judge")
-        if isinstance(judge, Judge) and self.discovery_ is None:
+        if isinstance(judge, Judge) and discovery is None:
             # Per-role fits see their judge through _RowMappedJudge, which does not
             # prepare it; prepare it here, once, on every row (discovery already did).
             judge.prepare(X, list(texts) if texts is not None else placeholder_texts(n))
-        self.labels_ = np.full(n, -1, dtype=np.int64)
-        self.intents_ = []
-        self.estimators_: dict[str | None, BaseEstimator] = {}
+        labels = np.full(n, -1, dtype=np.int64)
+        intents = []
+        estimators: dict[str | None, BaseEstimator] = {}
         offset = 0
-        groups = sorted({r for r in self.roles_ if r is not None}) + (
-            [None] if any(r is None for r in self.roles_) else [])
+        groups = sorted({r for r in found if r is not None}) + (
+            [None] if any(r is None for r in found) else [])
         for role in groups:
-            idx = np.flatnonzero([r == role for r in self.roles_])
+            idx = np.flatnonzero([r == role for r in found])
             sub_texts = None if texts is None else [texts[i] for i in idx]
-            est = _rebuild(self.estimator, idx).fit(X[idx], sub_texts)
-            self.estimators_[role] = est
-            calls.update(getattr(est, "calls_by_phase_", {}))
-            self.log_[str(role)] = getattr(est, "log_", [])
+            est = _rebuild(self.estimator, idx).fit(X[idx], texts=sub_texts)
+            estimators[role] = est
+            calls.update(est.calls_by_phase_)
+            log.extend({"role": str(role), **row} for row in est.log_)
             local = np.asarray(est.labels_)
-            self.labels_[idx] = np.where(local >= 0, local + offset, -1)
+            labels[idx] = np.where(local >= 0, local + offset, -1)
             for it in est.intents_:
-                self.intents_.append(replace(
+                intents.append(replace(
                     it, intent_id=it.intent_id + offset, role=role,
                     members=tuple(int(idx[m]) for m in it.members)))
             offset += int(local.max()) + 1 if (local >= 0).any() else 0
+        self.roles_ = found
+        self.discovery_ = discovery
+        self.estimators_ = estimators
+        self.labels_ = labels
+        self.intents_ = intents
+        self.log_ = log
         self.calls_by_phase_ = dict(calls)
         self.n_judge_calls_ = int(sum(calls.values()))
-        self.n_clusters_ = len(self.intents_)
+        self.n_clusters_ = len(intents)
         return self
-
-    def fit_predict(self, X, texts=None, y=None, roles=None) -> np.ndarray:
-        return self.fit(X, texts, roles=roles).labels_

@@ -363,17 +363,17 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
            + (", per role" if role_aware else ""))
     started = time.perf_counter()
     if role_aware:
-        estimator.fit(X, list(texts), roles=list(roles))
+        estimator.fit(X, texts=list(texts), roles=list(roles))
     else:
-        estimator.fit(X, list(texts))
+        estimator.fit(X, texts=list(texts))
     seconds = time.perf_counter() - started
     labels = np.asarray(estimator.labels_)
-    calls = int(getattr(estimator, "n_judge_calls_", 0))
+    calls = int(estimator.n_judge_calls_)
     result = {
         "n_clusters": int(len(np.unique(labels[labels >= 0]))),
         "judge_calls": calls,
         "judge_calls_per_utterance": round(calls / n, 4),
-        "calls_by_phase": dict(getattr(estimator, "calls_by_phase_", {}) or {}),
+        "calls_by_phase": dict(estimator.calls_by_phase_),
         "seconds": round(seconds, 3),
         "naming_seconds": round(timed_namer.seconds, 3),
         "strategy": settings.strategy,
@@ -385,7 +385,7 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         "n_utterances": n,
         "labels": labels,
         "intents": list(estimator.intents_),
-        "log": _flat_log(getattr(estimator, "log_", None)),
+        "log": _flat_log(estimator.log_),
         "estimator": estimator,
         "judge_obj": judge_obj,
         "namer_obj": namer_obj,

@@ -316,7 +316,7 @@ class Discovery:
             est.fit(X[rows], texts=[entries[i].text for i in rows])
             self._fitted += len(rows)
             covered = 0
-            for intent in getattr(est, "intents_", []):
+            for intent in est.intents_:
                 verdict = intent.verdict
                 if verdict is not None:
                     self._judged += 1
