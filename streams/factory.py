@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,6 +80,32 @@ def build_embedder(settings: Settings, fit_texts: Sequence[str] | None = None) -
             raise SettingsError("embedder 'lsa' must be fitted on texts: pass fit_texts, "
                                 "or set DIALIN_EMBEDDER to a saved LSA folder")
         embedder.fit(list(fit_texts))  # type: ignore[attr-defined]
+    return embedder
+
+
+def build_service_embedder(settings: Settings) -> Embedder:
+    """The embedder every worker of a streaming deployment shares.
+
+    The catalog is only valid in one embedding space, so ``lsa`` must be the same for
+    every worker and for the catalog's whole life: it is fitted once, on
+    ``DIALIN_EMBEDDER_FIT_FILE``, and saved in ``<data_dir>/lsa``, and every later worker
+    loads that folder (the catalog stores the embedder's name, which includes a hash of
+    the fitted state, and refuses another). Any other embedder is :func:`build_embedder`'s.
+    """
+    if settings.embedder != "lsa":
+        return build_embedder(settings)
+    from dialin.models import LSAEmbedder, load_table
+
+    folder = Path(settings.data_dir) / "lsa"
+    if (folder / "lsa.json").is_file():
+        return LSAEmbedder.load(folder)
+    if not settings.embedder_fit_file:
+        raise SettingsError(
+            f"DIALIN_EMBEDDER=lsa needs a fitted model in {folder}: set DIALIN_EMBEDDER_FIT_FILE "
+            "to a .csv/.jsonl of utterances to fit it once, or DIALIN_EMBEDDER to a saved LSA folder")
+    texts = load_table(settings.embedder_fit_file, text_field="text").texts
+    embedder = LSAEmbedder(random_state=settings.random_state).fit(texts)
+    embedder.save(folder)
     return embedder
 
 

@@ -14,6 +14,12 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The names a setting chooses from: the CLI builds its option choices from these
+#: (``typing.get_args``), so a new judge, namer or strategy needs no second list there.
+JudgeName = Literal["heuristic", "openai", "vllm"]
+NamerName = Literal["keywords", "openai", "vllm"]
+StrategyName = Literal["budget", "paper"]
+
 
 class Settings(BaseSettings):
     """Every ``DIALIN_*`` setting; field ``kafka_bootstrap`` is env ``DIALIN_KAFKA_BOOTSTRAP``."""
@@ -23,9 +29,9 @@ class Settings(BaseSettings):
     # --- engine -----------------------------------------------------------------
     embedder: str = Field("minilm", description="minilm | lsa | a sentence-transformers name or path")
     embedding_cache_dir: str | None = Field(None, description="on-disk embedding cache folder")
-    judge: Literal["heuristic", "openai", "vllm"] = "heuristic"
-    namer: Literal["keywords", "openai", "vllm"] = "keywords"
-    strategy: Literal["budget", "paper"] = "budget"
+    judge: JudgeName = "heuristic"
+    namer: NamerName = "keywords"
+    strategy: StrategyName = "budget"
     judge_budget: float | None = Field(
         None, gt=0, description="judge calls per utterance per discovery run; unset: the judge's "
         "default (0.3 for LLM judges, 0.6 for the free offline heuristic)")

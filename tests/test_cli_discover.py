@@ -169,7 +169,7 @@ def test_bad_input_is_one_line(tmp_path):
         ([BANKING, "--text-field", "text", "--namer", "openai", "--embedder", "lsa"], "--llm-url"),
     ]:
         result = discover(*args, "--out", str(tmp_path / "o.json"))
-        assert result.exit_code == 1, (args, result.stderr)
+        assert result.exit_code == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "o.json").exists()

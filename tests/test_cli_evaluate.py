@@ -26,7 +26,7 @@ def evaluate(*args: str):
     return runner.invoke(app, ["evaluate", *args])
 
 
-def one_line_error(result, code: int = 1) -> str:
+def one_line_error(result, code: int = 2) -> str:
     """The command failed with ``code`` and said so in exactly one stderr line."""
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
     assert result.stdout == ""
@@ -267,3 +267,43 @@ def test_bad_environment_variable(monkeypatch):
     monkeypatch.setenv("DIALIN_JUDGE_BUDGET", "-2")
     line = one_line_error(evaluate(BANKING, "--text-field", "text", "--label-field", "category"))
     assert "DIALIN_JUDGE_BUDGET" in line
+
+
+# --- the command's wiring ---------------------------------------------------------------------
+
+def test_the_option_choices_are_the_settings_literals_and_the_factory_names():
+    from typing import get_args
+
+    from dialin.streams import factory
+    from dialin.streams.cli import engine
+    from dialin.streams.settings import JudgeName, NamerName, Settings, StrategyName
+
+    for choice, names, field in ((engine.JudgeChoice, JudgeName, "judge"),
+                                 (engine.NamerChoice, NamerName, "namer"),
+                                 (engine.StrategyChoice, StrategyName, "strategy")):
+        assert [c.value for c in choice] == list(get_args(names))
+        assert get_args(Settings.model_fields[field].annotation) == get_args(names)
+    assert [c.value for c in engine.PruneChoice] == list(factory.PRUNERS)
+    simulated = [c.value for c in engine.EvalJudge if c.value not in get_args(JudgeName)]
+    assert simulated == list(factory.SIMULATED_JUDGES)
+
+
+def test_the_itl_figures_are_plain_values_in_the_reported_order():
+    import numpy as np
+
+    from dialin.streams.cli.engine import ITLRun
+
+    run = ITLRun(labels=np.array([0, 0, 1, -1]), intents=[object()], log=[{"phase": "coarse"}],
+                 strategy="budget", judge="heuristic", namer="keywords", judge_budget=0.6,
+                 prune="none", n_utterances=4, judge_calls=3, calls_by_phase={"coarse": 3},
+                 prune_calls=0, seconds=1.5, naming_seconds=0.25)
+    figures = run.figures()
+    assert list(figures) == ["n_clusters", "judge_calls", "judge_calls_per_utterance",
+                             "calls_by_phase", "seconds", "naming_seconds", "strategy",
+                             "judge_budget", "prune", "prune_calls", "judge", "namer",
+                             "n_utterances"]
+    assert (figures["n_clusters"], figures["judge_calls_per_utterance"]) == (2, 0.75)
+    json.dumps(figures, allow_nan=False)  # numbers and names only: no live object
+    llm = ITLRun(**{**run.__dict__, "llm": {"calls": {}}, "prompt_version": "v1"}).figures()
+    assert list(llm)[-2:] == ["llm", "prompt_version"] and llm["prompt_version"] == "v1"
+

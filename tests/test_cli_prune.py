@@ -68,7 +68,7 @@ def test_the_budget_strategy_ignores_pruning():
 
 def test_llm_pruning_without_a_server_is_one_line():
     result = runner.invoke(app, [*ARGS, "--strategy", "paper", "--prune", "llm"])
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert errors == ["error: --prune llm needs an LLM server: set --llm-url or DIALIN_LLM_URL"]
     assert "Traceback" not in result.stderr

@@ -247,3 +247,41 @@ def test_demo_counts_a_run_that_certified_nothing_as_a_run():
 
     assert _runs(runs(ok=2.0, certified_nothing=3.0, failed=1.0)) == 6.0
     assert _runs(runs(certified_nothing=1.0)) == 1.0  # the demo stops waiting for it
+
+
+# --- the CLI's wiring: explicit registration, one set of exit codes ---------------------------
+
+def test_each_command_module_registers_its_commands_and_never_imports_the_cli_back():
+    import ast
+
+    import typer
+
+    from dialin.streams.cli import engine, service
+
+    for module, names in ((engine, ["evaluate", "discover"]),
+                          (service, ["broker", "replay", "watch", "serve", "demo"])):
+        fresh = typer.Typer()
+        module.register(fresh)
+        assert [c.callback.__name__ for c in fresh.registered_commands] == names
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        back = [node.lineno for node in ast.walk(tree)  # ``from . import app``: the old cycle
+                if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None]
+        assert back == [], (module.__name__, back)
+
+
+@pytest.mark.usefixtures("clean_settings")
+def test_engine_and_service_commands_exit_alike_for_the_same_mistake(tmp_path):
+    missing = str(tmp_path / "none.csv")
+    nowhere = f"127.0.0.1:{free_port()}"
+    mistakes = {
+        "an input file that is not there": (["discover", missing, "--text-field", "text"],
+                                            ["replay", missing, "--bootstrap", nowhere]),
+        "an option value out of range": (["discover", missing, "--text-field", "text",
+                                          "--judge-budget", "-1"],
+                                         ["replay", missing, "--rate", "-1"]),
+        "an unknown option": (["discover", missing, "--text-field", "text", "--nope"],
+                              ["replay", missing, "--nope"]),
+    }
+    for kind, (engine_args, service_args) in mistakes.items():
+        codes = [runner.invoke(app, args).exit_code for args in (engine_args, service_args)]
+        assert codes == [2, 2], (kind, codes)

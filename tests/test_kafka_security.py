@@ -272,7 +272,7 @@ def test_every_client_gets_the_sasl_mechanism_and_credentials(monkeypatch, tmp_p
         if protocol == "SASL_SSL":
             assert kwargs.get("ssl_context") is not None or kwargs.get("ssl_cafile") == ca, name
 
-    faust_app = app_module.create_app(s)  # the faust worker's own consumer and producer
+    faust_app = app_module.build_faust_app(s)  # the faust worker's own consumer and producer
     creds = faust_app.conf.broker_credentials
     assert (creds.username, creds.password, creds.mechanism.value) == ("svc-dialin", "pa55", mechanism)
     assert creds.protocol.value == protocol

@@ -11,6 +11,7 @@ import urllib.request
 import warnings
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,12 +55,12 @@ def lsa(english_sample) -> LSAEmbedder:
 # --- ingest agent ----------------------------------------------------------------------
 
 def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_path):
-    from dialin.streams.service.worker import create_app
+    from dialin.streams.service.worker import Worker
 
     settings = Settings(data_dir=str(tmp_path), batch_size=4, batch_seconds=0.05,
                         app_id="t-ingest", match_threshold=0.9)
-    app = create_app(settings, embedder=lsa, make_estimator=lambda: None)
-    parts = app.dialin
+    parts = Worker(settings, embedder=lsa, make_estimator=lambda: None)
+    app = parts.app
     text = english_sample.texts[0]
     parts.catalog.put(CatalogIntent(intent_id="intent-known", label="known", role="customer",
                                     centroid=lsa.encode([text])[0], size=5))
@@ -219,11 +220,15 @@ def fill(buffer: BufferStore, directions, n_each: int, accepted_at: float, role=
 
 
 def make_discovery(estimator, **overrides):
+    """A Discovery with the redactor the worker hands it, publishing to a recorder."""
+    from dialin.streams.factory import build_redactor
+
     settings = Settings(discovery_min_utterances=20, discovery_max_age_seconds=1e9,
                         match_threshold=0.9, **overrides)
     catalog = IntentCatalog("emb", match_threshold=settings.match_threshold)
     buffer, publisher = BufferStore(), RecordingPublisher()
-    return Discovery(settings, catalog, buffer, publisher, lambda: estimator), publisher
+    return Discovery(settings, catalog, buffer, publisher, lambda: estimator,
+                     redactor=build_redactor(settings)), publisher
 
 
 def remember(disco: Discovery, directions, n_each: int, intent_id: str, tag: str,
@@ -255,6 +260,57 @@ def test_discovery_publishes_good_clusters_in_a_crash_safe_order():
     tombstones = [k for k, v in pub.on(s.topic_buffer) if v is None]
     assert len(tombstones) == 20
     assert sorted(disco.buffer.entries) == [f"a2-{i}" for i in range(10)]  # the Bad cluster stays
+
+
+class Shouting:
+    """Stands in for the PII redactor: upper-cases every text it is given."""
+
+    def redact_many(self, texts):
+        return [t.upper() for t in texts]
+
+    def redact_label(self, label):
+        return label.upper()
+
+
+def test_discovery_publishes_labels_and_examples_through_the_redactor_it_is_handed():
+    settings = Settings(discovery_min_utterances=20, discovery_max_age_seconds=1e9)
+    buffer, publisher = BufferStore(), RecordingPublisher()
+    disco = Discovery(settings, IntentCatalog("emb"), buffer, publisher, DirectionEstimator,
+                      redactor=Shouting())
+    fill(buffer, [0, 1], 10, accepted_at=time.time())
+    assert asyncio.run(disco.tick())["created"] == 2
+    updates = [u for _, u in publisher.on(settings.topic_updates)]
+    assert sorted(u["label"] for u in updates) == ["TOPIC-0", "TOPIC-1"]
+    assert {e.split()[0] for u in updates for e in u["examples"]} == {"TEXT"}
+
+
+def test_the_worker_hands_its_parts_the_embedder_and_the_factorys_redactor(lsa, tmp_path):
+    from dialin.streams import factory
+    from dialin.streams.service.worker import Worker
+
+    for redaction in (True, False):
+        settings = Settings(data_dir=str(tmp_path), app_id="t-parts", pii_redaction=redaction)
+        worker = Worker(settings, embedder=lsa, make_estimator=DirectionEstimator)
+        assert worker.discovery.redactor is factory.build_redactor(settings)
+        assert (worker.discovery.redactor is None) == (not redaction)
+        assert worker.ingestor.embedder is lsa and worker.catalog.embedder == lsa.name
+        assert worker.discovery.catalog is worker.catalog and worker.discovery.memory is worker.memory
+        assert not hasattr(worker.app, "dialin")  # nothing glued onto the faust app
+
+
+def test_the_service_embedder_is_fitted_once_then_loaded_by_every_worker(tmp_path):
+    from dialin.streams.factory import SettingsError, build_service_embedder
+
+    settings = Settings(embedder="lsa", data_dir=str(tmp_path))
+    with pytest.raises(SettingsError, match="DIALIN_EMBEDDER_FIT_FILE"):
+        build_service_embedder(settings)
+    fit_file = Path(__file__).parent / "data" / "banking77_sample.csv"
+    fitted = build_service_embedder(settings.model_copy(update={"embedder_fit_file": str(fit_file)}))
+    assert (tmp_path / "lsa" / "lsa.json").is_file()
+    again = build_service_embedder(settings)  # no fit file needed any more: the saved model
+    assert again.name == fitted.name
+    np.testing.assert_allclose(again.encode(["I lost my card"]), fitted.encode(["I lost my card"]),
+                               atol=1e-6)
 
 
 def test_known_traffic_is_matched_and_a_consolidation_continues_the_same_ids():

@@ -1,14 +1,32 @@
-"""The ``dialin`` command line (typer): one app, commands registered by topic.
+"""The ``dialin`` command line (typer): one app, each command module registers its commands.
 
 Engine commands (``evaluate``, ``discover``) live in :mod:`.engine`; service
-commands (``broker``, ``serve``, ``replay``, ``watch``, ``demo``) in
-:mod:`.service`. Heavy imports happen inside each command, so ``dialin --help``
-is instant and ``dialin evaluate`` never imports faust.
+commands (``broker``, ``replay``, ``watch``, ``serve``, ``demo``) in :mod:`.service`.
+Each module has a ``register(app)``, called once below; neither imports this package
+back. ``main()`` is the console script (``dialin = "dialin.streams.cli:main"``). Heavy
+imports happen inside each command, so ``dialin --help`` is instant and
+``dialin evaluate`` never imports faust.
+
+Exit codes, the same for every command (:mod:`._exit`):
+
+- ``0``: done.
+- ``1``: the command ran but did not finish its work: the broker refused records
+  (``replay``), the demo timed out or was stopped by SIGTERM/SIGHUP (``demo``).
+- ``2``: nothing was done, for a reason the user fixes; one ``error:`` line on stderr:
+  a usage error (unknown option, bad choice or number, missing argument), an invalid
+  option value or ``DIALIN_*`` setting, an input file that cannot be read, an LLM server
+  or model that is needed but not set, Kafka unreachable or its TLS/SASL settings
+  wrong, a port in use, a worker that could not start (``demo``).
+- ``broker`` exits with the embedded broker's code, ``serve`` with the faust worker's:
+  0 after SIGTERM drained it, 70 when it could neither process nor dead-letter a batch
+  (``EXIT_UNACKED``: it exits before acking, and the batch is redelivered).
 """
 
 from __future__ import annotations
 
 import typer
+
+from . import engine, service
 
 app = typer.Typer(
     name="dialin",
@@ -16,10 +34,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-# Importing these modules registers their commands on ``app``.
-from . import engine  # noqa: E402,F401
-from . import service  # noqa: E402,F401
+engine.register(app)
+service.register(app)
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ strategy the factory builds from settings and options. ``evaluate`` measures it 
 k-means told the true number of labels; ``discover`` writes the intents as JSON and an
 HTML report. stdout carries only results (exactly one JSON object with ``--json``);
 progress and stage lines go to stderr. Every user mistake (file, field, encoding,
-option value, missing LLM URL) is one ``error:`` line on stderr and a non-zero exit,
-never a traceback.
+option value, missing LLM URL) is one ``error:`` line on stderr and exit status 2
+(:mod:`dialin.streams.cli` lists the exit codes), never a traceback. :func:`register`
+adds both commands to the ``dialin`` app.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import numpy as np
 import typer
 from typer.core import TyperCommand
 
-from . import app
+from ._exit import USER_ERROR
+from ..settings import JudgeName, NamerName, StrategyName
 
 #: Rows embedded per progress-bar step (and per cache round trip).
 _EMBED_CHUNK = 512
@@ -44,17 +47,17 @@ class _OneLineErrors(TyperCommand):
             # typer >= 0.25 vendors click: its UsageError derives from TyperException.
             if not hasattr(exc, "format_message"):
                 raise
-            _fail(exc.format_message(), code=getattr(exc, "exit_code", 2))
+            _fail(exc.format_message(), code=getattr(exc, "exit_code", USER_ERROR))
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = USER_ERROR) -> None:
     typer.echo(f"error: {' '.join(str(message).split())}", err=True)
     raise typer.Exit(code)
 
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into one stderr line and exit status 1.
+    """Turn the errors a user can cause into one stderr line and exit status 2.
 
     Library output that would land on stdout goes to stderr, so ``--json`` output
     stays exactly one JSON object whatever a dependency prints.
@@ -89,35 +92,23 @@ def _stage(message: str) -> None:
 
 # --- options shared by both commands (envvar where a setting exists) -------------------
 
-class EvalJudge(str, Enum):
-    heuristic = "heuristic"
-    oracle = "oracle"
-    oracle_sampled = "oracle-sampled"
-    openai = "openai"
-    vllm = "vllm"
+def _choices(name: str, *values: str) -> type[Enum]:
+    """A ``str`` Enum whose values typer offers as an option's choices."""
+    return Enum(name, [(value, value) for value in values], type=str)
 
 
-class JudgeChoice(str, Enum):
-    heuristic = "heuristic"
-    openai = "openai"
-    vllm = "vllm"
+#: Not settings, so not in :mod:`..settings`: the factory's names (``factory.PRUNERS``,
+#: ``factory.SIMULATED_JUDGES``), written out here because importing the factory loads the
+#: engine (seconds) and ``dialin --help`` must stay instant; the CLI tests hold them equal.
+PRUNE_NAMES = ("none", "heuristic", "llm")
+SIMULATED_JUDGE_NAMES = ("oracle", "oracle-sampled")
 
-
-class NamerChoice(str, Enum):
-    keywords = "keywords"
-    openai = "openai"
-    vllm = "vllm"
-
-
-class StrategyChoice(str, Enum):
-    budget = "budget"
-    paper = "paper"
-
-
-class PruneChoice(str, Enum):
-    none = "none"
-    heuristic = "heuristic"
-    llm = "llm"
+JudgeChoice = _choices("JudgeChoice", *get_args(JudgeName))
+NamerChoice = _choices("NamerChoice", *get_args(NamerName))
+StrategyChoice = _choices("StrategyChoice", *get_args(StrategyName))
+PruneChoice = _choices("PruneChoice", *PRUNE_NAMES)
+#: ``evaluate`` also offers the simulated judges that read the gold labels.
+EvalJudge = _choices("EvalJudge", *get_args(JudgeName), *SIMULATED_JUDGE_NAMES)
 
 
 def _value(choice: Enum | None) -> str | None:
@@ -171,7 +162,6 @@ def _settings(**overrides: Any):
 
 # --- evaluate ---------------------------------------------------------------------------
 
-@app.command(cls=_OneLineErrors)
 def evaluate(
     input: InputArg,
     text_field: TextField,
@@ -187,7 +177,7 @@ def evaluate(
         "--judge-accuracy", help="How often a simulated (oracle) judge is right.")] = 0.96,
     judge_budget: JudgeBudget = None,
     strategy: Strategy = None,
-    prune: Prune = PruneChoice.none,
+    prune: Prune = PruneChoice["none"],
     namer: NamerOpt = None,
     embedder: EmbedderOpt = None,
     embedding_cache: EmbeddingCache = None,
@@ -214,10 +204,9 @@ def evaluate(
         backends = _backends(settings, judge=_value(judge), y_true=y, accuracy=judge_accuracy)
         X, emb = _embed(settings, table.texts)
         baseline = _baseline(X, y, settings.random_state)
-        result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
-                          prune=_value(prune))
+        run = _run_itl(settings, X, table.texts, table.roles, emb, *backends, prune=_value(prune))
         # The judge's card, not only its name: a simulated judge must never read as an LLM.
-        report = {"baseline": baseline, "itl": {**_scores(result, y), "judge": backends[0].describe()}}
+        report = {"baseline": baseline, "itl": {**_scores(run, y), "judge": backends[0].describe()}}
     if as_json:
         typer.echo(_dumps(report))
     else:
@@ -254,13 +243,11 @@ def _baseline(X: np.ndarray, y: Sequence[str], seed: int) -> dict:
             "n_clusters": int(len(np.unique(labels))), "seconds": round(seconds, 3)}
 
 
-def _scores(result: dict, y: Sequence[str]) -> dict:
+def _scores(run: ITLRun, y: Sequence[str]) -> dict:
     from dialin.models import ari, nmi
 
-    labels = result["labels"]
-    return {"nmi": round(nmi(y, labels), 4), "ari": round(ari(y, labels), 4),
-            **{k: v for k, v in result.items() if k not in ("labels", "estimator", "judge_obj",
-                                                            "namer_obj", "intents", "log")}}
+    return {"nmi": round(nmi(y, run.labels), 4), "ari": round(ari(y, run.labels), 4),
+            **run.figures()}
 
 
 def _evaluation_table(report: dict, n: int) -> str:
@@ -338,13 +325,56 @@ def _backends(settings, judge: str | None = None, y_true: Sequence[str] | None =
             build_namer(settings))
 
 
-def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str | None] | None,
-             embedder, judge_obj, namer_obj, prune: str | None = None) -> dict:
-    """Build the strategy from settings and fit it on ``X`` with the given backends.
+@dataclass(frozen=True)
+class ITLRun:
+    """One fit of the strategy, as both commands report it (what :func:`_run_itl` returns).
 
-    Returns plain figures plus the fitted estimator and the backends (keys ending in
-    ``_obj``/``estimator``) for callers that write intents or reports.
+    The fitted result (``labels``, ``intents``, ``log``) and the run's figures; seconds
+    are rounded to the millisecond as they are reported.
     """
+
+    labels: np.ndarray  # cluster per utterance; -1 where no Good verdict covers it
+    intents: list[Any]  # the estimator's ``intents_``; members index the input rows
+    log: list[dict]  # the iteration log, one row per step (with "role" when per role)
+    strategy: str
+    judge: str  # backend name
+    namer: str  # backend name
+    judge_budget: float | None  # calls per utterance of the budget strategy, else None
+    prune: str  # the paper strategy's pruning; "none" when no pruner was built
+    n_utterances: int
+    judge_calls: int
+    calls_by_phase: dict[str, int]
+    prune_calls: int  # requests the pruner sent (not cached)
+    seconds: float  # the fit, naming included
+    naming_seconds: float
+    llm: dict | None = None  # LLM accounting, when a backend talks to an LLM
+    prompt_version: str | None = None  # of the prompt files the LLM backends send
+
+    @property
+    def n_clusters(self) -> int:
+        return int(len(np.unique(self.labels[self.labels >= 0])))
+
+    @property
+    def judge_calls_per_utterance(self) -> float:
+        return round(self.judge_calls / self.n_utterances, 4)
+
+    def figures(self) -> dict[str, Any]:
+        """The run's numbers and names, in the order ``evaluate --json`` reports them."""
+        out = {"n_clusters": self.n_clusters, "judge_calls": self.judge_calls,
+               "judge_calls_per_utterance": self.judge_calls_per_utterance,
+               "calls_by_phase": self.calls_by_phase, "seconds": self.seconds,
+               "naming_seconds": self.naming_seconds, "strategy": self.strategy,
+               "judge_budget": self.judge_budget, "prune": self.prune,
+               "prune_calls": self.prune_calls, "judge": self.judge, "namer": self.namer,
+               "n_utterances": self.n_utterances}
+        if self.llm is not None:
+            out.update(llm=self.llm, prompt_version=self.prompt_version)
+        return out
+
+
+def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str | None] | None,
+             embedder, judge_obj, namer_obj, prune: str | None = None) -> ITLRun:
+    """Build the strategy from settings and fit it on ``X`` with the given backends."""
     from ._timing import TimedNamer
     from ..factory import build_estimator, llm_stats, prompt_version, pruner_of, resolved_budget
 
@@ -369,36 +399,30 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
     seconds = time.perf_counter() - started
     labels = np.asarray(estimator.labels_)
     calls = int(estimator.n_judge_calls_)
-    result = {
-        "n_clusters": int(len(np.unique(labels[labels >= 0]))),
-        "judge_calls": calls,
-        "judge_calls_per_utterance": round(calls / n, 4),
-        "calls_by_phase": dict(estimator.calls_by_phase_),
-        "seconds": round(seconds, 3),
-        "naming_seconds": round(timed_namer.seconds, 3),
-        "strategy": settings.strategy,
-        "judge_budget": resolved_budget(settings, judge_obj) if settings.strategy == "budget" else None,
-        "prune": prune if pruner is not None else "none",
-        "prune_calls": 0,
-        "judge": judge_obj.backend,
-        "namer": namer_obj.backend,
-        "n_utterances": n,
-        "labels": labels,
-        "intents": list(estimator.intents_),
-        "log": _flat_log(estimator.log_),
-        "estimator": estimator,
-        "judge_obj": judge_obj,
-        "namer_obj": namer_obj,
-    }
     stats = llm_stats(judge_obj, namer_obj, pruner)
-    if stats is not None:
-        result["llm"] = stats
-        result["prompt_version"] = prompt_version(judge_obj, namer_obj, pruner)
-        # The pruner is built for this run: its stats are this run's (every role's) requests.
-        result["prune_calls"] = sum(n for outcome, n in stats["calls"].get("prune", {}).items()
-                                    if outcome != "cached")
-    _stage(f"{result['n_clusters']} clusters, {calls} judge calls in {seconds:.1f}s")
-    return result
+    # The pruner is built for this run: its stats are this run's (every role's) requests.
+    prune_calls = 0 if stats is None else sum(
+        k for outcome, k in stats["calls"].get("prune", {}).items() if outcome != "cached")
+    run = ITLRun(
+        labels=labels,
+        intents=list(estimator.intents_),
+        log=_flat_log(estimator.log_),
+        strategy=settings.strategy,
+        judge=judge_obj.backend,
+        namer=namer_obj.backend,
+        judge_budget=resolved_budget(settings, judge_obj) if settings.strategy == "budget" else None,
+        prune=prune if pruner is not None else "none",
+        n_utterances=n,
+        judge_calls=calls,
+        calls_by_phase=dict(estimator.calls_by_phase_),
+        prune_calls=prune_calls,
+        seconds=round(seconds, 3),
+        naming_seconds=round(timed_namer.seconds, 3),
+        llm=stats,
+        prompt_version=None if stats is None else prompt_version(judge_obj, namer_obj, pruner),
+    )
+    _stage(f"{run.n_clusters} clusters, {calls} judge calls in {seconds:.1f}s")
+    return run
 
 
 def _flat_log(log: Any) -> list[dict]:
@@ -442,7 +466,6 @@ def _jsonable(value: Any) -> Any:
 
 # --- discover ---------------------------------------------------------------------------
 
-@app.command(cls=_OneLineErrors)
 def discover(
     input: InputArg,
     text_field: TextField,
@@ -454,7 +477,7 @@ def discover(
         help="Coherence judge: heuristic (offline), openai (OpenAI-compatible server), vllm.")] = None,
     namer: NamerOpt = None,
     strategy: Strategy = None,
-    prune: Prune = PruneChoice.none,
+    prune: Prune = PruneChoice["none"],
     judge_budget: JudgeBudget = None,
     embedder: EmbedderOpt = None,
     embedding_cache: EmbeddingCache = None,
@@ -491,10 +514,9 @@ def discover(
         stages.done("load")
         X, emb = _embed(settings, table.texts)
         stages.done("embed")
-        result = _run_itl(settings, X, table.texts, table.roles, emb, *backends,
-                          prune=_value(prune))
-        stages.done("cluster", name=result["naming_seconds"])
-        doc = intents_document(table, result, settings, embedder_name=emb.name,
+        run = _run_itl(settings, X, table.texts, table.roles, emb, *backends, prune=_value(prune))
+        stages.done("cluster", name=run.naming_seconds)
+        doc = intents_document(table, run, settings, embedder_name=emb.name,
                                seconds=time.perf_counter() - started)
         _write_text(out, _dumps(doc, indent=1) + "\n")
         _stage(f"wrote {len(doc['intents'])} intents to {out}")
@@ -502,7 +524,7 @@ def discover(
         if report is not None:
             from ..tools.report import render_report
 
-            _write_text(report, render_report(doc, X, result["labels"], texts=table.texts,
+            _write_text(report, render_report(doc, X, run.labels, texts=table.texts,
                                                      seed=settings.random_state))
             _stage(f"wrote the report to {report}")
             stages.done("report")
@@ -531,7 +553,7 @@ def intent_id(row_ids: Sequence[Any], role: str | None) -> str:
     return "intent-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
-def intents_document(table, result: dict, settings, embedder_name: str, seconds: float) -> dict:
+def intents_document(table, run: ITLRun, settings, embedder_name: str, seconds: float) -> dict:
     """The ``discover`` output: run metadata, the iteration log, intents largest first.
 
     Examples and labels are PII-redacted unless ``settings.pii_redaction`` is off.
@@ -540,7 +562,7 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
 
     redactor = build_redactor(settings)
     n = len(table)
-    intents = sorted(result["intents"], key=lambda it: (-it.size, it.intent_id))
+    intents = sorted(run.intents, key=lambda it: (-it.size, it.intent_id))
     records = []
     for it in intents:
         rows = [table.row_ids[i] for i in it.members]
@@ -561,7 +583,7 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
             else ("Good" if verdict.good else "Bad"),
             "confidence": None if verdict is None else verdict.confidence,
         })
-    labels = result["labels"]
+    labels = run.labels
     metadata = {
         "dialin_version": version("dialin"),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -570,19 +592,25 @@ def intents_document(table, result: dict, settings, embedder_name: str, seconds:
         "n_intents": len(records),
         "n_unassigned": int((labels < 0).sum()),
         "embedder": embedder_name,
-        "strategy": result["strategy"],
-        "judge_budget": result["judge_budget"],
-        "judge": result["judge"],
-        "namer": result["namer"],
-        "prompt_version": result.get("prompt_version"),
-        "llm": result.get("llm"),
-        "judge_calls": result["judge_calls"],
-        "judge_calls_per_utterance": result["judge_calls_per_utterance"],
-        "calls_by_phase": result["calls_by_phase"],
+        "strategy": run.strategy,
+        "judge_budget": run.judge_budget,
+        "judge": run.judge,
+        "namer": run.namer,
+        "prompt_version": run.prompt_version,
+        "llm": run.llm,
+        "judge_calls": run.judge_calls,
+        "judge_calls_per_utterance": run.judge_calls_per_utterance,
+        "calls_by_phase": run.calls_by_phase,
         "seed": settings.random_state,
-        "clustering_seconds": result["seconds"],
+        "clustering_seconds": run.seconds,
         "seconds": round(seconds, 3),
     }
     unassigned = [table.row_ids[i] for i in np.flatnonzero(labels < 0)]
-    return {"metadata": metadata, "log": result["log"], "intents": records,
+    return {"metadata": metadata, "log": run.log, "intents": records,
             "unassigned_rows": unassigned}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` and ``discover`` to the ``dialin`` app."""
+    for command in (evaluate, discover):
+        app.command(cls=_OneLineErrors)(command)

@@ -1,17 +1,20 @@
-"""``dialin broker|serve|replay|watch|demo``: the streaming service."""
+"""``dialin broker|serve|replay|watch|demo``: the streaming service and the tools around it.
+
+``serve`` runs one worker (:mod:`..service.worker`); ``broker``, ``replay``, ``watch``
+and ``demo`` are the tools of :mod:`..tools`. Expected failures are one ``error:`` line
+on stderr with the exit codes of :mod:`dialin.streams.cli`. :func:`register` adds the
+commands to the ``dialin`` app.
+"""
 
 from __future__ import annotations
 
-from . import app  # noqa: F401
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 
+import typer
 
-# --- broker, replay, watch, demo: the tools around the worker -------------------------
-
-import contextlib  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import typer  # noqa: E402
+from ._exit import INCOMPLETE, USER_ERROR
 
 _BOOTSTRAP_HELP = "Kafka bootstrap servers (default: DIALIN_KAFKA_BOOTSTRAP)."
 
@@ -26,7 +29,7 @@ def _tool_settings(bootstrap: str | None):
 
 @contextlib.contextmanager
 def _tool_errors(bootstrap: str) -> Iterator[None]:
-    """Turn the expected failures into one line on stderr and exit code 2."""
+    """Turn the expected failures into one line on stderr and exit code 2 (``USER_ERROR``)."""
     from kafka.errors import KafkaError
 
     from ..tools.broker import BrokerError
@@ -37,11 +40,11 @@ def _tool_errors(bootstrap: str) -> Iterator[None]:
         yield
     except (ReplayError, KafkaConfigError, BrokerError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(USER_ERROR) from None
     except KafkaError as exc:
         typer.echo(f"error: Kafka at {bootstrap}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                    err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(USER_ERROR) from None
 
 
 class _Stopped(Exception):
@@ -66,7 +69,6 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-@app.command()
 def broker(
     port: int = typer.Option(9092, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (and advertise)."),
@@ -93,7 +95,6 @@ def broker(
     raise typer.Exit(code)
 
 
-@app.command()
 def replay(
     file: Path = typer.Argument(..., help="JSONL (lines sent as they are) or CSV (rows converted)."),
     rate: float = typer.Option(0.0, help="Events per second; 0 sends as fast as possible."),
@@ -109,7 +110,7 @@ def replay(
 
     if rate < 0:
         typer.echo("error: --rate must be >= 0", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(USER_ERROR)
     settings = _tool_settings(bootstrap)
     with _tool_errors(settings.kafka_bootstrap):
         records = file_records(file, text_field=text_field, role_field=role_field)
@@ -118,10 +119,9 @@ def replay(
                f"in {stats.seconds:.1f}s", err=True)
     if stats.failed:
         typer.echo(f"error: {stats.failed} records refused: {'; '.join(stats.errors[:3])}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(INCOMPLETE)
 
 
-@app.command()
 def watch(
     from_beginning: bool = typer.Option(False, help="Print the updates already published first."),
     json_lines: bool = typer.Option(False, "--json", help="Print each update as one JSON line."),
@@ -157,7 +157,6 @@ def watch(
 # --- serve: one streaming worker (streams/service/worker.py) -----------------------------------
 
 
-@app.command()
 def serve(
     bootstrap: str | None = typer.Option(None, help=_BOOTSTRAP_HELP),
     metrics_port: int | None = typer.Option(
@@ -177,14 +176,13 @@ def serve(
         code = run_worker(settings, loglevel=loglevel)
     except (SettingsError, KafkaConfigError, WorkerConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(USER_ERROR) from None
     raise typer.Exit(code)
 
 
 # --- demo: broker + worker + replay + watch in one command (streams/tools/demo.py) ------------
 
 
-@app.command()
 def demo(
     input_file: Path | None = typer.Option(
         None, "--input", help="JSONL or CSV to replay (default: the bundled English + Chinese sample)."),
@@ -211,12 +209,18 @@ def demo(
                               embedder=embedder)
         except WorkerError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(USER_ERROR) from None
         except _Stopped as exc:  # run_demo's finally blocks stopped the worker and the broker
             typer.echo(f"stopped by {exc} before the end; worker and broker stopped", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(INCOMPLETE) from None
     if json_out:
         typer.echo(json.dumps(result.summary))
     else:
         typer.echo(format_summary(result.summary))
-    raise typer.Exit(0 if result.completed else 1)
+    raise typer.Exit(0 if result.completed else INCOMPLETE)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``broker``, ``replay``, ``watch``, ``serve`` and ``demo`` to the ``dialin`` app."""
+    for command in (broker, replay, watch, serve, demo):
+        app.command()(command)

@@ -30,8 +30,8 @@ def broker_url(settings: Settings) -> str:
     return ";".join(f"kafka://{h}" for h in hosts)
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A bare faust App for the worker (agents and timers are added by :mod:`.worker`).
+def build_faust_app(settings: Settings) -> faust.App:
+    """A bare faust App for the worker (:class:`.worker.Worker` adds its agent and timers).
 
     ``broker_max_poll_records`` is bounded to a few batches and the poll interval is
     generous, so a slow micro-batch never triggers a rebalance; offsets are

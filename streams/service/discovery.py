@@ -31,7 +31,8 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    intents that two buffer runs made are merged, each time because the fit's judge
    certified the new grouping. Every remembered utterance whose intent changed gets a
    new assignment record with ``version`` + 1 and its ``cause``;
-5. **publish** (examples PII-redacted first, see :func:`~dialin.streams.factory.build_redactor`),
+5. **publish** (examples PII-redacted first by the redactor it is handed, see
+   :func:`~dialin.streams.factory.build_redactor`),
    only clusters the judge certified Good, in an order that makes a crash at any
    point safe to repeat: catalog records (``dialin-catalog``, durable, with centroid and
    exemplars) -> intent updates -> assignments -> memory entries -> buffer tombstones.
@@ -72,7 +73,8 @@ from typing import Any
 
 import numpy as np
 
-from dialin.models import CatalogIntent, IntentCatalog, OpenSetMatcher, new_intent_id, reconcile
+from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, new_intent_id,
+                           reconcile)
 
 from . import metrics
 from .app import Publisher
@@ -113,17 +115,23 @@ class Found:
 
 
 class Discovery:
-    """The leader's discovery loop body; ``make_estimator()`` returns a fresh estimator."""
+    """The leader's discovery loop body; ``make_estimator()`` returns a fresh estimator.
+
+    ``redactor`` (a :class:`dialin.models.Redactor`, the worker's from
+    :func:`~dialin.streams.factory.build_redactor`) redacts the label and examples of
+    every intent before it is published; None publishes them as the engine made them.
+    """
 
     def __init__(self, settings: Settings, catalog: IntentCatalog, buffer: BufferStore,
                  publisher: Publisher, make_estimator: Callable[[], Any],
-                 memory: BufferStore | None = None) -> None:
+                 memory: BufferStore | None = None, redactor: Redactor | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.buffer = buffer
         self.memory = memory if memory is not None else BufferStore(MemoryEntry)
         self.publisher = publisher
         self.make_estimator = make_estimator
+        self.redactor = redactor
         self.last_run_at = 0.0
         self.last_consolidation_at = 0.0
         self.memory_at_consolidation = 0
@@ -337,14 +345,11 @@ class Discovery:
     def _redacted(self, intent, entries: list[BufferEntry], members) -> Any:
         """``intent`` with the examples it will be published with, PII redacted (in the
         fit's thread: redaction is CPU work that must not hold the event loop)."""
-        from ..factory import build_redactor
-
         examples = list(intent.examples) or [entries[i].text for i in members[:10]]
         label = intent.label
-        redactor = build_redactor(self.settings)
-        if redactor is not None:
-            examples = redactor.redact_many(examples)
-            label = redactor.redact_label(label)
+        if self.redactor is not None:
+            examples = self.redactor.redact_many(examples)
+            label = self.redactor.redact_label(label)
         return replace(intent, label=label, examples=tuple(examples))
 
     def _exemplars(self, X: np.ndarray) -> tuple[np.ndarray, float]:

@@ -1,18 +1,22 @@
 """The streaming worker: objects from the factory, wired into one faust App, and run.
 
-``create_app(settings)`` returns a faust App with the ingest agent, the leader-only
-discovery timer, the catalog reader and the health server; ``run_worker(settings)``
-runs it in the foreground (what ``dialin serve`` does). Startup order: topics are
-created if missing, the health server answers ``/healthz`` at once, the catalog is
-read back from ``dialin-catalog`` (the FAISS indexes are rebuilt from it), and only
-then does the ingest agent take its first batch and ``/readyz`` turn ready.
+:class:`Worker` owns the faust App (:func:`.app.build_faust_app`), the parts it wires
+together (catalog, buffer, memory, publisher, ingestor, discovery, readiness, health
+server) and the leader's start-up; ``run_worker(settings)`` builds one and runs it in
+the foreground (what ``dialin serve`` does). Startup order: topics are created if
+missing, the health server answers ``/healthz`` at once, the catalog is read back
+from ``dialin-catalog`` (the FAISS indexes are rebuilt from it), and only then does
+the ingest agent take its first batch and ``/readyz`` turn ready. The leader reads the
+buffer and memory topics back at its first discovery tick, republishes the catalog's
+updates, and only then runs discovery.
 
-Engine objects come from :mod:`.factory` (the one place that maps settings to
-classes). The fitted ``lsa`` embedder is the exception that lives here: it must be
-the same for every worker and for the catalog's whole life, so it is fitted once
-(``DIALIN_EMBEDDER_FIT_FILE``) and saved in ``<data_dir>/lsa``, and every later
-worker loads that folder; the catalog stores the embedder's name (which includes a
-hash of the fitted state) and refuses another.
+Engine objects come from :mod:`..factory` (the one place that maps settings to
+classes): the embedder every worker shares (:func:`~..factory.build_service_embedder`),
+the judge, namer and estimator, and the PII redactor that :class:`.discovery.Discovery`
+is handed.
+
+Library: faust-streaming (the App, its agents and timers, and ``faust.Worker``, which
+runs it and handles the signals).
 """
 
 from __future__ import annotations
@@ -21,21 +25,21 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import faust
 
 from dialin.models import Embedder, EmbeddingSpaceError, IntentCatalog
 
 from . import metrics
-from .app import LagProbe, Publisher, create_app as create_bare_app, ensure_topics
+from .app import LagProbe, Publisher, build_faust_app, ensure_topics
 from .buffer import BufferStore, TopicFollower
-from .records import MemoryEntry
 from .discovery import Discovery
 from .health import HealthServer, Readiness, StallDetector
 from .ingest import Ingestor, register_ingest
+from .records import MemoryEntry
+from .. import factory
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,219 +52,210 @@ class WorkerConfigError(ValueError):
     """A worker setting that cannot work (one-line message for ``dialin serve``)."""
 
 
-def load_embedder(settings: Settings) -> Embedder:
-    """The embedder every worker of this deployment shares."""
-    from .. import factory
-
-    if settings.embedder != "lsa":
-        return factory.build_embedder(settings)
-    from dialin.models import LSAEmbedder, load_table
-
-    folder = Path(settings.data_dir) / "lsa"
-    if (folder / "lsa.json").is_file():
-        return LSAEmbedder.load(folder)
-    if not settings.embedder_fit_file:
-        raise WorkerConfigError(
-            f"DIALIN_EMBEDDER=lsa needs a fitted model in {folder}: set DIALIN_EMBEDDER_FIT_FILE "
-            "to a .csv/.jsonl of utterances to fit it once, or DIALIN_EMBEDDER to a saved LSA folder")
-    texts = load_table(settings.embedder_fit_file, text_field="text").texts
-    embedder = LSAEmbedder(random_state=settings.random_state).fit(texts)
-    embedder.save(folder)
-    return embedder
-
-
 def estimator_builder(settings: Settings) -> Callable[[], Any]:
     """A callable returning a fresh default estimator per discovery run (factory-built).
 
     The judge and namer are built once (an LLM client and its verdict cache live as
     long as the worker); the estimator is new for every run, as ``fit`` expects.
     """
-    from .. import factory
-
     judge = factory.build_judge(settings, on_call=metrics.observe_llm_call)
     namer = factory.build_namer(settings, on_call=metrics.observe_llm_call)
     factory.build_estimator(settings, judge, namer)  # fail at start, not at the first run
-    factory.build_redactor(settings)  # a bad DIALIN_PII_ENTITIES too (and warms it up)
     return lambda: factory.build_estimator(settings, judge, namer)
 
 
-@dataclass
-class WorkerParts:
-    """Everything ``create_app`` wires together (exposed for tests and the harness)."""
+class Worker:
+    """One streaming worker: the faust App, the parts it wires together, and their start-up.
 
-    settings: Settings
-    embedder: Embedder
-    catalog: IntentCatalog
-    buffer: BufferStore
-    readiness: Readiness
-    publisher: Publisher
-    ingestor: Ingestor
-    discovery: Discovery
-    catalog_ready: asyncio.Event
-    health: HealthServer | None = None
+    Everything comes from ``settings`` through the factory; tests pass their own
+    ``embedder`` and ``make_estimator`` (a callable returning a fresh estimator per
+    discovery run). The parts are public attributes so tests can reach them:
+    ``catalog``, ``buffer``, ``memory``, ``publisher``, ``readiness``, ``ingestor``,
+    ``discovery``, ``catalog_ready`` (set once the catalog is read back) and ``health``
+    (the health server, once started).
+    """
 
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None,
+                 make_estimator: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder if embedder is not None else factory.build_service_embedder(settings)
+        make_estimator = make_estimator or estimator_builder(settings)
+        # Built (and checked) at start: a bad DIALIN_PII_ENTITIES fails now, not at the first run.
+        redactor = factory.build_redactor(settings)
+        self.app = build_faust_app(settings)
+        self.catalog = IntentCatalog(embedder=self.embedder.name,
+                                     match_threshold=settings.match_threshold,
+                                     n_neighbors=settings.match_neighbors,
+                                     vote_share=settings.match_vote_share)
+        self.buffer = BufferStore()
+        self.memory = BufferStore(MemoryEntry)
+        self.publisher = Publisher(self.app)
+        self.readiness = Readiness()
+        self.ingestor = Ingestor(settings, self.embedder, self.catalog, self.publisher)
+        self.discovery = Discovery(settings, self.catalog, self.buffer, self.publisher,
+                                   make_estimator, memory=self.memory, redactor=redactor)
+        self.catalog_ready = asyncio.Event()
+        self.health: HealthServer | None = None
+        self.catalog_errors: list[str] = []  # catalog records from another embedding space
+        self.leading = False  # the leader has read the buffer and memory back
+        self._catalog_reader = TopicFollower(settings, settings.topic_catalog, self._apply_catalog)
+        self._buffer_reader = TopicFollower(settings, settings.topic_buffer, self.buffer.apply,
+                                            after_batch=self.discovery.after_read)
+        self._memory_reader = TopicFollower(settings, settings.topic_memory, self.memory.apply,
+                                            after_batch=self.discovery.after_read)
+        self._lag_probe = LagProbe(settings)
+        self._stalls = StallDetector(stall_seconds=3 * settings.lag_interval_seconds)
+        self._wire()
 
-def _catalog_apply(catalog: IntentCatalog, errors: list[str]):
-    def apply(key: bytes | None, value: bytes | None) -> None:
+    def _wire(self) -> None:
+        """Register the ingest agent, the start-up task, the timers and the shutdown hook."""
+        s, app = self.settings, self.app
+        register_ingest(app, s, self.ingestor, ready=self.catalog_ready)
+        app.task(self.start)
+        app.timer(s.discovery_interval_seconds, on_leader=True)(self.discovery_tick)
+        app.timer(s.lag_interval_seconds)(self.export_lag)
+        app.timer(KAFKA_PROBE_SECONDS)(self.probe_kafka)
+        app.on_before_shutdown.connect(self._stop_readers)
+
+    def _apply_catalog(self, key: bytes | None, value: bytes | None) -> None:
+        """The catalog reader's callback: one record (or tombstone) into the catalog."""
         if value is None:
-            catalog.apply_record(None, key.decode("utf-8") if key else None)
+            self.catalog.apply_record(None, key.decode("utf-8") if key else None)
             return
         try:
-            catalog.apply_record(json.loads(value))
+            self.catalog.apply_record(json.loads(value))
         except EmbeddingSpaceError as exc:
-            if not errors:
+            if not self.catalog_errors:
                 log.error("%s", exc)
-            errors.append(str(exc))
-    return apply
+            self.catalog_errors.append(str(exc))
 
-
-def create_app(settings: Settings, *, embedder: Embedder | None = None,
-               make_estimator: Callable[[], Any] | None = None) -> faust.App:
-    """The worker's faust App, fully wired; ``app.dialin`` holds its :class:`WorkerParts`."""
-    embedder = embedder if embedder is not None else load_embedder(settings)
-    make_estimator = make_estimator or estimator_builder(settings)
-    app = create_bare_app(settings)
-    catalog = IntentCatalog(embedder=embedder.name, match_threshold=settings.match_threshold,
-                            n_neighbors=settings.match_neighbors,
-                            vote_share=settings.match_vote_share)
-    buffer = BufferStore()
-    memory = BufferStore(MemoryEntry)
-    publisher = Publisher(app)
-    readiness = Readiness()
-    parts = WorkerParts(settings=settings, embedder=embedder, catalog=catalog, buffer=buffer,
-                        readiness=readiness, publisher=publisher,
-                        ingestor=Ingestor(settings, embedder, catalog, publisher),
-                        discovery=Discovery(settings, catalog, buffer, publisher, make_estimator,
-                                            memory=memory),
-                        catalog_ready=asyncio.Event())
-    app.dialin = parts  # type: ignore[attr-defined]
-    errors: list[str] = []
-    catalog_reader = TopicFollower(settings, settings.topic_catalog, _catalog_apply(catalog, errors))
-    buffer_reader = TopicFollower(settings, settings.topic_buffer, buffer.apply,
-                                  after_batch=parts.discovery.after_read)
-    memory_reader = TopicFollower(settings, settings.topic_memory, memory.apply,
-                                  after_batch=parts.discovery.after_read)
-    register_ingest(app, settings, parts.ingestor, ready=parts.catalog_ready)
-
-    @app.task
-    async def start_worker() -> None:
-        if settings.metrics_port >= 0:
-            parts.health = HealthServer(readiness, settings.metrics_port)
-            port = await parts.health.start()
+    async def start(self) -> None:
+        """Health server, warm embedder, topics, then the catalog read back: ready."""
+        if self.settings.metrics_port >= 0:
+            self.health = HealthServer(self.readiness, self.settings.metrics_port)
+            port = await self.health.start()
             log.info("health and metrics on port %s", port)
-        await asyncio.to_thread(embedder.encode, ["warm-up"])  # load the model before ready
-        await ensure_topics(settings)
-        readiness.kafka = True
-        await catalog_reader.start()
-        await catalog_reader.caught_up.wait()
-        if errors:
-            raise WorkerConfigError(errors[0])
-        readiness.catalog = True
-        readiness.publish()
-        parts.catalog_ready.set()
-        log.info("catalog loaded: %d intents (embedder %s)", len(catalog), embedder.name)
+        await asyncio.to_thread(self.embedder.encode, ["warm-up"])  # load the model before ready
+        await ensure_topics(self.settings)
+        self.readiness.kafka = True
+        await self._catalog_reader.start()
+        await self._catalog_reader.caught_up.wait()
+        if self.catalog_errors:
+            raise WorkerConfigError(self.catalog_errors[0])
+        self.readiness.catalog = True
+        self.readiness.publish()
+        self.catalog_ready.set()
+        log.info("catalog loaded: %d intents (embedder %s)", len(self.catalog), self.embedder.name)
 
-    leader_state = {"started": False}
+    async def start_leading(self) -> None:
+        """The leader's start-up: read the buffer and memory back, republish the catalog."""
+        await self._buffer_reader.start()
+        await self._memory_reader.start()
+        await self._buffer_reader.caught_up.wait()
+        await self._memory_reader.caught_up.wait()
+        await self.discovery.republish()
+        self.leading = True
 
-    @app.timer(settings.discovery_interval_seconds, on_leader=True)
-    async def discovery_tick() -> None:
-        if not parts.catalog_ready.is_set():
+    async def discovery_tick(self) -> None:
+        """Leader-only timer: start leading once, then one discovery tick."""
+        if not self.catalog_ready.is_set():
             return
         try:
-            if not leader_state["started"]:
-                await buffer_reader.start()
-                await memory_reader.start()
-                await buffer_reader.caught_up.wait()
-                await memory_reader.caught_up.wait()
-                await parts.discovery.republish()
-                leader_state["started"] = True
-            await parts.discovery.tick()
+            if not self.leading:
+                await self.start_leading()
+            await self.discovery.tick()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - an exception in a faust timer crashes the app
             log.warning("discovery tick failed, retried at the next tick: %s: %s",
                         type(exc).__name__, exc)
-            if not leader_state["started"]:
+            if not self.leading:
                 with contextlib.suppress(Exception):
-                    await buffer_reader.stop()
+                    await self._buffer_reader.stop()
                 with contextlib.suppress(Exception):
-                    await memory_reader.stop()
+                    await self._memory_reader.stop()
 
-    lag_probe = LagProbe(settings)
-    stalls = StallDetector(stall_seconds=3 * settings.lag_interval_seconds)
-
-    @app.timer(settings.lag_interval_seconds)
-    async def export_lag() -> None:
-        if not parts.catalog_ready.is_set():
+    async def export_lag(self) -> None:
+        """Timer: consumer lag of this worker's input partitions, and stalled partitions."""
+        if not self.catalog_ready.is_set():
             return
-        mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment()
-                if tp.topic == settings.topic_utterances]
+        topic_in = self.settings.topic_utterances
+        mine = [(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
+                if tp.topic == topic_in]
         try:
-            lags = await lag_probe.measure(mine)
+            lags = await self._lag_probe.measure(mine)
         except Exception as exc:  # noqa: BLE001 - a probe failure must not stop the worker
             log.warning("consumer lag probe failed: %s", exc)
             return
         now = asyncio.get_running_loop().time()
         for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
-            stalled = stalls.observe((topic, partition), lag_probe.committed[(topic, partition)], lag, now)
+            stalled = self._stalls.observe((topic, partition),
+                                           self._lag_probe.committed[(topic, partition)], lag, now)
             metrics.CONSUMER_STALLED.labels(topic, str(partition)).set(int(stalled))
             if stalled:
                 log.warning("consumer stalled on %s/%s: lag %d, no committed progress", topic,
                             partition, lag)
 
-    @app.timer(KAFKA_PROBE_SECONDS)
-    async def probe_kafka() -> None:
-        """Readiness follows Kafka after start too (it was only set once, at start)."""
-        if not parts.catalog_ready.is_set() or readiness.stopping:
+    async def probe_kafka(self) -> None:
+        """Timer: readiness follows Kafka after start too (it was only set once, at start)."""
+        if not self.catalog_ready.is_set() or self.readiness.stopping:
             return
-        up = await lag_probe.reachable()
-        if up != readiness.kafka:
+        up = await self._lag_probe.reachable()
+        if up != self.readiness.kafka:
             log.warning("Kafka %s", "reachable again" if up else "unreachable: not ready")
-            readiness.kafka = up
-            readiness.publish()
+            self.readiness.kafka = up
+            self.readiness.publish()
 
-    @app.on_before_shutdown.connect
-    async def _stop_readers(app_, **kwargs) -> None:
-        readiness.stopping = True
-        readiness.publish()
-        await catalog_reader.stop()
-        await buffer_reader.stop()
-        await memory_reader.stop()
-        await lag_probe.stop()
-        if parts.health is not None:
-            await parts.health.stop()
+    def drop_ready(self) -> None:
+        """``/readyz`` answers 503 from now on (the worker is stopping)."""
+        self.readiness.stopping = True
+        self.readiness.publish()
 
-    return app
+    async def _stop_readers(self, app: faust.App, **kwargs: Any) -> None:
+        self.drop_ready()
+        await self._catalog_reader.stop()
+        await self._buffer_reader.stop()
+        await self._memory_reader.stop()
+        await self._lag_probe.stop()
+        if self.health is not None:
+            await self.health.stop()
+
+    def run(self, loglevel: str = "info") -> int:
+        """Run in the foreground until SIGTERM/SIGINT; the exit code."""
+        runner = _SignalledRunner(self.app, on_signal=self.drop_ready, loglevel=loglevel,
+                                  quiet=True, stop_delay_seconds=self.settings.stop_delay_seconds)
+        try:
+            runner.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
 
 
-class _Worker(faust.Worker):
-    """faust's Worker that drops readiness the moment SIGTERM/SIGINT arrives.
+class _SignalledRunner(faust.Worker):
+    """faust's Worker (what runs an App) that calls ``on_signal`` the moment
+    SIGTERM/SIGINT arrives; the worker drops readiness there.
 
     On SIGTERM the drain itself starts ``stop_delay_seconds`` later: the pod has been
     answering 503 on ``/readyz`` for that long before its health server goes away with
     the rest of the app, so probes and dashboards see "stopping", not a vanished pod.
     """
 
-    def __init__(self, app: faust.App, *args, stop_delay_seconds: float = 0.0, **kwargs) -> None:
+    def __init__(self, app: faust.App, *args: Any, on_signal: Callable[[], None],
+                 stop_delay_seconds: float = 0.0, **kwargs: Any) -> None:
         super().__init__(app, *args, **kwargs)
+        self.on_signal = on_signal
         self.stop_delay_seconds = stop_delay_seconds
 
-    def _drop_ready(self) -> None:
-        parts = getattr(self.app, "dialin", None)
-        if parts is not None:
-            parts.readiness.stopping = True
-            parts.readiness.publish()
-
     def _on_sigterm(self) -> None:
-        self._drop_ready()
+        self.on_signal()
         if self.stop_delay_seconds > 0:
             self.loop.call_later(self.stop_delay_seconds, super()._on_sigterm)
         else:
             super()._on_sigterm()
 
     def _on_sigint(self) -> None:
-        self._drop_ready()
+        self.on_signal()
         super()._on_sigint()
 
 
@@ -269,12 +264,4 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from .kafka_config import check_tls
 
     check_tls(settings)  # an untrusted certificate is a one-line error, not a crash loop
-    app = create_app(settings)
-    worker = _Worker(app, loglevel=loglevel, quiet=True,
-                     stop_delay_seconds=settings.stop_delay_seconds)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
+    return Worker(settings).run(loglevel)
