@@ -11,6 +11,7 @@ from ._io import InputError, Table, load_table
 from .cluster._ledger import JudgeLedger
 from .judges._oracle import OracleJudge, SampledOracleJudge
 from .cluster._budget import BudgetITLClustering
+from .cluster._contract import FITTED_ATTRIBUTES
 from .text._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
 from .cluster._clusterers import CLUSTERERS, cluster
 from ._metrics import ari, clustering_scores, goodness, nmi, semantic_diversity
@@ -42,6 +43,7 @@ from .cluster._roles import RoleAwareClustering, infer_roles
 
 __all__ = [
     "LLMITLClustering",
+    "FITTED_ATTRIBUTES",
     "OpenSetMatcher",
     "Reconciliation",
     "new_intent_id",

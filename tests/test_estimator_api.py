@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from dialin.models import (BudgetITLClustering, Intent, KeywordNamer, LLMITLClustering,
                            OracleJudge, RoleAwareClustering)
-from dialin.models.cluster._contract import FITTED_ATTRIBUTES
+from dialin.models import FITTED_ATTRIBUTES
 
 #: Per blob, what its rows say: three customer turns, then three agent turns, so that a
 #: role-aware fit can infer the roles from the names of a first clustering.
