@@ -122,6 +122,7 @@ class JudgedArgmax:
         self.intents_ = [Intent(intent_id=k, label=f"topic-{k}", members=tuple(rows),
                                 examples=(texts[rows[0]],), verdict=v)
                          for k, (rows, v) in enumerate(zip(clusters, verdicts))]
+        self.calls_by_phase_ = {"judge": len(clusters)}
         return self
 
 

@@ -189,6 +189,7 @@ class DirectionEstimator:
                    verdict=None if int(c) in self.unjudged
                    else Verdict(good=int(c) not in self.bad, confidence=0.8, backend="test"))
             for c in np.unique(self.labels_)]
+        self.calls_by_phase_ = {"judge": len(self.intents_)}
         return self
 
 

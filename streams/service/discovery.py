@@ -338,7 +338,7 @@ class Discovery:
                 if len(members) >= min_size:
                     found.append(Found(members, self._redacted(intent, entries, members)))
             self._uncertified += len(rows) - covered
-            for phase, n in (getattr(est, "calls_by_phase_", None) or {}).items():
+            for phase, n in est.calls_by_phase_.items():
                 metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
         return found
 
