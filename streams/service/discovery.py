@@ -434,19 +434,20 @@ class Discovery:
         name would confuse every reader, so the later one gets a numeric suffix. (The
         label does not decide identity: the fit and the reconciliation did.)
         """
+        def key(role: str | None, label: str) -> tuple[str | None, str]:
+            return role, " ".join(label.casefold().split())
+
         gone = {m.intent_id for m in merged}
-        taken = {(i.role, " ".join(i.label.casefold().split())) for i in self.catalog.active()
-                 if i.intent_id not in gone}
-        taken |= {(i.role, " ".join(i.label.casefold().split())) for i, _ in plan
-                  if i.status != "created"}
+        taken = {key(i.role, i.label) for i in self.catalog.active() if i.intent_id not in gone}
+        taken |= {key(i.role, i.label) for i, _ in plan if i.status != "created"}
         out = []
         for intent, rows in plan:
             if intent.status == "created":
                 label, n = intent.label, 1
-                while (intent.role, " ".join(label.casefold().split())) in taken:
+                while key(intent.role, label) in taken:
                     n += 1
                     label = f"{intent.label} ({n})"
-                taken.add((intent.role, " ".join(label.casefold().split())))
+                taken.add(key(intent.role, label))
                 intent = replace(intent, label=label)
             out.append((intent, rows))
         return out
