@@ -199,6 +199,8 @@ def run(args: argparse.Namespace) -> dict:
         "rejected": len(tally.rejected), "expected": len(expected),
         "intents": int(metric(final_metrics, "dialin_catalog_intents")),
         "discovery_runs": int(metric(final_metrics, "dialin_discovery_runs_total", result="ok")),
+        "consolidations": int(metric(final_metrics, "dialin_consolidations_total")),
+        "consolidations_waited": int(metric(final_metrics, "dialin_consolidations_deferred_total")),
         "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "cpus": os.cpu_count(),
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
         "command": "OMP_NUM_THREADS=1 python bench/soak.py " + " ".join(sys.argv[1:]),
@@ -254,7 +256,9 @@ def section(r: dict) -> str:
         (f"| accounting (topics, `read_tally`) | {r['expected']} utterance ids: {r['assigned']} "
          f"assigned, {r['buffered']} buffered, {r['aged']} aged out, {r['missing']} missing, "
          f"{r['lost']} lost |"),
-        f"| catalog at the end | {r['intents']} intents, {r['discovery_runs']} discovery runs |",
+        (f"| catalog at the end | {r['intents']} intents, {r['discovery_runs']} discovery runs "
+         f"({r['consolidations']} consolidations; {r['consolidations_waited']} ticks where a due "
+         "consolidation waited for the input lag, `DIALIN_CONSOLIDATION_MAX_LAG`) |"),
         "",
         f"Result: {'bounded and recovered' if ok else 'FAILED (see the figures)'}.",
         "",

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         "its size at the last one")
     consolidation_interval_seconds: float = Field(
         900.0, ge=0, description="once the memory is full, at most one consolidation this often")
+    consolidation_max_lag: int = Field(
+        2000, ge=0, description="a due consolidation waits while the input's consumer lag "
+        "(all partitions) is above this: under overload the cores go to ingestion first")
     discovery_min_cluster_size: int = Field(3, ge=1, description="smaller clusters stay buffered")
     dedup_window: int = Field(100000, ge=0, description="recent utterance_ids remembered per worker")
     kafka_session_timeout_seconds: float = Field(

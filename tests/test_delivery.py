@@ -189,7 +189,7 @@ _route = Ingestor._route
 def _flaky(self, valid, *args, **kwargs):
     _calls.append(1)
     if len(_calls) in _fail:
-        uids = ",".join(u.uid for u in valid)
+        uids = ",".join(u.uid for u, _ in valid)
         print(f"injected failure at route call {len(_calls)}: {uids}", flush=True)
         raise RuntimeError("injected")
     return _route(self, valid, *args, **kwargs)

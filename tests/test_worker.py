@@ -21,6 +21,7 @@ from openai_server import task_of
 from dialin.models import CatalogIntent, Embedder, Intent, IntentCatalog, Verdict
 from dialin.models import LSAEmbedder
 from dialin.streams.service import metrics
+from dialin.streams.service.app import InputProgress
 from dialin.streams.service.buffer import BufferStore
 from dialin.streams.service.discovery import Discovery, DiscoveryFailedWarning
 from dialin.streams.service.kafka_config import KafkaConfigError, security_kwargs
@@ -361,6 +362,83 @@ def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_ca
     # The new intent matches its own members from now on (its exemplars were published).
     ids, _ = disco.catalog.match(np.vstack([disco.memory.vectors["y1-3"]]), ["customer"])
     assert ids == [new["intent_id"]]
+
+
+def _split_setup(committed: dict[int, int] | None, lag: int = 0, fail: bool = False):
+    """The broad-intent split above, with the y-utterances at input offsets 0-9 of
+    partition 0 and a consumer group that has committed ``committed``."""
+    disco, pub = make_discovery(DirectionEstimator(), consolidation_max_lag=100)
+    now = time.time()
+    disco.catalog.put(CatalogIntent(intent_id="intent-broad", label="broad", role="customer",
+                                    centroid=np.ones(8, np.float32), size=30))
+    remember(disco, [0], 20, "intent-broad", "x", now)
+    remember(disco, [1], 10, "intent-broad", "y", now)
+    for i in range(10):
+        m = disco.memory.entries[f"y1-{i}"].model_copy(update={"source_partition": 0,
+                                                               "source_offset": i})
+        disco.memory.apply(m.utterance_id.encode(), m.model_dump_json().encode())
+
+    async def progress():
+        if fail:
+            raise ConnectionError("broker unreachable")
+        return InputProgress(dict(committed or {}), lag)
+
+    disco.progress = progress
+    return disco, pub, now
+
+
+def test_a_reassignment_waits_until_the_utterances_input_offset_is_committed():
+    """A redelivered event writes version 1 again; the leader must not have written version
+    2 before it (a subscriber of the compacted topic would keep the older decision)."""
+    deferred = counter(metrics.REASSIGNMENTS_DEFERRED)
+    disco, pub, now = _split_setup({0: 6})
+    counts = asyncio.run(disco.tick(now=now + 1))
+    s = disco.settings
+    assert counts["reassigned"] == 6 and counts["deferred"] == 4
+    assert counter(metrics.REASSIGNMENTS_DEFERRED) == deferred + 4
+    moved = {k for k, _ in pub.on(s.topic_assignments)}
+    assert moved == {f"y1-{i}" for i in range(6)}  # offsets 0-5 are committed, 6-9 are not
+    assert {disco.memory.entries[f"y1-{i}"].version for i in range(6, 10)} == {1}
+    # Once the group has committed past them, the next consolidation moves the rest.
+    pub.sent.clear()
+    disco.progress = _split_setup({0: 10})[0].progress
+    entries, X = disco.memory.snapshot()
+    counts = asyncio.run(disco.discover(entries, X, consolidate=True))
+    later = {k: a for k, a in pub.on(s.topic_assignments)}
+    assert sorted(later) == [f"y1-{i}" for i in range(6, 10)] and counts["deferred"] == 0
+    assert {a["version"] for a in later.values()} == {2}
+
+
+def test_no_reassignment_while_the_committed_offsets_cannot_be_read():
+    disco, pub, now = _split_setup(None, fail=True)
+    counts = asyncio.run(disco.tick(now=now + 1))
+    assert counts["created"] == 1  # the intents are still published ...
+    assert counts["reassigned"] == 0 and counts["deferred"] == 10  # ... nobody moves yet
+    assert not pub.on(disco.settings.topic_assignments)
+
+
+def test_a_due_consolidation_waits_while_the_input_lags():
+    waited = counter(metrics.CONSOLIDATIONS_DEFERRED)
+    disco, pub, now = _split_setup({0: 10}, lag=101)
+    assert disco.should_consolidate(now + 1)
+    assert asyncio.run(disco.tick(now=now + 1)) is None and disco.consolidations == 0
+    assert counter(metrics.CONSOLIDATIONS_DEFERRED) == waited + 1
+    disco.progress = _split_setup({0: 10}, lag=100)[0].progress  # at the limit: it runs
+    assert asyncio.run(disco.tick(now=now + 2))["reassigned"] == 10
+    assert disco.consolidations == 1
+
+
+def test_a_redelivered_copy_of_an_assigned_utterance_is_dropped_not_decided_again():
+    disco, pub, now = _split_setup({0: 10})
+    fill(disco.buffer, [1], 10, accepted_at=now, tag="y")  # y1-0..9 buffered again
+    fill(disco.buffer, [2], 10, accepted_at=now, tag="z")
+    counts = asyncio.run(disco.tick(now=now + 1))
+    s = disco.settings
+    dropped = [k for k, v in pub.on(s.topic_buffer) if v is None]
+    assert {f"y1-{i}" for i in range(10)} <= set(dropped)
+    decided = [a for k, a in pub.on(s.topic_assignments) if k.startswith("y1-")]
+    assert len(decided) == 10 and {a["version"] for a in decided} == {2}  # once, as a split
+    assert counts["assigned"] == 10  # the z-utterances: the only buffered ones decided
 
 
 def test_a_consolidation_merges_two_intents_the_fit_puts_together():

@@ -202,6 +202,10 @@ def build() -> dashboard.Dashboard:
             "short",
             (f"sum by (cause) (increase(dialin_reassignments_total[{RATE}]))", "{{cause}}"),
             (f"sum(increase(dialin_consolidations_total[{RATE}]))", "consolidations"),
+            (f"sum(increase(dialin_reassignments_deferred_total[{RATE}]))",
+             "deferred (input not committed)"),
+            (f"sum(increase(dialin_consolidations_deferred_total[{RATE}]))",
+             "consolidation waited (input lag)"),
         ))
         .with_panel(_series(
             "Remembered utterances", "Assigned utterances the leader keeps for consolidation "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import faust
@@ -147,6 +148,21 @@ class Publisher:
             await asyncio.gather(*sends)
 
 
+@dataclass(frozen=True)
+class InputProgress:
+    """Where the consumer group stands on the input topic, all partitions together."""
+
+    committed: dict[int, int]  # partition -> committed offset (the next one to consume)
+    lag: int  # end offsets minus committed offsets, summed
+
+    def settled(self, partition: int | None, offset: int | None) -> bool:
+        """The event at (partition, offset) can no longer be redelivered: the group has
+        committed past it. An event of unknown position counts as settled."""
+        if partition is None or offset is None:
+            return True
+        return self.committed.get(partition, 0) > offset
+
+
 class LagProbe:
     """Consumer lag of this worker's input partitions: end offset minus committed offset.
 
@@ -196,6 +212,22 @@ class LagProbe:
             self.committed[(tp.topic, tp.partition)] = committed
             out[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
         return out
+
+    async def progress(self) -> InputProgress:
+        """The group's committed offsets and total lag on every input partition."""
+        from aiokafka import TopicPartition
+
+        consumer = await self._client()
+        topic = self.settings.topic_utterances
+        ids = consumer.partitions_for_topic(topic)
+        if not ids:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            ids = consumer.partitions_for_topic(topic) or range(self.settings.topic_partitions)
+        tps = [TopicPartition(topic, p) for p in sorted(ids)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        committed = {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
+        return InputProgress(committed, sum(max(0, ends[tp] - committed[tp.partition])
+                                            for tp in tps))
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -17,7 +17,9 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
 3. **trigger**: a *consolidation* when the utterances that arrived since the last one
    (remembered or buffered) are ``consolidation_growth`` of the memory's size then, or
    any arrived and the last one is older than ``discovery_max_age_seconds`` (once the
-   memory is full: every ``consolidation_interval_seconds`` when anything arrived);
+   memory is full: every ``consolidation_interval_seconds`` when anything arrived), unless
+   the input's consumer lag is above ``consolidation_max_lag`` (under overload the
+   cores go to ingestion; counted in ``dialin_consolidations_deferred``);
    otherwise a *buffer run* when the buffer holds >= ``discovery_min_utterances`` with
    enough new entries since the last run, or its oldest entry is older than
    ``discovery_max_age_seconds``. The engine's estimator is
@@ -30,7 +32,11 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    the first small runs' broad intents are split as traffic accumulates, and duplicate
    intents that two buffer runs made are merged, each time because the fit's judge
    certified the new grouping. Every remembered utterance whose intent changed gets a
-   new assignment record with ``version`` + 1 and its ``cause``;
+   new assignment record with ``version`` + 1 and its ``cause``, once its input offset
+   is committed (before that a redelivery of its event could write version 1 after
+   it; it waits for the next consolidation, ``dialin_reassignments_deferred``).
+   Buffered copies of remembered utterances (a redelivered event buffered again) are
+   tombstoned, never decided twice;
 5. **publish** (examples PII-redacted first by the redactor it is handed, see
    :func:`~dialin.streams.factory.build_redactor`),
    only clusters the judge certified Good, in an order that makes a crash at any
@@ -67,7 +73,7 @@ import logging
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,7 +83,7 @@ from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redacto
                            reconcile)
 
 from . import metrics
-from .app import Publisher
+from .app import InputProgress, Publisher
 from .buffer import BufferStore
 from .records import (Assignment, BufferEntry, DeadLetter, IntentUpdate, JudgeInfo, MemoryEntry,
                       dumps, utc_now)
@@ -120,11 +126,16 @@ class Discovery:
     ``redactor`` (a :class:`dialin.models.Redactor`, the worker's from
     :func:`~dialin.streams.factory.build_redactor`) redacts the label and examples of
     every intent before it is published; None publishes them as the engine made them.
+    ``progress`` (the worker's :meth:`~.app.LagProbe.progress`) says where the consumer
+    group stands on the input: a consolidation waits while the lag is above
+    ``consolidation_max_lag``, and reassigns only utterances whose input offset is
+    committed. None (tests without a broker) treats every utterance as settled.
     """
 
     def __init__(self, settings: Settings, catalog: IntentCatalog, buffer: BufferStore,
                  publisher: Publisher, make_estimator: Callable[[], Any],
-                 memory: BufferStore | None = None, redactor: Redactor | None = None) -> None:
+                 memory: BufferStore | None = None, redactor: Redactor | None = None,
+                 progress: Callable[[], Awaitable[InputProgress]] | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.buffer = buffer
@@ -132,6 +143,7 @@ class Discovery:
         self.publisher = publisher
         self.make_estimator = make_estimator
         self.redactor = redactor
+        self.progress = progress
         self.last_run_at = 0.0
         self.last_consolidation_at = 0.0
         self.memory_at_consolidation = 0
@@ -237,6 +249,17 @@ class Discovery:
             self.memory.discard(gone)  # a reader's late copy of an entry is trimmed again
             self._export_size()
         return len(gone)
+
+    async def drop_decided(self) -> int:
+        """Tombstone buffered entries of utterances the memory holds: a redelivered event
+        buffered again after it was assigned. The assignment stands (deciding it again
+        could publish an older version after a newer one)."""
+        twice = [uid for uid in self.buffer.entries if uid in self.memory.entries]
+        if twice:
+            await self.publisher.send_all([(self.settings.topic_buffer, uid, None) for uid in twice])
+            self.buffer.discard(twice)
+            log.info("dropped %d buffered copies of utterances already assigned", len(twice))
+        return len(twice)
 
     async def rematch(self) -> int:
         """Assign buffered entries that belong to a catalog intent now."""
@@ -452,21 +475,50 @@ class Discovery:
             out.append((intent, rows))
         return out
 
+    async def input_progress(self) -> InputProgress | None:
+        """Where the consumer group stands on the input; None when it cannot be read."""
+        if self.progress is None:
+            return None
+        try:
+            return await self.progress()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unknown progress defers, never fails, a run
+            log.warning("reading the input's committed offsets failed: %s: %s",
+                        type(exc).__name__, exc)
+            return None
+
     async def discover(self, entries: list[BufferEntry], X: np.ndarray,
                        consolidate: bool = False) -> dict[str, int]:
-        """Fit, reconcile, publish; returns counts by status, assigned, reassigned and
-        uncertified (fitted utterances no Good verdict covers)."""
+        """Fit, reconcile, publish; returns counts by status, assigned, reassigned,
+        deferred (reassignments left for the next consolidation) and uncertified
+        (fitted utterances no Good verdict covers)."""
         found = await asyncio.to_thread(self._fit, entries, X)
         planner = self._plan_consolidation if consolidate else self._plan_buffer_run
         plan, merged, moves = await asyncio.to_thread(planner, found, entries, X)
         plan = self._distinct_labels(plan, merged)
+        progress = await self.input_progress() if consolidate else None
+        if self.progress is None:
+            settled: Callable[[BufferEntry], bool] = lambda e: True  # noqa: E731
+        elif progress is None:
+            settled = lambda e: False  # noqa: E731 - unknown: no reassignment this time
+        else:
+            settled = lambda e: progress.settled(e.source_partition, e.source_offset)  # noqa: E731
         async with self._lock:
-            return await self._publish(plan, merged, moves, entries, X)
+            return await self._publish(plan, merged, moves, entries, X, settled)
 
     async def _publish(self, plan: list, merged: list[CatalogIntent], moves: dict[str, str],
-                       entries: list[BufferEntry], X: np.ndarray) -> dict[str, int]:
+                       entries: list[BufferEntry], X: np.ndarray,
+                       settled: Callable[[BufferEntry], bool] = lambda e: True) -> dict[str, int]:
+        """Publish a run's intents and decisions in the crash-safe order (module docstring).
+
+        A remembered utterance is reassigned only when ``settled`` (its input offset is
+        committed): before that, a redelivery of its event could write a ``matched``
+        version 1 after this run's higher version, and a subscriber would keep the older
+        decision. It keeps its intent until the next consolidation instead.
+        """
         counts = {"created": 0, "updated": 0, "merged": len(merged), "assigned": 0,
-                  "reassigned": 0, "uncertified": self._uncertified}
+                  "reassigned": 0, "deferred": 0, "uncertified": self._uncertified}
         min_size = max(1, self.settings.discovery_min_cluster_size)
         intents: list[CatalogIntent] = []
         owner: dict[int, CatalogIntent] = {}
@@ -495,9 +547,14 @@ class Discovery:
             if now_in is None:
                 continue
             if not isinstance(e, MemoryEntry):
+                if e.utterance_id in self.memory.entries:
+                    continue  # a redelivered copy of an assigned utterance: drop_decided's
                 a, m = self._assignment(e, X[r], now_in, 1, "discovered")
                 done.append(e.utterance_id)
                 counts["assigned"] += 1
+            elif now_in.intent_id != e.intent_id and not settled(e):
+                counts["deferred"] += 1
+                continue
             elif now_in.intent_id != e.intent_id:
                 cause = ("merge" if moves.get(was) == now_in.intent_id
                          else "split" if now_in.split_from == was else "consolidation")
@@ -518,6 +575,8 @@ class Discovery:
             if counts[status]:
                 metrics.INTENTS.labels(status).inc(counts[status])
         await self._finish(assignments, remembered, done)
+        if counts["deferred"]:
+            metrics.REASSIGNMENTS_DEFERRED.inc(counts["deferred"])
         if self._uncertified:
             metrics.DISCOVERY_UNCERTIFIED.inc(self._uncertified)
             log.log(logging.WARNING if self._good == 0 else logging.INFO,
@@ -537,12 +596,20 @@ class Discovery:
         """One timer tick; returns the run's counts, or None when nothing was run."""
         now = time.time() if now is None else now
         self._export_size()  # before the age-out: what a new leader read back, for one
+        consolidate = self.should_consolidate(now)
+        if consolidate and self.progress is not None:
+            progress = await self.input_progress()
+            if progress is not None and progress.lag > self.settings.consolidation_max_lag:
+                metrics.CONSOLIDATIONS_DEFERRED.inc()
+                log.info("consolidation waits: input lag %d is above %d", progress.lag,
+                         self.settings.consolidation_max_lag)
+                consolidate = False
         async with self._lock:
             await self.age_out(now)
             await self.trim_memory()
+            await self.drop_decided()
             await self.rematch()
         self._gauges(now)
-        consolidate = self.should_consolidate(now)
         if not consolidate and not self.should_run(now):
             return None
         entries, X = self.buffer.snapshot()

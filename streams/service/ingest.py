@@ -105,18 +105,20 @@ class Ingestor:
         ids, scores = self.catalog.match(X, roles)
         return X, roles, ids, scores
 
-    def _route(self, valid, X, roles, ids, scores, counts) -> list:
+    def _route(self, valid: list[tuple[Utterance, Inbound]], X, roles, ids, scores,
+               counts) -> list:
         """Assignment and memory entry for a match, buffer entry for the rest (all
         acknowledged before the batch's input is)."""
         s = self.settings
         out: list[tuple[str, str | bytes | None, bytes | None]] = []
         remembered: list[tuple[str, str | bytes | None, bytes | None]] = []
         now = time.time()
-        for u, x, role, iid, score in zip(valid, X, roles, ids, scores):
+        for (u, item), x, role, iid, score in zip(valid, X, roles, ids, scores):
             intent = self.catalog.get(iid) if iid is not None else None
             e = BufferEntry(utterance_id=u.uid, call_id=u.call_id, text=u.text, role=role,
                             turn=u.turn, lang=u.lang, ts=u.ts.isoformat() if u.ts else None,
-                            embedding=BufferEntry.pack(x), accepted_at=now)
+                            embedding=BufferEntry.pack(x), accepted_at=now,
+                            source_partition=item.partition, source_offset=item.offset)
             if intent is not None:
                 a = Assignment(utterance_id=u.uid, call_id=u.call_id, intent_id=intent.intent_id,
                                label=intent.label, role=role, score=round(float(score), 6),
@@ -185,7 +187,7 @@ class Ingestor:
         roles: list[str | None] = [u.role for u in utterances]
         X, roles, ids, scores = await asyncio.to_thread(
             self._embed_and_match, [u.text for u in utterances], roles)
-        return self._route(utterances, X, roles, ids, scores, counts)
+        return self._route(valid, X, roles, ids, scores, counts)
 
     @staticmethod
     def _letter(reason: str, item: Inbound, **extra) -> DeadLetter:

@@ -117,6 +117,15 @@ REASSIGNMENTS = Counter(
     "dialin_reassignments", "Assignments changed after the first one, by cause (consolidation, "
     "merge, split).", ["cause"], registry=REGISTRY,
 )
+REASSIGNMENTS_DEFERRED = Counter(
+    "dialin_reassignments_deferred", "Reassignments a consolidation left for the next one: the "
+    "utterance's input offset was not committed yet, so a redelivery could still overwrite it.",
+    registry=REGISTRY,
+)
+CONSOLIDATIONS_DEFERRED = Counter(
+    "dialin_consolidations_deferred", "Ticks where a due consolidation waited because the input's "
+    "consumer lag was above DIALIN_CONSOLIDATION_MAX_LAG.", registry=REGISTRY,
+)
 CONSOLIDATIONS = Counter(
     "dialin_consolidations", "Discovery runs that re-fitted the memory with the buffer.",
     registry=REGISTRY,

@@ -228,6 +228,10 @@ class BufferEntry(BaseModel):
     ts: str | None = None
     embedding: str
     accepted_at: float
+    #: Where the inbound event sits on the input topic: a reassignment waits until the
+    #: consumer group has committed past it (a redelivery could overwrite it before).
+    source_partition: int | None = None
+    source_offset: int | None = None
 
     @staticmethod
     def pack(vector: np.ndarray) -> str:

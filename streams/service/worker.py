@@ -92,8 +92,10 @@ class Worker:
         self.publisher = Publisher(self.app)
         self.readiness = Readiness()
         self.ingestor = Ingestor(settings, self.embedder, self.catalog, self.publisher)
+        self._lag_probe = LagProbe(settings)
         self.discovery = Discovery(settings, self.catalog, self.buffer, self.publisher,
-                                   make_estimator, memory=self.memory, redactor=redactor)
+                                   make_estimator, memory=self.memory, redactor=redactor,
+                                   progress=self._lag_probe.progress)
         self.catalog_ready = asyncio.Event()
         self.health: HealthServer | None = None
         self.catalog_errors: list[str] = []  # catalog records from another embedding space
@@ -103,7 +105,6 @@ class Worker:
                                             after_batch=self.discovery.after_read)
         self._memory_reader = TopicFollower(settings, settings.topic_memory, self.memory.apply,
                                             after_batch=self.discovery.after_read)
-        self._lag_probe = LagProbe(settings)
         self._stalls = StallDetector(stall_seconds=3 * settings.lag_interval_seconds)
         self._wire()
 
