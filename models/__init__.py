@@ -4,7 +4,7 @@ Public objects are re-exported here from their private modules (scikit-learn sty
 """
 
 from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
-from ._open_set import OpenSetMatcher, Reconciliation, new_intent_id, reconcile
+from ._open_set import OpenSetMatcher, Reconciliation, exemplar_score, new_intent_id, reconcile
 from ._base import (BAD, GOOD, ChatClient, ClusterView, Completion, Embedder, Intent, Judge, Namer,
                     Pruner, Verdict)
 from ._io import InputError, Table, load_table
@@ -45,6 +45,7 @@ __all__ = [
     "LLMITLClustering",
     "FITTED_ATTRIBUTES",
     "OpenSetMatcher",
+    "exemplar_score",
     "Reconciliation",
     "new_intent_id",
     "reconcile",

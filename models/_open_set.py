@@ -41,6 +41,30 @@ from sklearn.utils.validation import check_is_fitted
 from ._vectors import check_embeddings, unit
 
 
+def exemplar_score(X: np.ndarray, exemplars: np.ndarray, n_score: int) -> np.ndarray:
+    """The open-set score of each row for one class: its mean cosine to the class's
+    ``m`` nearest exemplars, ``m = min(n_score, len(exemplars) - 1)`` (at least 1).
+
+    One definition for every score the service publishes: the matcher's on arrival
+    (where it equals this whenever the vote passes: the class's ``m`` nearest exemplars
+    are then among the row's neighbours), a re-match and a consolidation's moves. The
+    ``- 1`` is the leave-one-out of the class's own threshold, so a row and the
+    members it is compared with are scored alike. Rows and exemplars are unit vectors.
+    """
+    X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+    E = np.asarray(exemplars, dtype=np.float32)
+    if not len(E):
+        return np.full(len(X), np.nan, dtype=np.float32)
+    m = _score_width(n_score, len(E))
+    sims = X @ E.T
+    return -np.sort(-sims, axis=1)[:, :m].mean(axis=1).astype(np.float32)
+
+
+def _score_width(n_score: int, n_exemplars: int) -> int:
+    """How many of a class's nearest exemplars its score averages."""
+    return max(1, min(n_score, n_exemplars - 1))
+
+
 class OpenSetMatcher(BaseEstimator):
     """Assign rows to known classes by a kNN vote over exemplars, or to none.
 
@@ -137,7 +161,7 @@ class OpenSetMatcher(BaseEstimator):
             return 1.0  # one exemplar: nothing says how far its members spread; exact only
         sims = E @ E.T
         np.fill_diagonal(sims, -np.inf)
-        m = min(self.n_score, len(E) - 1)
+        m = _score_width(self.n_score, len(E))
         top = -np.sort(-sims, axis=1)[:, :m]
         return float(np.quantile(top.mean(axis=1), self.quantile))
 
@@ -164,7 +188,7 @@ class OpenSetMatcher(BaseEstimator):
                 continue
             top, votes = Counter(labels).most_common(1)[0]
             sims = [float(d) for d, lab in zip(D[r], labels) if lab == top]
-            m = max(1, min(self.n_score, counts[top] - 1))
+            m = _score_width(self.n_score, counts[top])  # as exemplar_score's
             scores[r] = float(np.mean(sims[:m]))
             needed = math.ceil(self.vote_share * min(k, counts[top]))
             if votes >= needed and scores[r] >= max(self.thresholds_[top], self.min_score):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from dialin.models import OpenSetMatcher, new_intent_id, reconcile
+from dialin.models import OpenSetMatcher, exemplar_score, new_intent_id, reconcile
 
 
 def blobs(centers: int, n: int, dim: int = 16, noise: float = 0.15, seed: int = 0):
@@ -52,6 +52,23 @@ def test_from_exemplars_computes_missing_thresholds_and_keeps_given_ones():
     m = OpenSetMatcher.from_exemplars(X, y, {"c0": 0.25})
     assert m.thresholds_["c0"] == 0.25
     assert m.thresholds_["c1"] == pytest.approx(OpenSetMatcher().fit(X, y).thresholds_["c1"])
+
+
+@pytest.mark.parametrize("per_class", [3, 40])  # a class smaller than n_score + 1, and a large one
+def test_the_published_score_is_the_matchers_score(per_class):
+    """A re-match or a consolidation publishes ``exemplar_score``; an arrival publishes the
+    matcher's. For a row the vote assigns, they must be the same number."""
+    X, y = blobs(3, per_class + 20, seed=4)
+    fit = np.zeros(len(y), bool)
+    for c in ("c0", "c1", "c2"):
+        fit[np.flatnonzero(y == c)[:per_class]] = True
+    m = OpenSetMatcher(random_state=0, vote_share=0.3).fit(X[fit], y[fit])
+    got, scores = m.match(X[~fit])
+    assigned = [r for r, g in enumerate(got) if g is not None]
+    assert len(assigned) >= 10
+    for r in assigned:
+        E = m.exemplars_[m.exemplar_labels_ == got[r]]
+        assert exemplar_score(X[~fit][r], E, m.n_score)[0] == pytest.approx(scores[r], abs=1e-6)
 
 
 def test_bad_input_is_a_clear_error():

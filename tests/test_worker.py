@@ -467,6 +467,13 @@ def test_a_created_intent_never_takes_the_label_of_an_active_one():
     asyncio.run(disco.tick())
     [created] = [u for _, u in pub.on(disco.settings.topic_updates) if u["status"] == "created"]
     assert created["label"] == "topic-0 (2)"  # "topic-0" equals "Topic-0" up to case
+    disco, pub = make_discovery(DirectionEstimator())
+    disco.catalog.put(CatalogIntent(intent_id="intent-old", label="TOPIC_0", role="customer",
+                                    centroid=np.eye(8, dtype=np.float32)[5], size=5))
+    fill(disco.buffer, [0], 25, accepted_at=time.time())
+    asyncio.run(disco.tick())
+    [created] = [u for _, u in pub.on(disco.settings.topic_updates) if u["status"] == "created"]
+    assert created["label"] == "topic-0 (2)"  # "_" and "-" read as one separator
 
 
 def test_memory_is_trimmed_oldest_first_but_never_below_the_floor_per_intent():

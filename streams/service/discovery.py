@@ -79,8 +79,8 @@ from typing import Any
 
 import numpy as np
 
-from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, new_intent_id,
-                           reconcile)
+from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, exemplar_score,
+                           new_intent_id, reconcile)
 
 from . import metrics
 from .app import InputProgress, Publisher
@@ -170,8 +170,7 @@ class Discovery:
         """The assignment record and the memory entry of one decided utterance."""
         score = None
         if intent.exemplars is not None and len(intent.exemplars):
-            sims = np.sort(intent.exemplars @ x)[::-1][: self.catalog.n_score]
-            score = round(float(sims.mean()), 6)
+            score = round(float(exemplar_score(x, intent.exemplars, self.catalog.n_score)[0]), 6)
         a = Assignment(utterance_id=entry.utterance_id, call_id=entry.call_id,
                        intent_id=intent.intent_id, label=intent.label, role=entry.role,
                        score=score, version=version, cause=cause)  # type: ignore[arg-type]
@@ -458,7 +457,8 @@ class Discovery:
         label does not decide identity: the fit and the reconciliation did.)
         """
         def key(role: str | None, label: str) -> tuple[str | None, str]:
-            return role, " ".join(label.casefold().split())
+            # "Card-Lost", "card_lost" and "card lost" read as one name
+            return role, " ".join(label.casefold().replace("-", " ").replace("_", " ").split())
 
         gone = {m.intent_id for m in merged}
         taken = {key(i.role, i.label) for i in self.catalog.active() if i.intent_id not in gone}
