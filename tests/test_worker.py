@@ -459,21 +459,15 @@ def test_a_consolidation_merges_two_intents_the_fit_puts_together():
     assert not disco.catalog.get("intent-b").active
 
 
-def test_a_created_intent_never_takes_the_label_of_an_active_one():
+@pytest.mark.parametrize("taken", ["Topic-0", "TOPIC_0"])  # case, and "_" read as "-"
+def test_a_created_intent_never_takes_the_label_of_an_active_one(taken):
     disco, pub = make_discovery(DirectionEstimator())
-    disco.catalog.put(CatalogIntent(intent_id="intent-old", label="Topic-0", role="customer",
+    disco.catalog.put(CatalogIntent(intent_id="intent-old", label=taken, role="customer",
                                     centroid=np.eye(8, dtype=np.float32)[5], size=5))
     fill(disco.buffer, [0], 25, accepted_at=time.time())
     asyncio.run(disco.tick())
     [created] = [u for _, u in pub.on(disco.settings.topic_updates) if u["status"] == "created"]
-    assert created["label"] == "topic-0 (2)"  # "topic-0" equals "Topic-0" up to case
-    disco, pub = make_discovery(DirectionEstimator())
-    disco.catalog.put(CatalogIntent(intent_id="intent-old", label="TOPIC_0", role="customer",
-                                    centroid=np.eye(8, dtype=np.float32)[5], size=5))
-    fill(disco.buffer, [0], 25, accepted_at=time.time())
-    asyncio.run(disco.tick())
-    [created] = [u for _, u in pub.on(disco.settings.topic_updates) if u["status"] == "created"]
-    assert created["label"] == "topic-0 (2)"  # "_" and "-" read as one separator
+    assert created["label"] == "topic-0 (2)"  # "topic-0" reads as the active one's name
 
 
 def test_memory_is_trimmed_oldest_first_but_never_below_the_floor_per_intent():
