@@ -166,7 +166,10 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
             "updates_ms": updates_ms, "missing": len(expected - tally.accepted),
             "lost": len(tally.lost), "violations": len(tally.violations),
             "reassigned": float(np.mean([v > 1 for v in versions])) if versions else 0.0,
-            "versions": float(np.mean(versions)) if versions else 0.0}
+            "versions": float(np.mean(versions)) if versions else 0.0,
+            # the latest record's cause per reassigned utterance (consolidation, merge, split)
+            "causes": dict(Counter(a.get("cause") for a in tally.assigned.values()
+                                   if int(a.get("version") or 1) > 1))}
 
 
 # --------------------------------------------------------------- scoring
@@ -234,10 +237,12 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
     lines += ["", "What the churn costs a subscriber: the share of utterances whose assignment changed "
               "after the first record (a consolidation split, merged or regrouped their intent), "
               "and the mean number of decisions (versions) per utterance; and the delivery audit.", "",
-              "| set | reassigned | versions per utterance | lost | audit violations |",
-              "|---|---:|---:|---:|---:|"]
+              "| set | reassigned | by the cause of its latest record | versions per utterance | "
+              "lost | audit violations |",
+              "|---|---:|---|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['set']} | {100 * r['reassigned']:.0f}% | {r['versions']:.2f} | "
+        causes = ", ".join(f"{c} {n:,}" for c, n in sorted(r["causes"].items())) or "none"
+        lines.append(f"| {r['set']} | {100 * r['reassigned']:.0f}% | {causes} | {r['versions']:.2f} | "
                      f"{r['lost']} | {r['violations']} |")
     for r in results:
         if not r.get("emergence"):
@@ -298,7 +303,7 @@ def main() -> None:
             row = {"set": name, "n": len(texts), "gold_intents": len(set(gold)), "command": command,
                    "stream": score(gold, pred), "missing": stream["missing"], "lost": stream["lost"],
                    "violations": stream["violations"], "reassigned": stream["reassigned"],
-                   "versions": stream["versions"]}
+                   "versions": stream["versions"], "causes": stream["causes"]}
             log(f"  stream: {json.dumps(row['stream'])}")
             if held:
                 row["emergence"] = emergence(gold, stream["final"], held, stream["produced_ms"],
