@@ -43,19 +43,24 @@ the default budget, is chosen on tuning data only by ``bench/quality.py --only t
 :class:`KeywordNamer` stands in for LLM_name: an "action-objective" label where the
 action comes from small trigger lexicons (English regular expressions; Chinese
 trigger words) and the objective from the cluster's most distinctive TF-IDF keywords
-(scikit-learn ``TfidfVectorizer``; Chinese words segmented by ``jieba``).
+(scikit-learn ``TfidfVectorizer`` over ``simplemma`` lemmas; Chinese words segmented by
+``jieba``), without repeated stems, in the order the members say them. How often the
+nearest gold intent name to a label is the cluster's own, and the default of three
+keywords, are measured by ``bench/names.py`` (``docs/benchmarks.md``, "Intent names").
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
+from itertools import permutations
 
 import numpy as np
 
 from .._base import ClusterView, Judge, Namer, Verdict
 from ..cluster._clusterers import cluster, kmeans_labels
-from ..text._keywords import dominant_action, keyword_vectorizer
+from ..text._keywords import dominant_action, keyword_tokens, keyword_vectorizer, same_stem
 from ..text._language import detect_language_from_head
 
 _K_NEIGHBOURS = 10  # neighbour share of one cluster
@@ -65,6 +70,7 @@ _REF_SIZES = (4, 8, 15, 30)
 _PAIR_SIZES = (8, 15)  # reference unions: neighbouring siblings of these partitions
 _MAX_TOP_GROUPS = 120  # bounds calibration time on large inputs
 _TYPICAL = (8, 25)
+_MAX_KEYWORDS = 6  # the namer orders its words by trying every order: 720 at six
 
 
 def _knn(X: np.ndarray, k: int) -> np.ndarray:
@@ -260,24 +266,36 @@ def _sides(view: ClusterView) -> list[np.ndarray]:
 
 class KeywordNamer(Namer):
     """Label-free "action-objective" names: an action from trigger words, an objective
-    from the keywords that are most over-represented in the cluster (TF-IDF lift)."""
+    from the keywords that are most over-represented in the cluster (TF-IDF lift).
+
+    Keywords are lemmas (``lemmatize``), so "card" and "cards" are one; a keyword that
+    shares a stem with the action or with a keyword already taken is skipped
+    ("inquire-recognize_recognise" cannot happen); the objective's words come in the
+    order most members say them ("exchange_rate", not "rate_exchange"), each spelled as
+    the members most often spell it. A cluster with no content word over-represented is
+    named by its most distinctive words of any kind ("confirm-yes_okay"), never "misc".
+    ``max_keywords`` (3) was chosen on tuning data (BANKING77 train subsets) with
+    ``bench/names.py``: more words name an intent more surely, fewer read shorter.
+    """
 
     backend = "keywords"
 
-    def __init__(self, lang: str = "auto", max_keywords: int = 2) -> None:
+    def __init__(self, lang: str = "auto", max_keywords: int = 3, lemmatize: bool = True) -> None:
         self.lang = lang
         self.max_keywords = max_keywords
+        self.lemmatize = lemmatize
 
     def prepare(self, X: np.ndarray | None, texts: Sequence[str]) -> None:
         if self.lang not in ("auto", "en", "zh"):
             raise ValueError(f"lang must be 'auto', 'en' or 'zh', got {self.lang!r}")
-        if int(self.max_keywords) < 1:
-            raise ValueError(f"max_keywords must be >= 1, got {self.max_keywords}")
+        if not 1 <= int(self.max_keywords) <= _MAX_KEYWORDS:
+            raise ValueError(f"max_keywords must be in 1..{_MAX_KEYWORDS} (a name, not a sentence), "
+                             f"got {self.max_keywords}")
         self.texts_ = [str(t) for t in texts]
         if not self.texts_:
             raise ValueError("KeywordNamer.prepare needs at least one text")
         self.lang_ = detect_language_from_head(self.texts_) if self.lang == "auto" else self.lang
-        vec = keyword_vectorizer(self.lang_)
+        vec = keyword_vectorizer(self.lang_, lemmatize=bool(self.lemmatize))
         try:
             self.tfidf_ = vec.fit_transform(self.texts_).tocsr()
             self.terms_ = vec.get_feature_names_out()
@@ -285,20 +303,76 @@ class KeywordNamer(Namer):
             self.tfidf_, self.terms_ = None, np.array([], dtype=object)
         self.mean_ = (np.asarray(self.tfidf_.mean(axis=0)).ravel() if self.tfidf_ is not None
                       else np.zeros(0))
+        self._any_word_df: Counter[str] | None = None  # built only if a cluster needs it
 
-    def _objective(self, rows: np.ndarray) -> str:
+    def _tokens(self, i: int) -> tuple[tuple[str, str], ...]:
+        """``(as written, key)`` per keyword of text ``i``, the keys the vectorizer used."""
+        tokens = keyword_tokens(self.texts_[i], self.lang_)
+        return tokens if self.lemmatize or self.lang_ == "zh" else tuple((w, w) for w, _ in tokens)
+
+    def _keywords(self, rows: np.ndarray, action: str | None) -> list[str]:
+        """Up to ``max_keywords`` keys by lift, none sharing a stem with another or the action."""
         if self.tfidf_ is None or rows.size == 0:
-            return ""
-        lift = np.asarray(self.tfidf_[rows].mean(axis=0)).ravel() - self.mean_
+            return []
         if rows.size == self.tfidf_.shape[0]:
             lift = self.mean_.copy()  # the whole data set: its most weighty words
-        top = [i for i in np.argsort(-lift, kind="stable")[: int(self.max_keywords)] if lift[i] > 0]
-        return "_".join(str(self.terms_[i]) for i in top)
+        else:
+            lift = np.asarray(self.tfidf_[rows].mean(axis=0)).ravel() - self.mean_
+        taken: list[str] = []
+        for i in np.argsort(-lift, kind="stable"):
+            if lift[i] <= 0 or len(taken) == int(self.max_keywords):
+                break
+            key = str(self.terms_[i])
+            if not any(same_stem(key, k) for k in taken + ([action] if action else [])):
+                taken.append(key)
+        return taken
 
-    def _label(self, action: str | None, objective: str) -> str:
+    def _any_words(self, rows: np.ndarray, action: str | None) -> list[str]:
+        """The cluster's most distinctive words of any kind (stop words too) by document
+        frequency in the cluster minus in the data set: for clusters without keywords."""
+        if self._any_word_df is None:
+            self._any_word_df = Counter(w for t in self.texts_ for w in set(_words(t, self.lang_)))
+        inside = Counter(w for i in rows for w in set(_words(self.texts_[i], self.lang_)))
+        n, size = len(self.texts_), max(rows.size, 1)
+        ranked = sorted(inside, key=lambda w: (-(inside[w] / size - self._any_word_df[w] / n), -inside[w], w))
+        taken: list[str] = []
+        for word in ranked:
+            if len(taken) == int(self.max_keywords):
+                break
+            if not any(same_stem(word, k) for k in taken + ([action] if action else [])):
+                taken.append(word)
+        return taken
+
+    def _objective(self, rows: np.ndarray, action: str | None) -> list[str]:
+        """The objective's words: keywords (else any distinctive words) in the members'
+        order, each as the members most often write it."""
+        keys = self._keywords(rows, action)
+        if keys:
+            written: dict[str, Counter[str]] = {k: Counter() for k in keys}
+            first: list[dict[str, int]] = []
+            for i in rows:
+                seen: dict[str, int] = {}
+                for pos, (word, key) in enumerate(self._tokens(int(i))):
+                    if key in written:
+                        written[key][word] += 1
+                        seen.setdefault(key, pos)
+                first.append(seen)
+            keys = _in_spoken_order(keys, first)
+            return [written[k].most_common(1)[0][0] if written[k] else k for k in keys]
+        words = self._any_words(rows, action)
+        if words:
+            first = [{w: p for p, w in reversed(list(enumerate(_words(self.texts_[int(i)], self.lang_))))}
+                     for i in rows]
+            return _in_spoken_order(words, first)
+        digits = any(ch.isdigit() for i in rows for ch in self.texts_[int(i)])
+        if self.lang_ == "zh":
+            return ["数字" if digits else "符号"]
+        return ["number" if digits else "symbol"]
+
+    def _label(self, action: str | None, words: list[str]) -> str:
+        objective = "_".join(words)
         if self.lang_ != "zh":
-            objective = re.sub(r"[^a-z0-9_]+", "_", objective.lower()).strip("_")
-        objective = objective or ("其他" if self.lang_ == "zh" else "misc")
+            objective = re.sub(r"[^a-z0-9_]+", "_", objective.lower()).strip("_") or "symbol"
         return f"{action}-{objective}" if action else objective
 
     def name(self, views: Sequence[ClusterView]) -> list[str]:
@@ -310,5 +384,27 @@ class KeywordNamer(Namer):
             if rows.size and (rows[0] < 0 or rows[-1] >= len(self.texts_)):
                 raise IndexError("cluster member is outside the prepared texts")
             texts = [self.texts_[i] for i in rows] if rows.size else list(view.texts)
-            out.append(self._label(dominant_action(texts, self.lang_), self._objective(rows)))
+            action = dominant_action(texts, self.lang_)
+            out.append(self._label(action, self._objective(rows, action)))
         return out
+
+
+def _words(text: str, language: str) -> list[str]:
+    """Every word of ``text``, stop words included (English lower case; jieba for Chinese)."""
+    if language == "zh":
+        import jieba
+
+        return [w for w in jieba.lcut(text) if w.strip() and not re.fullmatch(r"\W+", w)]
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def _in_spoken_order(words: list[str], first: Sequence[dict[str, int]]) -> list[str]:
+    """``words`` in the order the texts say them: each text holding two of them votes
+    for the order it puts them in (``first``: per text, each word's first position), and
+    the order with the most votes wins (Kemeny; ties keep the given, lift, order)."""
+    ahead = {(a, b): sum(1 for seen in first if a in seen and b in seen and seen[a] < seen[b])
+             for a in words for b in words if a != b}
+    # permutations() yields the given order first, and max() keeps the first best.
+    return list(max(permutations(words),
+                    key=lambda order: sum(ahead[order[i], order[j]]
+                                          for i in range(len(order)) for j in range(i + 1, len(order)))))

@@ -5,8 +5,10 @@ action comes from small trigger lexicons (English regular expressions, Chinese t
 words, in priority order); which actions a customer takes and which an agent takes tells
 the two roles apart. The objective comes from keywords: the tokenizers and stop lists
 here feed scikit-learn's ``TfidfVectorizer``, Chinese words segmented by ``jieba``.
-The keyword namer (:mod:`dialin.models.judges`) and role inference
-(:mod:`dialin.models.cluster`) both read them from here.
+English keywords are lemmatised with ``simplemma`` (offline: its word lists ship in the
+package), and :func:`same_stem` tells when two keywords say the same thing. The keyword
+namer (:mod:`dialin.models.judges`) and role inference (:mod:`dialin.models.cluster`)
+both read them from here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING
 
-from ._language import CJK_RANGES
+from ._language import CJK, CJK_RANGES
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -55,11 +58,11 @@ CHINESE_TRIGGERS: tuple[tuple[str, str], ...] = (
     ("询问", r"请问|吗|什么|多少|怎么|哪|几[点号天位星钱]|是否|有没有|[？?]"),
     ("要求", r"我想|我要|帮我|请给|给我|麻烦|需要|请帮"),
     ("办理", r"办理|开通|预订|预定|申请"),
-    ("提供", r"为您|查到|有以下|分别是|(?:电话|地址|名称|价格|营业时间|评分|时间|车型|车牌)(?:是|在|：|:)|(?:周边|附近)\S{0,4}有|是\d"),
-    ("解答", r"您可以|你可以|可以的|不需要|不可以|不能|抱歉|没有符合"),
+    ("提供", r"为您|查到|有以下|分别是|推荐菜(?:有|是)|^也?提供|(?:电话|地址|名称|价格|营业时间|评分|时间|车型|车牌)(?:是|在|：|:)|(?:周边|附近)\S{0,4}有|是\d"),
+    ("解答", r"您可以|你可以|可以的|不需要|不可以|不能|抱歉|没有符合|^没[有事]"),
     ("感谢", r"谢谢|感谢|多谢"),
     ("确认", r"^(?:是的|对的|对|没错|好的|嗯|确认|可以)"),
-    ("问候", r"你好|您好|再见|不客气|不用谢"),
+    ("问候", r"你好|您好|再见|客气|不用谢"),
 )
 
 #: Canonical actions that mark a customer's turn / an agent's turn (role inference).
@@ -76,6 +79,9 @@ _ZH_PRIORITY = {a: i for i, (a, _) in enumerate(reversed(CHINESE_TRIGGERS))}
 _EN_EXTRA_STOP = {"want", "need", "like", "please", "thanks", "thank", "hi", "hello", "hey", "help", "know",
                   "tell", "does", "did", "just", "got", "ve", "don", "doesn", "isn", "haven", "hasn", "didn",
                   "won", "ll", "im", "ok", "okay", "yes", "able", "possible", "way", "wondering", "let"}
+# Lemmas that name no intent ("report-think_card_stolen"); matched on the lemma, so
+# "tried", "tries" and "trying" go with "try".
+_EN_VAGUE = frozenset({"think", "try", "come", "make", "mean", "seem", "really"})
 # Content words that scikit-learn's English stop list drops but service calls need.
 _EN_KEEP = {"amount", "back", "bill", "call", "detail", "empty", "fill", "fire", "front", "full",
             "interest", "move", "name", "system", "top"}
@@ -87,6 +93,7 @@ _ZH_STOP = {"请问", "什么", "多少", "怎么", "怎么样", "可以", "一�
             "查到", "以下", "分别", "您可以", "你可以", "建议", "不用", "非常", "现在", "为了",
             "客气", "不用谢", "非常感谢", "记好", "当然", "抱歉", "没问题", "放心"}
 _ZH_TOKEN = re.compile(rf"^[{CJK_RANGES}A-Za-z]{{2,}}$")
+_EN_TOKEN = re.compile(r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
 
 
 def action_of(label: str) -> str | None:
@@ -111,22 +118,73 @@ def dominant_action(texts: Sequence[str], language: str) -> str | None:
     return max(counts, key=lambda a: (counts[a], priority[a]))
 
 
-def chinese_keywords(text: str) -> list[str]:
-    """The jieba words of ``text`` that can be keywords: two or more CJK or Latin
-    letters, not a stop word."""
-    import jieba
+@lru_cache(maxsize=1 << 16)
+def _lemma(word: str) -> str:
+    try:
+        import simplemma
+    except ImportError:  # a core dependency; say what is missing rather than a bare trace
+        raise ImportError("the keyword namer lemmatises English with simplemma: pip install simplemma") from None
+    return simplemma.lemmatize(word, lang="en").lower()  # it capitalises names: "Europe"
 
-    return [t for t in jieba.lcut(text) if _ZH_TOKEN.match(t) and t not in _ZH_STOP]
+
+def _english_stop() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset((ENGLISH_STOP_WORDS - _EN_KEEP) | _EN_EXTRA_STOP)
 
 
-def keyword_vectorizer(language: str) -> TfidfVectorizer:
-    """An unfitted ``TfidfVectorizer`` over the keywords of ``language`` (``en``/``zh``)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+@lru_cache(maxsize=1 << 16)
+def keyword_tokens(text: str, language: str) -> tuple[tuple[str, str], ...]:
+    """The content words of ``text`` in order, each as ``(word as written, its key)``.
 
+    English: words of two or more letters, lower case, off the stop list; the key is the
+    word's lemma (``simplemma``, whose word lists ship in the package), so "cards" and
+    "card" are one keyword (a word whose lemma is a stop word or vague, "wanted",
+    "tried", is dropped too). Chinese: ``jieba`` words of two or
+    more CJK or Latin letters off the stop list; the key is the word itself. Cached:
+    the namer reads each text twice (weights, then order and spelling).
+    """
     if language == "zh":
         import jieba
 
         jieba.setLogLevel(60)  # silence its "Building prefix dict" banner
-        return TfidfVectorizer(tokenizer=chinese_keywords, token_pattern=None, lowercase=False, sublinear_tf=True)
-    stop = sorted((ENGLISH_STOP_WORDS - _EN_KEEP) | _EN_EXTRA_STOP)
-    return TfidfVectorizer(stop_words=stop, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", sublinear_tf=True)
+        return tuple((t, t) for t in jieba.lcut(text) if _ZH_TOKEN.match(t) and t not in _ZH_STOP)
+    stop = _english_stop()
+    out = []
+    for word in _EN_TOKEN.findall(text.lower()):
+        if word not in stop:
+            key = _lemma(word)
+            if key not in stop and key not in _EN_VAGUE:
+                out.append((word, key))
+    return tuple(out)
+
+
+def _keys(text: str, language: str) -> list[str]:
+    return [key for _, key in keyword_tokens(text, language)]
+
+
+def same_stem(a: str, b: str) -> bool:
+    """Whether two keywords say the same thing: equal, one Chinese word inside the other,
+    an English word and its plural the lemmatiser does not know ("atm"/"atms"), or two
+    English words of five letters or more with the same first four ("recognize"/
+    "recognise", "verify"/"verification", "marry"/"marriage", "beneficiary"/"beneficiery",
+    and "transfer"/"transaction", which customers use as one word)."""
+    if a == b:
+        return True
+    if CJK.search(a) or CJK.search(b):
+        return a in b or b in a
+    short, long = sorted((a, b), key=len)
+    return long in (short + "s", short + "es") or (len(short) >= 5 and short[:4] == long[:4])
+
+
+def keyword_vectorizer(language: str, lemmatize: bool = True) -> TfidfVectorizer:
+    """An unfitted ``TfidfVectorizer`` over the keywords of ``language`` (``en``/``zh``):
+    the keys of :func:`keyword_tokens` (lemmas), or with ``lemmatize=False`` English
+    words as written, off the stop list alone (the tokenizer before lemmas)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if language == "zh" or lemmatize:
+        return TfidfVectorizer(tokenizer=partial(_keys, language=language), token_pattern=None,
+                               lowercase=False, sublinear_tf=True)
+    return TfidfVectorizer(stop_words=sorted(_english_stop()), token_pattern=_EN_TOKEN.pattern,
+                           sublinear_tf=True)
