@@ -101,10 +101,6 @@ class Settings(BaseSettings):
         "its size at the last one")
     consolidation_interval_seconds: float = Field(
         900.0, ge=0, description="once the memory is full, at most one consolidation this often")
-    consolidation_sticky: bool = Field(
-        False, description="a consolidation leaves a remembered utterance in its intent when "
-        "that intent is still active and the utterance still belongs to it by the open-set "
-        "rule (fewer reassignments; splits and merges always move)")
     consolidation_max_lag: int = Field(
         2000, ge=0, description="a due consolidation waits while the input's consumer lag "
         "(all partitions) is above this: under overload the cores go to ingestion first")

@@ -364,42 +364,6 @@ def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_ca
     assert ids == [new["intent_id"]]
 
 
-class BoundaryEstimator(DirectionEstimator):
-    """Clusters by the largest coordinate, except the row with text "boundary", which it
-    puts in cluster 1 wherever it lies: a re-fit drawing a boundary case on the other side."""
-
-    def fit(self, X, texts=None):
-        super().fit(X, texts)
-        i = texts.index("boundary")
-        self.labels_[i] = 1
-        self.intents_ = [replace(intent, members=tuple(np.flatnonzero(self.labels_ == c)))
-                         for c, intent in zip(np.unique(np.argmax(X, axis=1)), self.intents_)]
-        return self
-
-
-@pytest.mark.parametrize("sticky", [False, True])
-def test_a_sticky_consolidation_leaves_an_utterance_in_the_intent_it_still_belongs_to(sticky):
-    disco, pub = make_discovery(BoundaryEstimator(), consolidation_sticky=sticky)
-    now = time.time()
-    for iid, d in (("intent-a", 0), ("intent-b", 1)):
-        disco.catalog.put(CatalogIntent(intent_id=iid, label=iid, role="customer",
-                                        centroid=np.eye(8, dtype=np.float32)[d], size=20))
-    remember(disco, [0], 20, "intent-a", "a", now)
-    remember(disco, [1], 20, "intent-b", "b", now)
-    x = disco.memory.entries["a0-0"]  # a typical member of intent-a, re-drawn as "boundary"
-    m = x.model_copy(update={"utterance_id": "edge", "text": "boundary"})
-    disco.memory.apply(b"edge", m.model_dump_json().encode())
-    counts = asyncio.run(disco.tick(now=now + 1))
-    moved = {k: a for k, a in pub.on(disco.settings.topic_assignments)}
-    if sticky:
-        assert counts["kept"] == 1 and not moved  # still intent-a's by the open-set rule
-        assert disco.memory.entries["edge"].intent_id == "intent-a"
-    else:
-        assert counts["kept"] == 0
-        assert {k: (a["intent_id"], a["cause"]) for k, a in moved.items()} == {
-            "edge": ("intent-b", "consolidation")}
-
-
 def _split_setup(committed: dict[int, int] | None, lag: int = 0, fail: bool = False):
     """The broad-intent split above, with the y-utterances at input offsets 0-9 of
     partition 0 and a consumer group that has committed ``committed``."""

@@ -518,7 +518,7 @@ class Discovery:
         decision. It keeps its intent until the next consolidation instead.
         """
         counts = {"created": 0, "updated": 0, "merged": len(merged), "assigned": 0,
-                  "reassigned": 0, "deferred": 0, "kept": 0, "uncertified": self._uncertified}
+                  "reassigned": 0, "deferred": 0, "uncertified": self._uncertified}
         min_size = max(1, self.settings.discovery_min_cluster_size)
         intents: list[CatalogIntent] = []
         owner: dict[int, CatalogIntent] = {}
@@ -537,7 +537,6 @@ class Discovery:
         assignments: list[Record] = []
         remembered: list[Record] = []
         done: list[str] = []
-        moved: list[tuple[int, MemoryEntry, CatalogIntent, str, str]] = []  # row, entry, to, was, cause
         for r, e in enumerate(entries):
             if not self._alive(e):
                 continue
@@ -551,28 +550,23 @@ class Discovery:
                 if e.utterance_id in self.memory.entries:
                     continue  # a redelivered copy of an assigned utterance: drop_decided's
                 a, m = self._assignment(e, X[r], now_in, 1, "discovered")
-                assignments.append(a)
-                remembered.append(m)
                 done.append(e.utterance_id)
                 counts["assigned"] += 1
             elif now_in.intent_id != e.intent_id and not settled(e):
                 counts["deferred"] += 1
+                continue
             elif now_in.intent_id != e.intent_id:
                 cause = ("merge" if moves.get(was) == now_in.intent_id
                          else "split" if now_in.split_from == was else "consolidation")
-                moved.append((r, e, now_in, str(was), cause))
-        for intent in intents + merged:
-            self.catalog.put(intent)
-        stay = await self._still_belongs(moved, X) if self.settings.consolidation_sticky else set()
-        for r, e, now_in, was, cause in moved:
-            if r in stay:
-                counts["kept"] += 1
+                a, m = self._assignment(e, X[r], now_in, e.version + 1, cause)
+                metrics.REASSIGNMENTS.labels(cause).inc()
+                counts["reassigned"] += 1
+            else:
                 continue
-            a, m = self._assignment(e, X[r], now_in, e.version + 1, cause)
-            metrics.REASSIGNMENTS.labels(cause).inc()
-            counts["reassigned"] += 1
             assignments.append(a)
             remembered.append(m)
+        for intent in intents + merged:
+            self.catalog.put(intent)
         await self.publisher.send_all([self._catalog_record(i) for i in intents + merged])
         await self.publisher.send_all([self._update_record(i) for i in intents + merged])
         for intent in intents:
@@ -591,19 +585,6 @@ class Discovery:
                     self._uncertified, self._fitted,
                     " (the judge certified no cluster)" if self._good == 0 else "")
         return counts
-
-    async def _still_belongs(self, moved: list, X: np.ndarray) -> set[int]:
-        """Rows a ``consolidation`` move would take from an intent that is still active and
-        that they still belong to by the open-set rule (against the catalog as this run
-        leaves it): they stay, and a subscriber gets no new version for a boundary case
-        the re-fit happened to draw on the other side. Splits and merges always move."""
-        rows = [(r, was, e.role) for r, e, _, was, cause in moved if cause == "consolidation"
-                and (old := self.catalog.get(was)) is not None and old.active]
-        if not rows:
-            return set()
-        ids, _ = await asyncio.to_thread(self.catalog.match, X[[r for r, _, _ in rows]],
-                                         [role for _, _, role in rows])
-        return {r for (r, was, _), iid in zip(rows, ids) if iid == was}
 
     def _alive(self, entry: BufferEntry) -> bool:
         """Still where the fit found it (memory entries stay; buffered ones may age out)."""
