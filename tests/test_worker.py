@@ -399,14 +399,17 @@ def test_a_reassignment_waits_until_the_utterances_input_offset_is_committed():
     moved = {k for k, _ in pub.on(s.topic_assignments)}
     assert moved == {f"y1-{i}" for i in range(6)}  # offsets 0-5 are committed, 6-9 are not
     assert {disco.memory.entries[f"y1-{i}"].version for i in range(6, 10)} == {1}
-    # Once the group has committed past them, the next consolidation moves the rest.
+    # Once the group has committed past them, a later tick moves the rest, without a fit.
     pub.sent.clear()
+    disco.progress = _split_setup({0: 8})[0].progress
+    assert asyncio.run(disco.tick(now=now + 2)) is None and disco.consolidations == 1
+    assert sorted(k for k, _ in pub.on(s.topic_assignments)) == ["y1-6", "y1-7"]
     disco.progress = _split_setup({0: 10})[0].progress
-    entries, X = disco.memory.snapshot()
-    counts = asyncio.run(disco.discover(entries, X, consolidate=True))
+    asyncio.run(disco.tick(now=now + 3))
     later = {k: a for k, a in pub.on(s.topic_assignments)}
-    assert sorted(later) == [f"y1-{i}" for i in range(6, 10)] and counts["deferred"] == 0
-    assert {a["version"] for a in later.values()} == {2}
+    assert sorted(later) == [f"y1-{i}" for i in range(6, 10)] and not disco.pending
+    assert {(a["version"], a["cause"]) for a in later.values()} == {(2, "split")}
+    assert {disco.memory.entries[k].version for k in later} == {2}
 
 
 def test_no_reassignment_while_the_committed_offsets_cannot_be_read():

@@ -34,7 +34,9 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    certified the new grouping. Every remembered utterance whose intent changed gets a
    new assignment record with ``version`` + 1 and its ``cause``, once its input offset
    is committed (before that a redelivery of its event could write version 1 after
-   it; it waits for the next consolidation, ``dialin_reassignments_deferred``).
+   it): a move not yet settled is kept as *pending* and made by a later tick as soon
+   as the offset is committed, without another fit (``dialin_reassignments_deferred``
+   counts them; the next consolidation replaces what is still pending).
    Buffered copies of remembered utterances (a redelivered event buffered again) are
    tombstoned, never decided twice;
 5. **publish** (examples PII-redacted first by the redactor it is handed, see
@@ -108,7 +110,8 @@ def update_of(intent: CatalogIntent) -> IntentUpdate:
         status=intent.status, merged_into=intent.merged_into, split_from=intent.split_from,
         size=intent.size, examples=list(intent.examples)[:10], created_at=intent.created_at,
         updated_at=intent.updated_at,
-        judge=JudgeInfo(backend=intent.judge_backend, confidence=intent.judge_confidence))
+        judge=JudgeInfo(backend=intent.judge_backend, confidence=intent.judge_confidence,
+                        fallback=intent.judge_fallback))
 
 
 @dataclass
@@ -144,6 +147,10 @@ class Discovery:
         self.make_estimator = make_estimator
         self.redactor = redactor
         self.progress = progress
+        #: Moves a consolidation decided for utterances whose input offset was not yet
+        #: committed: utterance_id -> (intent_id, cause). Leader-local: a new leader's
+        #: first consolidation decides again.
+        self.pending: dict[str, tuple[str, str]] = {}
         self.last_run_at = 0.0
         self.last_consolidation_at = 0.0
         self.memory_at_consolidation = 0
@@ -248,6 +255,31 @@ class Discovery:
             self.memory.discard(gone)  # a reader's late copy of an entry is trimmed again
             self._export_size()
         return len(gone)
+
+    async def move_pending(self, progress: InputProgress | None) -> int:
+        """Make the pending moves whose input offset is committed now (see ``pending``).
+
+        A move is dropped when its utterance left the memory, already names the target,
+        or the target is no longer active (merged ids are followed first)."""
+        if not self.pending or progress is None:
+            return 0
+        assignments: list[Record] = []
+        remembered: list[Record] = []
+        for uid, (intent_id, cause) in list(self.pending.items()):
+            entry = self.memory.entries.get(uid)
+            target = self.catalog.get(self.resolve(intent_id))
+            if entry is None or target is None or not target.active or entry.intent_id == target.intent_id:
+                del self.pending[uid]
+                continue
+            if not progress.settled(entry.source_partition, entry.source_offset):
+                continue
+            del self.pending[uid]
+            a, m = self._assignment(entry, self.memory.vectors[uid], target, entry.version + 1, cause)
+            assignments.append(a)
+            remembered.append(m)
+            metrics.REASSIGNMENTS.labels(cause).inc()
+        await self._finish(assignments, remembered, [])
+        return len(assignments)
 
     async def drop_decided(self) -> int:
         """Tombstone buffered entries of utterances the memory holds: a redelivered event
@@ -391,7 +423,8 @@ class Discovery:
                       examples=tuple(found.intent.examples)[:10], exemplars=exemplars,
                       threshold=threshold, updated_at=now,
                       judge_backend=verdict.backend if verdict else "",
-                      judge_confidence=verdict.confidence if verdict else None)
+                      judge_confidence=verdict.confidence if verdict else None,
+                      judge_fallback=verdict.fallback if verdict else None)
         if old is not None:  # the same intent: its label and id stay, its members moved
             return replace(old, **common, status="updated", version=old.version + 1,
                            merged_into=None)
@@ -519,6 +552,8 @@ class Discovery:
         """
         counts = {"created": 0, "updated": 0, "merged": len(merged), "assigned": 0,
                   "reassigned": 0, "deferred": 0, "uncertified": self._uncertified}
+        if any(isinstance(e, MemoryEntry) for e in entries):
+            self.pending.clear()  # a consolidation: its own moves replace what was pending
         min_size = max(1, self.settings.discovery_min_cluster_size)
         intents: list[CatalogIntent] = []
         owner: dict[int, CatalogIntent] = {}
@@ -552,12 +587,13 @@ class Discovery:
                 a, m = self._assignment(e, X[r], now_in, 1, "discovered")
                 done.append(e.utterance_id)
                 counts["assigned"] += 1
-            elif now_in.intent_id != e.intent_id and not settled(e):
-                counts["deferred"] += 1
-                continue
             elif now_in.intent_id != e.intent_id:
                 cause = ("merge" if moves.get(was) == now_in.intent_id
                          else "split" if now_in.split_from == was else "consolidation")
+                if not settled(e):
+                    counts["deferred"] += 1
+                    self.pending[e.utterance_id] = (now_in.intent_id, cause)
+                    continue
                 a, m = self._assignment(e, X[r], now_in, e.version + 1, cause)
                 metrics.REASSIGNMENTS.labels(cause).inc()
                 counts["reassigned"] += 1
@@ -597,8 +633,10 @@ class Discovery:
         now = time.time() if now is None else now
         self._export_size()  # before the age-out: what a new leader read back, for one
         consolidate = self.should_consolidate(now)
-        if consolidate and self.progress is not None:
+        progress = None
+        if (consolidate or self.pending) and self.progress is not None:
             progress = await self.input_progress()
+        if consolidate and self.progress is not None:
             if progress is not None and progress.lag > self.settings.consolidation_max_lag:
                 metrics.CONSOLIDATIONS_DEFERRED.inc()
                 log.info("consolidation waits: input lag %d is above %d", progress.lag,
@@ -608,6 +646,7 @@ class Discovery:
             await self.age_out(now)
             await self.trim_memory()
             await self.drop_decided()
+            await self.move_pending(progress)
             await self.rematch()
         self._gauges(now)
         if not consolidate and not self.should_run(now):
