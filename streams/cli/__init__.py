@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import typer
 
-from . import engine, service
+from . import catalog, engine, service
 
 app = typer.Typer(
     name="dialin",
@@ -36,6 +36,7 @@ app = typer.Typer(
 )
 engine.register(app)
 service.register(app)
+catalog.register(app)
 
 
 def main() -> None:
