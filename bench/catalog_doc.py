@@ -157,9 +157,10 @@ holds the catalog only: the buffer and the remembered utterances (`dialin-memory
 it, so the first consolidation after a restore re-fits only what arrives afterwards. A backup taken under
 another embedder is re-embedded from its examples (ids and lineage kept).
 
-What an import does not do: imported intents have no remembered members until traffic is
-matched to them, and a consolidation decides about them like about any intent (its judge may
-certify a grouping that merges two of them).
+Imported intents are a person's taxonomy, so the service keeps them whole: a consolidation
+never merges one away and never moves its remembered members to another intent (new intents
+are discovered from the rest of the traffic). They have no remembered members until traffic
+is matched to them.
 
 The run below is real (an embedded broker, the `dialin` console script, LSA fitted on the
 BANKING77 sample); outputs are shortened where marked.

@@ -462,6 +462,28 @@ def test_a_consolidation_merges_two_intents_the_fit_puts_together():
     assert not disco.catalog.get("intent-b").active
 
 
+def test_a_consolidation_never_merges_or_regroups_imported_intents():
+    """The fit puts the members of two imported intents together (as the merge test above
+    does for discovered ones); a person's taxonomy is kept: nothing merged, nobody moved."""
+    from dialin.streams.service.discovery import IMPORTED
+
+    disco, pub = make_discovery(DirectionEstimator())
+    now = time.time()
+    for iid in ("intent-a", "intent-b"):
+        disco.catalog.put(CatalogIntent(intent_id=iid, label=iid, role="customer",
+                                        centroid=np.eye(8, dtype=np.float32)[0], size=10,
+                                        judge_backend=IMPORTED))
+    remember(disco, [0], 20, "intent-a", "a", now)
+    remember(disco, [0], 8, "intent-b", "b", now)
+    remember(disco, [1], 6, "intent-b", "c", now)  # a group the fit draws apart from intent-b
+    asyncio.run(disco.tick(now=now + 1))
+    s = disco.settings
+    statuses = {u["intent_id"]: u["status"] for _, u in pub.on(s.topic_updates)}
+    assert "merged" not in statuses.values() and "created" not in statuses.values()
+    assert not pub.on(s.topic_assignments)
+    assert disco.catalog.get("intent-b").active
+
+
 @pytest.mark.parametrize("taken", ["Topic-0", "TOPIC_0"])  # case, and "_" read as "-"
 def test_a_created_intent_never_takes_the_label_of_an_active_one(taken):
     disco, pub = make_discovery(DirectionEstimator())

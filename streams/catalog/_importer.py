@@ -12,7 +12,7 @@ the next one; workers started later read them back at start.
 How an intent is made from examples: the examples are embedded with the service's
 embedder (:func:`dialin.streams.factory.build_service_embedder`, so the vectors live in
 the workers' space), the centroid is their mean, and the exemplars and threshold come
-from the discovery leader's own rule (``Discovery._exemplars``, reused, not copied).
+from the discovery leader's own rule (:func:`~..service.discovery.intent_exemplars`).
 Published examples and labels are PII-redacted (:func:`dialin.streams.factory.build_redactor`);
 the embeddings are of the text as given, as the leader's are. Ids are stable: the
 file's id when it names one, else one derived from the role and label
@@ -138,6 +138,8 @@ class CatalogImporter:
         return out
 
     def _created(self, seed: Seed, now: str) -> CatalogIntent:
+        from ..service.discovery import IMPORTED  # a consolidation keeps such intents whole
+
         role = seed.role or self.default_role
         label = self.redactor.redact_label(seed.label) if self.redactor is not None else seed.label
         intent_id = seed.intent_id or new_intent_id(role, [f"import\x1f{seed.label}"])
@@ -148,7 +150,7 @@ class CatalogImporter:
         return CatalogIntent(
             intent_id=intent_id, label=label, role=role, centroid=centroid, size=len(texts),
             examples=tuple(self._published(texts)), version=1, status="created",
-            created_at=now, updated_at=now, judge_backend="import", exemplars=exemplars,
+            created_at=now, updated_at=now, judge_backend=IMPORTED, exemplars=exemplars,
             threshold=threshold)
 
     def _restored(self, seed: Seed) -> tuple[CatalogIntent, dict, bool]:
@@ -191,15 +193,10 @@ class CatalogImporter:
         return X.mean(axis=0), exemplars, threshold
 
     def _exemplar_rule(self, X: np.ndarray) -> tuple[np.ndarray, float]:
-        """The discovery leader's exemplar rule, through a Discovery with nothing wired
-        (its rule reads only the settings; a public name for it belongs in discovery.py)."""
-        from ..service.buffer import BufferStore
-        from ..service.discovery import Discovery
+        """The discovery leader's exemplar rule (the same settings, the same sample)."""
+        from ..service.discovery import intent_exemplars
 
-        leader = Discovery(self.settings, IntentCatalog(embedder=self.embedder.name),
-                           BufferStore(), publisher=None,  # type: ignore[arg-type]
-                           make_estimator=lambda: None)
-        return leader._exemplars(X)  # noqa: SLF001 - reused, not copied (see the docstring)
+        return intent_exemplars(self.settings, X)
 
     def _check_labels(self, intents: list[CatalogIntent], live: Snapshot) -> None:
         mine = {i.intent_id for i in intents}

@@ -95,6 +95,10 @@ log = logging.getLogger(__name__)
 
 Record = tuple[str, str | bytes | None, bytes | None]
 
+#: ``judge_backend`` of an intent ``dialin catalog import`` made from a person's taxonomy:
+#: a consolidation never merges it away nor moves its remembered members out of it.
+IMPORTED = "import"
+
 #: Longest pause between retries of a failing discovery run.
 MAX_RETRY_SECONDS = 300.0
 
@@ -112,6 +116,17 @@ def update_of(intent: CatalogIntent) -> IntentUpdate:
         updated_at=intent.updated_at,
         judge=JudgeInfo(backend=intent.judge_backend, confidence=intent.judge_confidence,
                         fallback=intent.judge_fallback))
+
+
+def intent_exemplars(settings: Settings, X: np.ndarray) -> tuple[np.ndarray, float]:
+    """The exemplars (a seeded sample of member embeddings) and the open-set threshold of
+    one intent whose members are the rows of ``X``, by the settings' matching rule: what
+    every catalog record carries, whether discovery or ``dialin catalog import`` made it."""
+    s = settings
+    matcher = OpenSetMatcher(n_neighbors=s.match_neighbors, vote_share=s.match_vote_share,
+                             quantile=s.match_quantile, max_exemplars=s.match_exemplars,
+                             random_state=s.random_state).fit(X, ["i"] * len(X))
+    return matcher.exemplars_, matcher.thresholds_["i"]
 
 
 @dataclass
@@ -407,12 +422,7 @@ class Discovery:
         return replace(intent, label=label, examples=tuple(examples))
 
     def _exemplars(self, X: np.ndarray) -> tuple[np.ndarray, float]:
-        """A sample of member embeddings and the threshold the open-set rule derives."""
-        s = self.settings
-        matcher = OpenSetMatcher(n_neighbors=s.match_neighbors, vote_share=s.match_vote_share,
-                                 quantile=s.match_quantile, max_exemplars=s.match_exemplars,
-                                 random_state=s.random_state).fit(X, ["i"] * len(X))
-        return matcher.exemplars_, matcher.thresholds_["i"]
+        return intent_exemplars(self.settings, X)
 
     def _entry(self, found: Found, X: np.ndarray, role: str | None, intent_id: str, now: str,
                old: CatalogIntent | None, split_from: str | None = None) -> CatalogIntent:
@@ -476,6 +486,8 @@ class Discovery:
                                          rec.split_from.get(iid)), found[k].rows))
             for gone, into in rec.merged.items():
                 intent = self.catalog.get(gone)
+                if intent is not None and intent.judge_backend == IMPORTED:
+                    continue  # a person's intent: its members stay (see _publish)
                 if intent is not None:
                     merged.append(replace(intent, status="merged", merged_into=into,
                                           version=intent.version + 1, updated_at=now))
@@ -559,8 +571,10 @@ class Discovery:
         owner: dict[int, CatalogIntent] = {}
         for intent, rows in plan:
             # Buffered entries the cap or age limit removed while the fit ran are in the
-            # DLQ: not assigned as well. A new cluster left too small waits for a later run.
-            alive = [r for r in rows if self._alive(entries[r])]
+            # DLQ: not assigned as well; members of an imported intent stay in it. A new
+            # cluster left too small waits for a later run.
+            alive = [r for r in rows if self._alive(entries[r])
+                     and not self._held(entries[r], intent.intent_id)]
             if intent.status == "created" and len(alive) < min_size:
                 continue
             intents.append(intent)
@@ -621,6 +635,15 @@ class Discovery:
                     self._uncertified, self._fitted,
                     " (the judge certified no cluster)" if self._good == 0 else "")
         return counts
+
+    def _held(self, entry: BufferEntry, intent_id: str) -> bool:
+        """A remembered member of an imported (person-made) intent, which a consolidation
+        would move to another: it stays, so an imported taxonomy is not regrouped by a fit."""
+        if not isinstance(entry, MemoryEntry):
+            return False
+        was = self.catalog.get(self.resolve(entry.intent_id))
+        return (was is not None and was.active and was.judge_backend == IMPORTED
+                and was.intent_id != intent_id)
 
     def _alive(self, entry: BufferEntry) -> bool:
         """Still where the fit found it (memory entries stay; buffered ones may age out)."""
