@@ -28,6 +28,8 @@ from ._annotations import (
 )
 from .llm._openai import OpenAIClient
 from .llm._breaker import CircuitBreaker, LLMUnavailableError
+from .llm._spend import (CAP_ACTIONS, CAP_REASONS, InMemorySpendLedger, SpendCap,
+                         SpendCapReached, SpendCapStopped, SpendLedger, WindowSpend)
 from .llm._prompts import PROMPT_VERSION, load_prompt, prompt_version
 from .text._language import detect_language
 from .judges._pruning import HeuristicPruner
@@ -93,6 +95,14 @@ __all__ = [
     "LLMWarning",
     "CircuitBreaker",
     "LLMUnavailableError",
+    "CAP_ACTIONS",
+    "CAP_REASONS",
+    "InMemorySpendLedger",
+    "SpendCap",
+    "SpendCapReached",
+    "SpendCapStopped",
+    "SpendLedger",
+    "WindowSpend",
     "OpenAIClient",
     "OpenAIJudge",
     "OpenAINamer",

@@ -17,6 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .llm._breaker import CircuitBreaker
+    from .llm._spend import SpendCap
 
 GOOD = "Good"
 BAD = "Bad"
@@ -61,11 +62,15 @@ class Verdict:
     judge is converted, because :attr:`is_good` compares with ``is True`` and would
     read ``np.True_`` as Bad; anything else (``1``, ``"Good"``) is refused with a
     ``TypeError`` rather than guessed at.
+
+    ``fallback`` says why an offline judge answered instead of the LLM (an LLM spend
+    cap was reached: ``"call_cap"`` or ``"token_cap"``); None when the judge answered.
     """
 
     good: bool | None
     confidence: float | None = None
     backend: str = ""
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         if self.good is None or type(self.good) is bool:
@@ -173,7 +178,9 @@ class Completion:
     and given. ``seconds`` is what the request took (its share, for a batched engine);
     ``http_status`` every HTTP status it saw, the transport's own retries included.
     ``error`` says why a request failed after the client's own retries (the text is then
-    None); ``unavailable`` marks one the circuit breaker refused or that opened it.
+    None); ``unavailable`` marks one the circuit breaker refused or that opened it;
+    ``capped`` one the spend cap refused (``"call_cap"`` or ``"token_cap"``): nothing
+    was sent, or a retry was not.
     """
 
     text: str | None
@@ -184,6 +191,7 @@ class Completion:
     http_status: tuple[int, ...] = ()
     error: str | None = None
     unavailable: bool = False
+    capped: str | None = None
 
 
 class ChatClient(ABC):
@@ -204,15 +212,19 @@ class ChatClient(ABC):
     def complete(self, conversations: Sequence[list[dict]], *, task: str,
                  temperatures: Sequence[float], seeds: Sequence[int | None],
                  logprobs: bool = False, structured: bool | str = True,
-                 breaker: CircuitBreaker | None = None) -> list[Completion]:
+                 breaker: CircuitBreaker | None = None,
+                 spend: SpendCap | None = None) -> list[Completion]:
         """One :class:`Completion` per conversation, in order.
 
         ``task`` (judge|name|prune) sets the answer's length and constraint (when
         ``structured``); ``temperatures`` and ``seeds`` are per conversation. A client
         that talks over a network asks ``breaker.allow()`` before each request and
         reports each outcome (``success()``, or ``failure()`` for an outage); a failed
-        request is a Completion with ``error`` set, never an exception. Options a client
-        has no use for are ignored.
+        request is a Completion with ``error`` set, never an exception. A client given
+        a ``spend`` cap takes one call from it (``spend.take()``) for every request it
+        sends, retries included, in the order of ``conversations``, answers a refused
+        one with ``capped`` set, and adds the tokens of every answer
+        (``spend.add_tokens``). Options a client has no use for are ignored.
         """
 
     def close(self) -> None:

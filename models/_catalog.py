@@ -69,6 +69,9 @@ class CatalogIntent:
     judge_backend: str = ""
     judge_confidence: float | None = None
     split_from: str | None = None
+    #: Why the offline judge certified it instead of the LLM (an LLM spend cap: "call_cap"
+    #: or "token_cap"); None: the judge did. Stored in the record only when set.
+    judge_fallback: str | None = None
     #: Member embeddings the open-set rule compares with (rows), and the score a row
     #: must reach against them; None for an entry that has none (matched by centroid).
     exemplars: np.ndarray | None = field(default=None, repr=False)
@@ -89,6 +92,8 @@ class CatalogIntent:
             "judge": {"backend": self.judge_backend, "confidence": self.judge_confidence},
             "embedder": embedder,
         }
+        if self.judge_fallback is not None:
+            out["judge"]["fallback"] = self.judge_fallback
         if centroid:
             out["centroid"] = _pack(self.centroid)
             if self.exemplars is not None:
@@ -111,7 +116,7 @@ class CatalogIntent:
             version=int(rec.get("version", 1)), status=rec.get("status", "created"),
             merged_into=rec.get("merged_into"), created_at=rec.get("created_at", ""),
             updated_at=rec.get("updated_at", ""), judge_backend=judge.get("backend", ""),
-            judge_confidence=judge.get("confidence"),
+            judge_confidence=judge.get("confidence"), judge_fallback=judge.get("fallback"),
         )
 
 

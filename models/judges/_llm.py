@@ -12,7 +12,12 @@ trips or meets an open breaker raises :class:`~dialin.models.LLMUnavailableError
 instead of returning invalid verdicts, so a discovery run against a dead LLM fails and
 is retried rather than "succeeding" with every cluster judged Bad) and the accounting
 (:class:`~dialin.models.LLMStats` plus the ``on_call`` hook the service feeds Prometheus
-with). A client only sends a round of conversations and returns the answers.
+with), and the spend cap's policy (:mod:`dialin.models.llm._spend`): a batch is sent
+largest clusters first, so when a cap falls mid-batch the calls left went to the
+clusters that matter most; the questions the cap refused are answered by the
+``fallback`` judge or namer (``Verdict.fallback`` says why) or, with the cap's
+``action="wait"``, asked again once the next window opens. A client only sends a round
+of conversations and returns the answers.
 
 A batch goes out in rounds: every question not in the cache in one ``complete`` call
 (the HTTP client sends them concurrently, vLLM batches them on the GPU), then the ones
@@ -31,13 +36,17 @@ import json
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .._base import ChatClient, ClusterView, Judge, Namer, Pruner, Verdict
 from ..llm._accounting import LLMStats, OnCall
 from ..llm._breaker import CircuitBreaker, LLMUnavailableError
 from ..llm._openai import OpenAIClient
+from ..llm._spend import SpendCap
 from ..llm._prompts import (
     PromptedMixin,
     judge_messages,
@@ -60,6 +69,8 @@ RETRY_TEMPERATURE = 0.7
 
 #: One answer's parsed value and P(Good) (None but for the judge), or None: no valid answer.
 _Answer = tuple[Any, float | None] | None
+#: Question index -> why the spend cap refused it (``call_cap`` or ``token_cap``).
+_Capped = dict[int, str]
 
 
 class LLMWarning(UserWarning):
@@ -91,7 +102,7 @@ class _LLMTask(PromptedMixin):
                  invalid_retries: int = 2, temperature: float = 0.0,
                  cache_dir: str | None = None, on_call: OnCall | None = None,
                  breaker_failures: int = 5, breaker_reset_seconds: float = 30.0,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, spend: SpendCap | None = None) -> None:
         self.client = client
         self.language = language
         self.prompt_dir = prompt_dir
@@ -103,6 +114,7 @@ class _LLMTask(PromptedMixin):
         self.breaker_failures = breaker_failures
         self.breaker_reset_seconds = breaker_reset_seconds
         self.redactor = redactor
+        self.spend = spend
 
     # --- lazily built private state (``__init__`` only stores parameters) ---------------
 
@@ -140,7 +152,7 @@ class _LLMTask(PromptedMixin):
     def __getstate__(self) -> dict:
         # Threads, loops and sockets do not copy or pickle: a copy starts its own.
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_lock", "_stats", "_cache", "_breaker")}
+                if k not in ("_lock", "_stats", "_cache", "_breaker", "_data", "_fallback_ready")}
 
     # --- caching ------------------------------------------------------------------------
 
@@ -173,24 +185,45 @@ class _LLMTask(PromptedMixin):
             self.on_call(task, outcome, seconds, prompt_tokens, completion_tokens)
 
     def _ask_all(self, task: str, conversations: list[list[dict]], repetitions: list[int],
-                 parse: Callable[[str | None], Any], logprobs: bool = False) -> list[_Answer]:
+                 parse: Callable[[str | None], Any], logprobs: bool = False,
+                 sizes: Sequence[int] | None = None) -> tuple[list[_Answer], _Capped]:
         """(parsed answer, P(Good) or None) per conversation, or None where no valid answer
-        came back; raises :class:`LLMUnavailableError` when the breaker refused or opened."""
+        came back, and the questions the spend cap refused (with its ``action="wait"``,
+        none: they are asked again in the next window). Sent largest ``sizes`` first.
+        Raises :class:`LLMUnavailableError` when the breaker refused or opened."""
         if int(self.invalid_retries) < 0:
             raise ValueError(f"invalid_retries must be >= 0, got {self.invalid_retries}")
         client = self.client
         breaker = self._state()
         keys = [response_key(client.model, task, c, r) for c, r in zip(conversations, repetitions)]
         results: list[_Answer] = [None] * len(conversations)
-        refused: dict[int, str] = {}
+        order = range(len(conversations)) if sizes is None else sorted(
+            range(len(conversations)), key=lambda i: -sizes[i])
         pending = []
-        for i, key in enumerate(keys):
-            hit = self._cache_get(key)
+        for i in order:
+            hit = self._cache_get(keys[i])
             if hit is None:
                 pending.append(i)
             else:
                 self._record(task, "cached")
                 results[i] = (hit[0], hit[1])
+        while True:
+            capped = self._send(task, conversations, repetitions, keys, pending, parse,
+                                logprobs, breaker, results)
+            if not capped or self.spend is None or self.spend.action != "wait":
+                return results, capped
+            self.spend.wait_for_next_window()
+            pending = [i for i in pending if i in capped]
+
+    def _send(self, task: str, conversations: list[list[dict]], repetitions: list[int],
+              keys: list[str], pending: list[int], parse: Callable[[str | None], Any],
+              logprobs: bool, breaker: CircuitBreaker, results: list[_Answer]) -> _Capped:
+        """Ask ``pending`` (in that order), retrying invalid answers; fills ``results``
+        and returns the questions the spend cap refused."""
+        client = self.client
+        refused: dict[int, str] = {}
+        capped: _Capped = {}
+        spend = {} if self.spend is None else {"spend": self.spend}
         for attempt in range(1 + int(self.invalid_retries)):
             if not pending:
                 break
@@ -201,11 +234,14 @@ class _LLMTask(PromptedMixin):
                               else float(self.temperature) for f in fresh],
                 seeds=[1000 * repetitions[i] + attempt if f else None
                        for i, f in zip(pending, fresh)],
-                logprobs=logprobs, structured=self.structured, breaker=breaker)
+                logprobs=logprobs, structured=self.structured, breaker=breaker, **spend)
             still = []
             for i, completion in zip(pending, completions):
                 for status in completion.http_status:
                     self.stats.record_status(status)
+                if completion.capped is not None:
+                    capped[i] = completion.capped
+                    continue
                 if completion.error is not None:
                     self._record(task, "error", completion.seconds)
                     if completion.unavailable:
@@ -227,7 +263,31 @@ class _LLMTask(PromptedMixin):
             pending = still
         if refused:
             raise LLMUnavailableError(refused[min(refused)])
-        return results
+        return capped
+
+    # --- the offline fallback for questions the spend cap refused ----------------------
+
+    def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
+        """Keep the data of this fit: the fallback is prepared on it when first needed."""
+        self._data = (X, texts)
+        self._fallback_ready = False
+
+    def _fallen_back(self, task: str, views: list[ClusterView], capped: _Capped) -> list | None:
+        """The fallback's answers to the refused views (in ``capped``'s order), counted on
+        the cap; None when there is no fallback."""
+        for reason in sorted(set(capped.values())) if self.spend is not None else ():
+            self.spend.fell_back(task, reason, sum(r == reason for r in capped.values()))
+        if self.fallback is None:
+            return None
+        if not getattr(self, "_fallback_ready", False):
+            data = getattr(self, "_data", None)
+            if data is None:
+                raise RuntimeError(f"the {task} fallback needs prepare(X, texts) first "
+                                   "(every strategy's fit calls it)")
+            self.fallback.prepare(*data)
+            self._fallback_ready = True
+        method = self.fallback.judge if task == "judge" else self.fallback.name
+        return list(method([views[i] for i in capped]))
 
     def _answer(self, views: Sequence[ClusterView], answer_all: Callable[[list], list],
                 valid: Callable[[Any], bool]) -> list:
@@ -260,23 +320,38 @@ class LLMJudge(_LLMTask, Judge):
     question; ``cache_dir`` keeps answers across processes; ``on_call(task, outcome,
     seconds, prompt_tokens, completion_tokens)`` sees every request;
     ``breaker_failures`` consecutive outages open the circuit for
-    ``breaker_reset_seconds``; ``redactor`` redacts every utterance before it is sent.
+    ``breaker_reset_seconds``; ``redactor`` redacts every utterance before it is sent;
+    ``spend`` (a :class:`~dialin.models.SpendCap`, shared by every LLM task of the
+    process) caps calls and tokens per window.
+
+    ``fallback`` (a :class:`~dialin.models.Judge`, e.g. the offline
+    :class:`~dialin.models.HeuristicJudge`) answers the questions the spend cap refused;
+    their verdicts carry ``fallback="call_cap"`` or ``"token_cap"``. Without one they
+    are invalid (None, treated as Bad), with the same ``fallback`` reason.
     """
 
-    def __init__(self, client: ChatClient, *, logprobs: bool = True, **kwargs: Any) -> None:
+    def __init__(self, client: ChatClient, *, logprobs: bool = True, fallback: Judge | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.logprobs = logprobs
+        self.fallback = fallback
 
     def _judge_all(self, views: list[ClusterView]) -> list[Verdict]:
         template = self._template("judge", views)
-        results = self._ask_all("judge", [judge_messages(template, redact_view(self.redactor, v))
-                                          for v in views],
-                                [v.repetition for v in views], parse_verdict,
-                                logprobs=bool(self.logprobs))
+        results, capped = self._ask_all(
+            "judge", [judge_messages(template, redact_view(self.redactor, v)) for v in views],
+            [v.repetition for v in views], parse_verdict, logprobs=bool(self.logprobs),
+            sizes=[v.size for v in views])
         backend = self.backend
-        return [Verdict(good=None, confidence=None, backend=backend) if r is None
-                else Verdict(good=bool(r[0]), confidence=r[1], backend=backend)
-                for r in results]
+        verdicts = [Verdict(good=None, confidence=None, backend=backend) if r is None
+                    else Verdict(good=bool(r[0]), confidence=r[1], backend=backend)
+                    for r in results]
+        if capped:
+            offline = self._fallen_back("judge", views, capped)
+            for k, (i, reason) in enumerate(capped.items()):
+                verdicts[i] = replace(verdicts[i] if offline is None else offline[k],
+                                      fallback=reason)
+        return verdicts
 
     def judge(self, views: Sequence[ClusterView]) -> list[Verdict]:
         return self._answer(views, self._judge_all, lambda verdict: verdict.good is not None)
@@ -292,15 +367,27 @@ class LLMNamer(_LLMTask, Namer):
 
     Returns ``""`` for a view that got no valid label (after ``invalid_retries``): callers
     keep their own fallback name (e.g. the keyword namer's) for those. Keyword parameters
-    as :class:`LLMJudge`'s, without ``logprobs``.
+    as :class:`LLMJudge`'s, without ``logprobs``; ``fallback`` (a
+    :class:`~dialin.models.Namer`, e.g. the :class:`~dialin.models.KeywordNamer`) names
+    the views the spend cap refused (``""`` without one).
     """
+
+    def __init__(self, client: ChatClient, *, fallback: Namer | None = None, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.fallback = fallback
 
     def _name_all(self, views: list[ClusterView]) -> list[str]:
         template = self._template("name", views)
-        results = self._ask_all("name", [name_messages(template, redact_view(self.redactor, v))
-                                         for v in views],
-                                [v.repetition for v in views], parse_label)
-        return ["" if r is None else r[0] for r in results]
+        results, capped = self._ask_all(
+            "name", [name_messages(template, redact_view(self.redactor, v)) for v in views],
+            [v.repetition for v in views], parse_label, sizes=[v.size for v in views])
+        names = ["" if r is None else r[0] for r in results]
+        if capped:
+            offline = self._fallen_back("name", views, capped)
+            if offline is not None:
+                for i, name in zip(capped, offline):
+                    names[i] = name
+        return names
 
     def name(self, views: Sequence[ClusterView]) -> list[str]:
         return self._answer(views, self._name_all, bool)
@@ -344,7 +431,9 @@ class LLMPruner(_OpenAIParams, _LLMTask, Pruner):
         def parse(text: str | None) -> list[int] | None:
             return parse_counts(text, lo, hi, k) or None
 
-        (result,) = self._ask_all("prune", [messages], [0], parse)
+        (result,), capped = self._ask_all("prune", [messages], [0], parse)
+        if capped and self.spend is not None:  # the heuristic fill below is the fallback
+            self.spend.fell_back("prune", capped[0])
         counts = [] if result is None else list(result[0])
         if self.fill and len(counts) < k:
             for value in HeuristicPruner().propose(log, n_remaining, lo, hi, k + len(counts)):

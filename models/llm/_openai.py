@@ -21,6 +21,12 @@ with the concurrency slot held, so requests queued behind the ones that tripped 
 never sent; HTTP outcomes become its signal: connection errors, timeouts, 5xx and 429
 (after the SDK's own retries) are outages, any other answer, a 400 included, says the
 server is up.
+
+A spend cap (:mod:`._spend`) it is handed is asked at the same place, before the
+breaker: one call when a request gets its slot (so a batch is served in the order it was
+given), and one more for each of the SDK's retries, taken in an httpx ``request`` hook as
+the retry is sent. A retry the cap refuses raises in that hook, before anything is sent,
+and ends the request; every answer's ``usage`` tokens are added to the cap.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 from .._base import ChatClient, Completion
 from ._breaker import CircuitBreaker, LLMUnavailableError
 from ._prompts import json_schema_format, structured_choice
+from ._spend import SpendCap, SpendCapReached
 
 #: Longest answer per task, in tokens.
 MAX_TOKENS = {"judge": 16, "name": 32, "prune": 96}
@@ -52,6 +59,43 @@ _REJECTED_LOCK = threading.Lock()
 # included): the response hook runs inside the task that sent the request.
 _STATUSES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "dialin_llm_statuses", default=None)
+
+
+class _Calls:
+    """The spend cap's calls of one request task: the first attempt of each ``create`` is
+    paid when it gets its slot (:meth:`prepay`), every further HTTP request (the SDK's
+    retries) as it is sent (:meth:`sent`, from the httpx hook)."""
+
+    def __init__(self, spend: SpendCap) -> None:
+        self.spend = spend
+        self.prepaid = 0
+        self.refused_retry = False
+
+    def prepay(self) -> None:
+        reason = self.spend.take()
+        if reason is not None:
+            raise SpendCapReached(reason, self.spend.refusal(reason))
+        self.prepaid += 1
+
+    def sent(self) -> None:
+        if self.prepaid:
+            self.prepaid -= 1
+            return
+        reason = self.spend.take()
+        if reason is not None:
+            self.refused_retry = True
+            raise SpendCapReached(reason, self.spend.refusal(reason))
+
+    def settle(self) -> None:
+        """Give back a prepaid call whose request was never sent."""
+        if self.prepaid:
+            self.spend.refund(self.prepaid)
+            self.prepaid = 0
+
+
+# The spend cap's calls of the request running in this task (None: no cap).
+_CALLS: contextvars.ContextVar[_Calls | None] = contextvars.ContextVar(
+    "dialin_llm_calls", default=None)
 
 
 class _LoopThread:
@@ -118,12 +162,18 @@ class OpenAIClient(ChatClient):
             if seen is not None:
                 seen.append(response.status_code)
 
+        async def take_call(request) -> None:
+            calls = _CALLS.get()
+            if calls is not None:
+                calls.sent()  # raises SpendCapReached: this request is not sent
+
         key = self.api_key
         key = key.get_secret_value() if hasattr(key, "get_secret_value") else (key or "EMPTY")
         self._client = openai.AsyncOpenAI(
             base_url=self.base_url, api_key=key, timeout=float(self.timeout),
             max_retries=int(self.max_retries),
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [count_status]}),
+            http_client=openai.DefaultAsyncHttpxClient(
+                event_hooks={"request": [take_call], "response": [count_status]}),
         )
         self._semaphore = asyncio.Semaphore(int(self.concurrency))
 
@@ -146,7 +196,8 @@ class OpenAIClient(ChatClient):
     def complete(self, conversations: Sequence[list[dict]], *, task: str,
                  temperatures: Sequence[float], seeds: Sequence[int | None],
                  logprobs: bool = False, structured: bool | str = True,
-                 breaker: CircuitBreaker | None = None) -> list[Completion]:
+                 breaker: CircuitBreaker | None = None,
+                 spend: SpendCap | None = None) -> list[Completion]:
         if structured not in _STRUCTURED_MODES:
             raise ValueError(f"structured must be one of {_STRUCTURED_MODES}, got {structured!r}")
         if not conversations:
@@ -157,30 +208,38 @@ class OpenAIClient(ChatClient):
 
         async def send_all() -> list:
             return await asyncio.gather(*[
-                self._one(messages, task, temperature, seed, features, breaker)
+                self._one(messages, task, temperature, seed, features, breaker, spend)
                 for messages, temperature, seed in zip(conversations, temperatures, seeds)
             ], return_exceptions=True)
 
         return _raise_first(self._runtime().submit(send_all()).result())
 
     async def _one(self, messages: list[dict], task: str, temperature: float, seed: int | None,
-                   features: set[str], breaker: CircuitBreaker) -> Completion:
+                   features: set[str], breaker: CircuitBreaker,
+                   spend: SpendCap | None = None) -> Completion:
         """One request and what became of it; only exceptions foreign to the SDK escape."""
         import openai
 
         statuses: list[int] = []
         _STATUSES.set(statuses)
+        calls = _Calls(spend) if spend is not None else None
+        _CALLS.set(calls)
         started = time.perf_counter()
         try:
             completion = await self._create(messages, task, temperature, seed, set(features),
-                                            breaker)
+                                            breaker, calls)
         except LLMUnavailableError as exc:  # refused: the circuit is open, nothing was sent
             return Completion(text=None, error=str(exc), unavailable=True)
+        except SpendCapReached as exc:
+            return self._capped(exc, breaker, calls, started, statuses)
         except json.JSONDecodeError:
             # A 200 whose body is not JSON (a proxy's error page): the SDK does not
             # retry it, so it is an invalid answer, retried like one.
             completion = Completion(text=None)
         except Exception as exc:  # only the SDK's errors are caught, see below
+            if isinstance(exc.__cause__, SpendCapReached):
+                # an SDK that wraps a hook's exception (after retrying it, refused each time)
+                return self._capped(exc.__cause__, breaker, calls, started, statuses)
             if not isinstance(exc, openai.OpenAIError):
                 breaker.success()  # not the server's fault: never leave a probe claimed
                 raise
@@ -196,8 +255,20 @@ class OpenAIClient(ChatClient):
             return Completion(text=None, seconds=seconds, http_status=tuple(statuses),
                               error=self._last_error)
         breaker.success()
+        if spend is not None:
+            spend.add_tokens(completion.prompt_tokens + completion.completion_tokens)
         return dataclasses.replace(completion, seconds=time.perf_counter() - started,
                                    http_status=tuple(statuses))
+
+    def _capped(self, exc: SpendCapReached, breaker: CircuitBreaker, calls: _Calls | None,
+                started: float, statuses: list[int]) -> Completion:
+        """A request the spend cap refused. A refused first attempt never reached the
+        breaker; a refused *retry* follows a failure the SDK retries (timeouts, connection
+        errors, 408, 409, 429, 5xx), which the breaker hears of as one."""
+        if calls is not None and calls.refused_retry:
+            breaker.failure()
+        return Completion(text=None, seconds=time.perf_counter() - started,
+                          http_status=tuple(statuses), error=str(exc), capped=exc.reason)
 
     async def _admit(self, breaker: CircuitBreaker) -> None:
         """Let one request go out, or raise at once while the breaker is open.
@@ -227,7 +298,8 @@ class OpenAIClient(ChatClient):
             return wanted - _REJECTED.get((self.base_url, self.model), set())
 
     async def _create(self, messages: list[dict], task: str, temperature: float,
-                      seed: int | None, features: set[str], breaker: CircuitBreaker) -> Completion:
+                      seed: int | None, features: set[str], breaker: CircuitBreaker,
+                      calls: _Calls | None = None) -> Completion:
         import openai
 
         dropped: list[str] = []
@@ -245,8 +317,14 @@ class OpenAIClient(ChatClient):
                 kwargs["top_logprobs"] = 5
             try:
                 async with self._semaphore:
-                    await self._admit(breaker)
-                    response = await self._client.chat.completions.create(**kwargs)
+                    if calls is not None:
+                        calls.prepay()  # before the breaker: a refusal claims no probe
+                    try:
+                        await self._admit(breaker)
+                        response = await self._client.chat.completions.create(**kwargs)
+                    finally:
+                        if calls is not None:
+                            calls.settle()
             except (openai.BadRequestError, openai.UnprocessableEntityError):
                 # Drop one optional feature (constraint first, then logprobs) and ask
                 # again; a plain request rejected is an error.

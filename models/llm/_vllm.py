@@ -10,7 +10,10 @@ vLLM is imported on first use only, like BERTopic's optional backends, so
 ``dialin.models`` imports on machines without it; constructing a client without vLLM
 installed raises ``ModuleNotFoundError`` naming the extra. Clients on the same model (a
 judge's and a namer's) share one engine. There is no network, so no outage: the circuit
-breaker a caller hands over is not consulted.
+breaker a caller hands over is not consulted. A spend cap it is handed (:mod:`._spend`)
+counts one call per conversation, taken in the order given before the batch goes to the
+engine; the conversations it refuses are not generated, and the tokens vLLM reports
+(prompt and generated token ids) are added once the batch is back.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .._base import ChatClient, Completion
 from ._breaker import CircuitBreaker
 from ._openai import MAX_TOKENS
 from ._prompts import structured_choice
+from ._spend import SpendCap
 
 INSTALL_HINT = "the vllm backend needs vLLM on a GPU machine: pip install 'dialin[gpu]'"
 
@@ -123,20 +127,31 @@ class VLLMClient(ChatClient):
     def complete(self, conversations: Sequence[list[dict]], *, task: str,
                  temperatures: Sequence[float], seeds: Sequence[int | None],
                  logprobs: bool = False, structured: bool | str = True,
-                 breaker: CircuitBreaker | None = None) -> list[Completion]:
+                 breaker: CircuitBreaker | None = None,
+                 spend: SpendCap | None = None) -> list[Completion]:
         llm = self._engine()
         if not conversations:
             return []
-        params = [_sampling_params(self._vllm, task, temperature, seed, logprobs, structured)
-                  for temperature, seed in zip(temperatures, seeds)]
+        refused = {}
+        if spend is not None:
+            for i in range(len(conversations)):
+                reason = spend.take()
+                if reason is not None:
+                    refused[i] = Completion(text=None, error=spend.refusal(reason), capped=reason)
+        go = [i for i in range(len(conversations)) if i not in refused]
+        params = [_sampling_params(self._vllm, task, temperatures[i], seeds[i], logprobs, structured)
+                  for i in go]
         started = time.perf_counter()
-        outputs = llm.chat(list(conversations), sampling_params=params, use_tqdm=False)
-        share = (time.perf_counter() - started) / len(conversations)
-        completions = []
-        for out in outputs:
+        outputs = (llm.chat([conversations[i] for i in go], sampling_params=params, use_tqdm=False)
+                   if go else [])
+        share = (time.perf_counter() - started) / max(1, len(go))
+        completions = dict(refused)
+        for i, out in zip(go, outputs):
             completion = out.outputs[0]
-            completions.append(Completion(
+            completions[i] = Completion(
                 text=completion.text, tokens=_tokens(completion),
                 prompt_tokens=len(out.prompt_token_ids or []),
-                completion_tokens=len(completion.token_ids), seconds=share))
-        return completions
+                completion_tokens=len(completion.token_ids), seconds=share)
+            if spend is not None:
+                spend.add_tokens(completions[i].prompt_tokens + completions[i].completion_tokens)
+        return [completions[i] for i in range(len(conversations))]
