@@ -33,6 +33,7 @@ _OPTION = {
     "strategy": ("--strategy", "DIALIN_STRATEGY"),
     "judge_budget": ("--judge-budget", "DIALIN_JUDGE_BUDGET"),
     "embedder": ("--embedder", "DIALIN_EMBEDDER"),
+    "llm_max_calls_per_hour": ("--max-llm-calls", "DIALIN_LLM_MAX_CALLS_PER_HOUR"),
 }
 
 
@@ -114,15 +115,37 @@ SIMULATED_JUDGES: dict[str, type[OracleJudge]] = {"oracle": OracleJudge,
                                                   "oracle-sampled": SampledOracleJudge}
 
 
+def build_spend_cap(settings: Settings, ledger: Any = None, on_fallback: Callable | None = None,
+                    *, per_run: bool = False) -> Any:
+    """The process's LLM spend cap (:class:`~dialin.models.SpendCap`), or None when
+    neither ``DIALIN_LLM_MAX_CALLS_PER_HOUR`` nor ``DIALIN_LLM_MAX_TOKENS_PER_HOUR`` is set.
+
+    Pass the one cap to every LLM judge, namer and pruner of the process. ``ledger``
+    keeps the hour's spend (the service's writes it to Kafka; None: in memory);
+    ``on_fallback(task, reason, n)`` sees every question answered offline. The service's
+    hours are clock hours (UTC), so a restart finds the hour it left; ``per_run`` (one
+    command-line run) starts the first hour with the run.
+    """
+    if settings.llm_max_calls_per_hour is None and settings.llm_max_tokens_per_hour is None:
+        return None
+    from dialin.models import SpendCap
+
+    return SpendCap(max_calls=settings.llm_max_calls_per_hour,
+                    max_tokens=settings.llm_max_tokens_per_hour, window_seconds=3600.0,
+                    window_origin=None if per_run else 0.0, action=settings.llm_cap_action,
+                    ledger=ledger, on_fallback=on_fallback)
+
+
 def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
-                on_call: Callable | None = None, **overrides: Any) -> Judge:
+                on_call: Callable | None = None, spend: Any = None, **overrides: Any) -> Judge:
     """The coherence judge named by ``settings.judge`` (or ``judge=`` in ``overrides``).
 
     ``judge="oracle"`` and ``judge="oracle-sampled"`` (benchmarks and ``dialin evaluate``
     only) need the gold labels ``y_true`` and simulate a judge right with probability
     ``accuracy`` (:class:`~dialin.models.OracleJudge` reads every member,
     :class:`~dialin.models.SampledOracleJudge` only the prompt's sample); they are not
-    settings, so the service can never select them.
+    settings, so the service can never select them. ``spend`` (:func:`build_spend_cap`)
+    caps an LLM judge's calls; the offline heuristic answers what it refuses.
     """
     kind = overrides.pop("judge", None) or settings.judge
     settings = configure(settings, **overrides)
@@ -144,26 +167,29 @@ def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy:
         # was not tuned with it, so it keeps the plain test.
         union = 0.6 if settings.strategy == "budget" else None
         return HeuristicJudge(union_quantile=union, random_state=settings.random_state)
-    return _llm_backend(settings, "judge", kind, on_call)
+    return _llm_backend(settings, "judge", kind, on_call, spend)
 
 
-def build_namer(settings: Settings, on_call: Callable | None = None, **overrides: Any) -> Namer:
-    """The intent namer named by ``settings.namer`` (or ``namer=`` in ``overrides``)."""
+def build_namer(settings: Settings, on_call: Callable | None = None, spend: Any = None,
+                **overrides: Any) -> Namer:
+    """The intent namer named by ``settings.namer`` (or ``namer=`` in ``overrides``);
+    ``spend`` caps an LLM namer's calls, the keyword namer names what it refuses."""
     settings = configure(settings, **overrides)
     if settings.namer == "keywords":
         from dialin.models import KeywordNamer
 
         return KeywordNamer()
-    return _llm_backend(settings, "namer", settings.namer, on_call)
+    return _llm_backend(settings, "namer", settings.namer, on_call, spend)
 
 
 #: ``--prune`` choices: the paper strategy's search-space pruning (§6.4.2).
 PRUNERS = ("none", "heuristic", "llm")
 
 
-def build_pruner(settings: Settings, kind: str | None) -> Any:
+def build_pruner(settings: Settings, kind: str | None, spend: Any = None) -> Any:
     """The paper strategy's search-space pruner: None, the heuristic, or an LLM over the
-    configured OpenAI-compatible server (``--llm-url``/``--llm-model``)."""
+    configured OpenAI-compatible server (``--llm-url``/``--llm-model``), its calls capped
+    by ``spend`` (the heuristic fills in what the cap refuses)."""
     kind = kind or "none"
     if kind == "none":
         return None
@@ -179,7 +205,8 @@ def build_pruner(settings: Settings, kind: str | None) -> Any:
         return LLMPruner(base_url=settings.llm_url,
                          model=settings.llm_model or _served_model(settings),
                          api_key=settings.llm_api_key.get_secret_value(),
-                         timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+                         timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
+                         spend=spend)
     raise SettingsError(f"invalid --prune {kind!r}: choose one of {', '.join(PRUNERS)}")
 
 
@@ -221,7 +248,7 @@ def pruner_of(estimator: Any) -> Any:
 def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
                     strategy: str | None = None, budget: float | None = None, *,
                     label_embedder: Embedder | None = None, role_aware: bool = False,
-                    prune: str | None = None):
+                    prune: str | None = None, spend: Any = None):
     """The clustering strategy: ``budget`` (default) or the paper's Algorithm 1.
 
     ``budget`` is judge calls per utterance per fit. ``label_embedder`` embeds intent
@@ -229,7 +256,8 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
     ``role_aware`` wraps the strategy in :class:`RoleAwareClustering`, whose ``fit``
     takes ``roles=`` and clusters each role apart (the paper's §4.2). ``prune``
     (none|heuristic|llm, see :func:`build_pruner`) is the paper strategy's search-space
-    pruning; the budget strategy has no candidate grid and ignores it.
+    pruning; the budget strategy has no candidate grid and ignores it. ``spend`` is the
+    process's LLM spend cap, for an LLM pruner.
     """
     settings = configure(settings, strategy=strategy, judge_budget=budget)
     if settings.strategy == "budget":
@@ -243,7 +271,7 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
         merge = settings.merge_threshold if (label_embedder is not None and namer is not None) else None
         estimator = LLMITLClustering(judge=judge, namer=namer, merge_threshold=merge,
                                      label_embedder=label_embedder,
-                                     pruner=build_pruner(settings, prune),
+                                     pruner=build_pruner(settings, prune, spend),
                                      random_state=settings.random_state)
     if role_aware:
         from dialin.models import RoleAwareClustering
@@ -287,12 +315,20 @@ def prompt_version(*parts: Any) -> str | None:
     return ",".join(sorted(versions)) or None
 
 
-def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | None = None) -> Any:
+def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | None = None,
+                 spend: Any = None) -> Any:
     """An OpenAI-compatible (HTTP) or in-process vLLM judge or namer.
 
     ``on_call(task, outcome, seconds, prompt_tokens, completion_tokens)`` sees every
     request (the worker feeds Prometheus with it; ``dialin.models`` never imports it).
+    With a ``spend`` cap, the offline judge or namer is the fallback for what it refuses.
     """
+    capped: dict[str, Any] = {}
+    if spend is not None:
+        from dialin.models import KeywordNamer
+
+        fallback = build_judge(settings, judge="heuristic") if role == "judge" else KeywordNamer()
+        capped = {"spend": spend, "fallback": fallback}
     if kind == "openai":
         if not settings.llm_url:
             raise SettingsError(f"--{role} openai needs an LLM server: set --llm-url or DIALIN_LLM_URL")
@@ -304,7 +340,7 @@ def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | N
                    api_key=settings.llm_api_key.get_secret_value(),
                    timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
                    concurrency=settings.llm_concurrency, redactor=build_redactor(settings),
-                   on_call=on_call)
+                   on_call=on_call, **capped)
     if kind == "vllm":
         if not settings.llm_model:
             raise SettingsError(f"--{role} vllm needs a model: set --llm-model or DIALIN_LLM_MODEL")
@@ -312,7 +348,8 @@ def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | N
 
         cls = VLLMJudge if role == "judge" else VLLMNamer
         try:
-            return cls(model=settings.llm_model, redactor=build_redactor(settings), on_call=on_call)
+            return cls(model=settings.llm_model, redactor=build_redactor(settings), on_call=on_call,
+                       **capped)
         except ImportError as exc:
             raise SettingsError(f"--{role} vllm: {_first_line(exc)}") from None
     raise SettingsError(f"unknown {role} backend {kind!r}")

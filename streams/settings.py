@@ -118,6 +118,19 @@ class Settings(BaseSettings):
         ["PHONE", "EMAIL", "CARD", "CN_ID"],
         description='what to redact, a JSON list (DIALIN_PII_ENTITIES=\'["PHONE","EMAIL"]\'); '
                     "also IBAN, IP, US_SSN")
+    # --- LLM spend caps (appended by the spend-cap work, issue 16) ---------------------
+    llm_max_calls_per_hour: int | None = Field(
+        None, ge=0, description="LLM requests per clock hour (UTC), retries included, shared "
+        "by the judge, namer and pruner of a process and kept across restarts; unset: no cap")
+    llm_max_tokens_per_hour: int | None = Field(
+        None, ge=0, description="LLM tokens (the server's usage) per clock hour; the requests "
+        "in flight when it is reached may pass it; unset: no cap")
+    llm_cap_action: Literal["fallback", "wait"] = Field(
+        "fallback", description="at a cap: fallback (the offline judge and namer answer the "
+        "rest) or wait (for the next hour)")
+    topic_llm_spend: str = Field(
+        "dialin-llm-spend", description="internal compacted topic of the LLM spend of the "
+        "current hour")
 
 
 @lru_cache(maxsize=1)

@@ -201,10 +201,15 @@ def evaluate(
         table = _labelled(load_table(input, text_field, label_field=label_field,
                                      role_field=role_field))
         y = table.labels
-        backends = _backends(settings, judge=_value(judge), y_true=y, accuracy=judge_accuracy)
+        from ..factory import build_spend_cap
+
+        spend = build_spend_cap(settings, per_run=True)  # DIALIN_LLM_MAX_*_PER_HOUR apply here too
+        backends = _backends(settings, judge=_value(judge), y_true=y, accuracy=judge_accuracy,
+                             spend=spend)
         X, emb = _embed(settings, table.texts)
         baseline = _baseline(X, y, settings.random_state)
-        run = _run_itl(settings, X, table.texts, table.roles, emb, *backends, prune=_value(prune))
+        run = _run_itl(settings, X, table.texts, table.roles, emb, *backends, prune=_value(prune),
+                       spend=spend)
         # The judge's card, not only its name: a simulated judge must never read as an LLM.
         report = {"baseline": baseline, "itl": {**_scores(run, y), "judge": backends[0].describe()}}
     if as_json:
@@ -317,12 +322,13 @@ def _first_encode(embedder, texts: Sequence[str], name: str) -> np.ndarray:
 
 
 def _backends(settings, judge: str | None = None, y_true: Sequence[str] | None = None,
-              accuracy: float = 0.96) -> tuple[Any, Any]:
-    """Judge and namer, built before any slow work so a configuration mistake fails fast."""
+              accuracy: float = 0.96, spend: Any = None) -> tuple[Any, Any]:
+    """Judge and namer, built before any slow work so a configuration mistake fails fast;
+    ``spend`` is the run's LLM spend cap (:func:`~..factory.build_spend_cap`), if any."""
     from ..factory import build_judge, build_namer
 
-    return (build_judge(settings, judge=judge, y_true=y_true, accuracy=accuracy),
-            build_namer(settings))
+    return (build_judge(settings, judge=judge, y_true=y_true, accuracy=accuracy, spend=spend),
+            build_namer(settings, spend=spend))
 
 
 @dataclass(frozen=True)
@@ -349,6 +355,7 @@ class ITLRun:
     naming_seconds: float
     llm: dict | None = None  # LLM accounting, when a backend talks to an LLM
     prompt_version: str | None = None  # of the prompt files the LLM backends send
+    llm_spend: dict | None = None  # the spend cap's figures and fallbacks, when capped
 
     @property
     def n_clusters(self) -> int:
@@ -369,19 +376,22 @@ class ITLRun:
                "n_utterances": self.n_utterances}
         if self.llm is not None:
             out.update(llm=self.llm, prompt_version=self.prompt_version)
+        if self.llm_spend is not None:
+            out.update(llm_spend=self.llm_spend)
         return out
 
 
 def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str | None] | None,
-             embedder, judge_obj, namer_obj, prune: str | None = None) -> ITLRun:
-    """Build the strategy from settings and fit it on ``X`` with the given backends."""
+             embedder, judge_obj, namer_obj, prune: str | None = None, spend: Any = None) -> ITLRun:
+    """Build the strategy from settings and fit it on ``X`` with the given backends
+    (``spend``: the LLM spend cap they were built with, for the pruner and the report)."""
     from ._timing import TimedNamer
     from ..factory import build_estimator, llm_stats, prompt_version, pruner_of, resolved_budget
 
     role_aware = roles is not None
     timed_namer = TimedNamer(namer_obj)
     estimator = build_estimator(settings, judge_obj, timed_namer, label_embedder=embedder,
-                                role_aware=role_aware, prune=prune)
+                                role_aware=role_aware, prune=prune, spend=spend)
     pruner = pruner_of(estimator)
     n = len(texts)
     _stage(f"LLM-in-the-loop clustering: strategy {settings.strategy}, judge {judge_obj.backend}"
@@ -420,9 +430,24 @@ def _run_itl(settings, X: np.ndarray, texts: Sequence[str], roles: Sequence[str 
         naming_seconds=round(timed_namer.seconds, 3),
         llm=stats,
         prompt_version=None if stats is None else prompt_version(judge_obj, namer_obj, pruner),
+        llm_spend=None if spend is None else spend.summary(),
     )
     _stage(f"{run.n_clusters} clusters, {calls} judge calls in {seconds:.1f}s")
+    if run.llm_spend is not None:
+        _stage(_spend_line(run.llm_spend))
     return run
+
+
+def _spend_line(spend: dict) -> str:
+    """The run's LLM spend against its caps, and what the offline fallback answered."""
+    caps = ", ".join(f"{spend[k]} of {spend[f'max_{k}']} {k}" for k in ("calls", "tokens")
+                     if spend[f"max_{k}"] is not None)
+    fell = sum(n for by_reason in spend["fallbacks"].values() for n in by_reason.values())
+    if not fell:
+        return f"LLM spend: {caps}; no cap reached"
+    detail = ", ".join(f"{task} {n} ({reason})" for task, by_reason in spend["fallbacks"].items()
+                       for reason, n in by_reason.items())
+    return f"LLM spend: {caps}; cap reached, {fell} questions answered offline: {detail}"
 
 
 def _flat_log(log: Any) -> list[dict]:
@@ -485,6 +510,11 @@ def discover(
     llm_model: LLMModel = None,
     llm_api_key: LLMKey = None,
     seed: Seed = None,
+    max_llm_calls: Annotated[int | None, typer.Option(
+        "--max-llm-calls", envvar="DIALIN_LLM_MAX_CALLS_PER_HOUR",
+        help="Most LLM requests (retries included) this run may send per hour, judge, namer "
+             "and pruner together; the largest clusters are asked first, the rest go to the "
+             "offline judge and namer (DIALIN_LLM_CAP_ACTION=wait: to the next hour).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the intents (JSON).")] = Path("intents.json"),
     report: Annotated[Path | None, typer.Option(
         "--report", help="Where to write the self-contained HTML report.")] = None,
@@ -501,20 +531,22 @@ def discover(
         settings = _settings(embedder=embedder, embedding_cache_dir=embedding_cache, judge=_value(judge),
                              namer=_value(namer), strategy=_value(strategy), judge_budget=judge_budget,
                              llm_url=llm_url, llm_model=llm_model, llm_api_key=llm_api_key,
-                             random_state=seed)
+                             random_state=seed, llm_max_calls_per_hour=max_llm_calls)
         from dialin.models import InputError, load_table
 
         table = load_table(input, text_field, role_field=role_field, id_field=id_field)
         if len(table.texts) < 2:
             raise InputError(f"{table.source}: one utterance; discovery needs at least 2")
-        backends = _backends(settings)
-        from ..factory import build_redactor
+        from ..factory import build_redactor, build_spend_cap
 
+        spend = build_spend_cap(settings, per_run=True)
+        backends = _backends(settings, spend=spend)
         build_redactor(settings)  # a bad DIALIN_PII_ENTITIES fails before the slow work
         stages.done("load")
         X, emb = _embed(settings, table.texts)
         stages.done("embed")
-        run = _run_itl(settings, X, table.texts, table.roles, emb, *backends, prune=_value(prune))
+        run = _run_itl(settings, X, table.texts, table.roles, emb, *backends, prune=_value(prune),
+                       spend=spend)
         stages.done("cluster", name=run.naming_seconds)
         doc = intents_document(table, run, settings, embedder_name=emb.name,
                                seconds=time.perf_counter() - started)
@@ -567,7 +599,7 @@ def intents_document(table, run: ITLRun, settings, embedder_name: str, seconds: 
     for it in intents:
         rows = [table.row_ids[i] for i in it.members]
         verdict = it.verdict
-        records.append({
+        record = {
             "id": intent_id(rows, it.role),
             "cluster": int(it.intent_id),
             # An LLM namer answers "" when it gave no valid label: never an empty name.
@@ -582,7 +614,11 @@ def intents_document(table, run: ITLRun, settings, embedder_name: str, seconds: 
             "verdict": None if verdict is None or verdict.good is None
             else ("Good" if verdict.good else "Bad"),
             "confidence": None if verdict is None else verdict.confidence,
-        })
+        }
+        if verdict is not None and verdict.fallback is not None:
+            # The offline judge gave the verdict: an LLM spend cap (--max-llm-calls) was reached.
+            record["fallback"] = verdict.fallback
+        records.append(record)
     labels = run.labels
     metadata = {
         "dialin_version": version("dialin"),
@@ -598,6 +634,7 @@ def intents_document(table, run: ITLRun, settings, embedder_name: str, seconds: 
         "namer": run.namer,
         "prompt_version": run.prompt_version,
         "llm": run.llm,
+        "llm_spend": run.llm_spend,
         "judge_calls": run.judge_calls,
         "judge_calls_per_utterance": run.judge_calls_per_utterance,
         "calls_by_phase": run.calls_by_phase,

@@ -69,12 +69,13 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
     Every keyed output is compacted, so a subscriber reading from the beginning gets the
     latest record per key: assignments by utterance_id (a redelivery's rewrite replaces
-    the earlier one), updates by intent_id, the internal buffer, memory and catalog by their ids.
+    the earlier one), updates by intent_id, the internal buffer, memory and catalog by their ids,
+    the LLM spend of the current hour by app id (made only when an hourly LLM cap is set).
     Inbound utterances and dead letters are logs (each record is its own event).
     """
     compact = {"cleanup.policy": "compact"}
     n = settings.topic_partitions
-    return {
+    specs = {
         settings.topic_utterances: (n, {}),
         settings.topic_assignments: (n, compact),
         settings.topic_dlq: (1, {}),
@@ -83,6 +84,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic_catalog: (1, compact),
         settings.topic_memory: (n, compact),
     }
+    if settings.llm_max_calls_per_hour is not None or settings.llm_max_tokens_per_hour is not None:
+        specs[settings.topic_llm_spend] = (1, compact)
+    return specs
 
 
 async def ensure_topics(settings: Settings) -> None:

@@ -101,6 +101,23 @@ PII_REDACTIONS = Counter(
 )
 
 
+LLM_FALLBACKS = Counter(
+    "dialin_llm_fallbacks", "LLM questions the spend cap refused, answered by the offline judge, "
+    "keyword namer or heuristic pruner instead, by task (judge, name, prune) and reason "
+    "(call_cap, token_cap).", ["task", "reason"], registry=REGISTRY,
+)
+LLM_CAP_STREAK = Gauge(
+    "dialin_llm_spend_cap_streak", "Consecutive clock hours, up to the current one, in which an "
+    "LLM spend cap (DIALIN_LLM_MAX_CALLS_PER_HOUR / _TOKENS_PER_HOUR) was reached; the current "
+    "hour counts once the cap is reached in it. 0 without caps.", registry=REGISTRY,
+)
+
+
+def observe_llm_fallback(task: str, reason: str, n: int) -> None:
+    """The spend cap's ``on_fallback`` hook: questions answered offline, by task and reason."""
+    LLM_FALLBACKS.labels(task, reason).inc(n)
+
+
 def observe_llm_call(task: str, outcome: str, seconds: float, prompt_tokens: int | None,
                      completion_tokens: int | None) -> None:
     """The ``on_call`` hook of the LLM backends: one request into the LLM metrics."""

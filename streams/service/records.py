@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError,
+                      field_validator, model_serializer)
 
 MAX_TEXT_CHARS = 2000
 #: Inbound payloads larger than this are rejected before JSON parsing (a 1 MB string
@@ -165,8 +166,20 @@ class Assignment(BaseModel):
 
 
 class JudgeInfo(BaseModel):
+    """Who certified an intent. ``fallback`` says why the offline judge did instead of the
+    LLM (an LLM spend cap was reached: ``call_cap`` or ``token_cap``); it is written only
+    when set, so an update the LLM judge certified reads as it always did."""
+
     backend: str = ""
     confidence: float | None = None
+    fallback: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_fallback(self, handler) -> dict:
+        out = handler(self)
+        if out.get("fallback") is None:
+            out.pop("fallback", None)
+        return out
 
 
 class IntentUpdate(BaseModel):

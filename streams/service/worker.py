@@ -13,7 +13,9 @@ updates, and only then runs discovery.
 Engine objects come from :mod:`..factory` (the one place that maps settings to
 classes): the embedder every worker shares (:func:`~..factory.build_service_embedder`),
 the judge, namer and estimator, and the PII redactor that :class:`.discovery.Discovery`
-is handed.
+is handed. With an hourly LLM cap set, the judge and namer share one spend cap whose
+hour is kept on the spend topic (:class:`.spend.KafkaSpendLedger`): read back when the
+worker starts leading, written after every request, its streak exported for the alert.
 
 Library: faust-streaming (the App, its agents and timers, and ``faust.Worker``, which
 runs it and handles the signals).
@@ -39,6 +41,7 @@ from .discovery import Discovery
 from .health import HealthServer, Readiness, StallDetector
 from .ingest import Ingestor, register_ingest
 from .records import MemoryEntry
+from .spend import KafkaSpendLedger
 from .. import factory
 from ..settings import Settings
 
@@ -52,16 +55,17 @@ class WorkerConfigError(ValueError):
     """A worker setting that cannot work (one-line message for ``dialin serve``)."""
 
 
-def estimator_builder(settings: Settings) -> Callable[[], Any]:
+def estimator_builder(settings: Settings, spend: Any = None) -> Callable[[], Any]:
     """A callable returning a fresh default estimator per discovery run (factory-built).
 
     The judge and namer are built once (an LLM client and its verdict cache live as
     long as the worker); the estimator is new for every run, as ``fit`` expects.
+    ``spend`` is the worker's LLM spend cap (:func:`~..factory.build_spend_cap`), if any.
     """
-    judge = factory.build_judge(settings, on_call=metrics.observe_llm_call)
-    namer = factory.build_namer(settings, on_call=metrics.observe_llm_call)
-    factory.build_estimator(settings, judge, namer)  # fail at start, not at the first run
-    return lambda: factory.build_estimator(settings, judge, namer)
+    judge = factory.build_judge(settings, on_call=metrics.observe_llm_call, spend=spend)
+    namer = factory.build_namer(settings, on_call=metrics.observe_llm_call, spend=spend)
+    factory.build_estimator(settings, judge, namer, spend=spend)  # fail at start, not at the first run
+    return lambda: factory.build_estimator(settings, judge, namer, spend=spend)
 
 
 class Worker:
@@ -79,7 +83,13 @@ class Worker:
                  make_estimator: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self.embedder = embedder if embedder is not None else factory.build_service_embedder(settings)
-        make_estimator = make_estimator or estimator_builder(settings)
+        # One LLM spend cap for the process, its hour kept on the spend topic.
+        self.spend_ledger = KafkaSpendLedger(settings)
+        self.spend = factory.build_spend_cap(settings, ledger=self.spend_ledger,
+                                             on_fallback=metrics.observe_llm_fallback)
+        if self.spend is not None:
+            metrics.LLM_CAP_STREAK.set_function(self.spend.streak)
+        make_estimator = make_estimator or estimator_builder(settings, self.spend)
         # Built (and checked) at start: a bad DIALIN_PII_ENTITIES fails now, not at the first run.
         redactor = factory.build_redactor(settings)
         self.app = build_faust_app(settings)
@@ -154,6 +164,8 @@ class Worker:
         await self._memory_reader.start()
         await self._buffer_reader.caught_up.wait()
         await self._memory_reader.caught_up.wait()
+        if self.spend is not None:  # the hour's LLM spend, as the last leader left it
+            await asyncio.to_thread(self.spend.restore)
         await self.discovery.republish()
         self.leading = True
 
@@ -219,6 +231,9 @@ class Worker:
         await self._buffer_reader.stop()
         await self._memory_reader.stop()
         await self._lag_probe.stop()
+        if self.spend is not None:
+            self.spend.close()  # a run waiting for the next hour stops waiting
+            await asyncio.to_thread(self.spend_ledger.close)
         if self.health is not None:
             await self.health.stop()
 
