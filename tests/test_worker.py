@@ -666,19 +666,24 @@ def test_tls_settings_and_clear_errors(tmp_path):
         security_kwargs(Settings(kafka_security_protocol="SASL_SSL"), "aiokafka")
 
 
-def test_serve_reports_an_unusable_setting_in_one_line(tmp_path):
+@pytest.mark.parametrize("bad, named", [
+    ({}, "DIALIN_EMBEDDER_FIT_FILE"),  # a setting the factory cannot use
+    ({"DIALIN_LLM_MAX_CALLS_PER_HOUR": "-5"}, "DIALIN_LLM_MAX_CALLS_PER_HOUR"),  # one pydantic refuses
+    ({"DIALIN_CONSOLIDATION_MAX_LAG": "lots"}, "DIALIN_CONSOLIDATION_MAX_LAG"),
+])
+def test_serve_reports_an_unusable_setting_in_one_line(tmp_path, bad, named):
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "DIALIN_EMBEDDER": "lsa", "DIALIN_DATA_DIR": str(tmp_path),
-           "DIALIN_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+           "DIALIN_KAFKA_BOOTSTRAP": "127.0.0.1:1", **bad}
     env.pop("DIALIN_EMBEDDER_FIT_FILE", None)
     run = subprocess.run([sys.executable, "-c", "from dialin.streams.cli import main; main()", "serve"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]
-    assert "DIALIN_EMBEDDER_FIT_FILE" in run.stderr and "Traceback" not in run.stderr
+    assert named in run.stderr and "Traceback" not in run.stderr
 
 
 # --- the whole worker on the real broker -----------------------------------------------

@@ -179,7 +179,16 @@ def build() -> dashboard.Dashboard:
         .with_panel(_series(
             "LLM tokens", "Tokens per second by task and kind.", "short",
             (f"sum by (task, kind) (rate(dialin_llm_tokens_total[{RATE}]))", "{{task}} {{kind}}"),
-            span=24,
+            span=12,
+        ))
+        .with_panel(_series(
+            "LLM spend-cap fallbacks", "Questions the offline judge or namer answered because "
+            "an hourly LLM cap was reached (DIALIN_LLM_MAX_*_PER_HOUR), and the hours in a row "
+            "the cap was hit.", "short",
+            (f"sum by (task, reason) (increase(dialin_llm_fallbacks_total[{RATE}]))",
+             "{{task}} {{reason}}"),
+            ("max(dialin_llm_spend_cap_streak)", "hours at the cap in a row"),
+            span=12,
         ))
         .with_panel(_series(
             "PII redactions by entity", "Values replaced before text left the process "

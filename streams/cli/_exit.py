@@ -1,4 +1,5 @@
-"""The exit codes every ``dialin`` command shares (listed in :mod:`dialin.streams.cli`).
+"""The exit codes every ``dialin`` command shares (listed in :mod:`dialin.streams.cli`),
+and the one way every command reads its settings.
 
 Kept apart so the engine and the service commands use the same numbers without
 importing each other.
@@ -6,9 +7,27 @@ importing each other.
 
 from __future__ import annotations
 
+import typer
+
 #: The command ran but did not finish its work (records refused, timed out, stopped).
 INCOMPLETE = 1
 #: Nothing was done, for a reason the user fixes: the command line, an option or
 #: ``DIALIN_*`` setting, the input file, or the Kafka / LLM server it needs. click's
 #: usage errors use this code too.
 USER_ERROR = 2
+
+
+def process_settings():
+    """The process settings (``DIALIN_*``); a bad variable is one ``error:`` line and
+    :data:`USER_ERROR`, not a pydantic traceback."""
+    from pydantic import ValidationError
+
+    from ..settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = str(err["loc"][0]).upper() if err.get("loc") else "*"
+        typer.echo(f"error: invalid setting DIALIN_{where}: {err['msg']}", err=True)
+        raise typer.Exit(USER_ERROR) from None

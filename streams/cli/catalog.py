@@ -44,13 +44,7 @@ catalog_app = typer.Typer(
 
 def _settings(bootstrap: str | None):
     """The process settings (``--bootstrap`` applied); a bad ``DIALIN_*`` is one line."""
-    from pydantic import ValidationError
-
-    try:
-        return _tool_settings(bootstrap)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        _fail(f"invalid setting DIALIN_{str(err['loc'][0]).upper()}: {err['msg']}")
+    return _tool_settings(bootstrap)
 
 
 @contextlib.contextmanager

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import typer
 
-from ._exit import INCOMPLETE, USER_ERROR
+from ._exit import INCOMPLETE, USER_ERROR, process_settings
 
 _BOOTSTRAP_HELP = "Kafka bootstrap servers (default: DIALIN_KAFKA_BOOTSTRAP)."
 
 
 def _tool_settings(bootstrap: str | None):
     """The process settings, with the bootstrap servers overridden when given."""
-    from ..settings import get_settings
-
-    settings = get_settings()
+    settings = process_settings()
     return settings.model_copy(update={"kafka_bootstrap": bootstrap}) if bootstrap else settings
 
 
@@ -166,12 +164,11 @@ def serve(
     """Run one streaming worker in the foreground (SIGTERM drains and stops it)."""
     from ..factory import SettingsError
     from ..service.kafka_config import KafkaConfigError
-    from ..settings import get_settings
     from ..service.worker import WorkerConfigError, run_worker
 
     update = {k: v for k, v in {"kafka_bootstrap": bootstrap, "metrics_port": metrics_port}.items()
               if v is not None}
-    settings = get_settings().model_copy(update=update)
+    settings = process_settings().model_copy(update=update)
     try:
         code = run_worker(settings, loglevel=loglevel)
     except (SettingsError, KafkaConfigError, WorkerConfigError) as exc:
