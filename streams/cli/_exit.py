@@ -27,7 +27,13 @@ def process_settings():
     try:
         return get_settings()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = str(err["loc"][0]).upper() if err.get("loc") else "*"
-        typer.echo(f"error: invalid setting DIALIN_{where}: {err['msg']}", err=True)
+        typer.echo(f"error: {invalid_setting(exc)}", err=True)
         raise typer.Exit(USER_ERROR) from None
+
+
+def invalid_setting(exc) -> str:
+    """The one line that names the ``DIALIN_*`` variable a pydantic ``ValidationError``
+    of the settings is about."""
+    err = exc.errors()[0]
+    where = str(err["loc"][0]).upper() if err.get("loc") else "*"
+    return f"invalid setting DIALIN_{where}: {err['msg']}"

@@ -30,7 +30,7 @@ import numpy as np
 import typer
 from typer.core import TyperCommand
 
-from ._exit import USER_ERROR
+from ._exit import USER_ERROR, invalid_setting
 from ..settings import JudgeName, NamerName, StrategyName
 
 #: Rows embedded per progress-bar step (and per cache round trip).
@@ -75,8 +75,7 @@ def _user_errors() -> Iterator[None]:
     except (InputError, SettingsError) as exc:
         _fail(str(exc))
     except ValidationError as exc:  # a bad DIALIN_* variable read by get_settings()
-        err = exc.errors()[0]
-        _fail(f"invalid setting DIALIN_{str(err['loc'][0]).upper()}: {err['msg']}")
+        _fail(invalid_setting(exc))
     except (ValueError, TypeError, OSError, ImportError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")
 
