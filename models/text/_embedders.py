@@ -79,7 +79,7 @@ class SentenceTransformerEmbedder(Embedder):
     def _load(self):
         lock = self.__dict__.setdefault("_lock", threading.Lock())
         with lock:
-            if getattr(self, "model_", None) is None:
+            if "model_" not in self.__dict__:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
