@@ -132,6 +132,35 @@ class Settings(BaseSettings):
         "dialin-llm-spend", description="internal compacted topic of the LLM spend of the "
         "current hour")
 
+    # --- intent lifecycle, decisions, volume (issue 15, parts 1, 3, 4) -----------------
+    topic_events: str = Field(
+        "intent-events", description="append-only history of every intent event (key = "
+        "intent_id): a subscriber can rebuild everything from it")
+    topic_decisions: str = Field(
+        "intent-decisions", description="compacted topic of reviewers' decisions (key = "
+        "decision_id), applied by the leader")
+    topic_volume: str = Field(
+        "intent-volume", description="per-intent assignment counts per tumbling window "
+        "(key = intent_id)")
+    activation_min_size: int = Field(
+        20, ge=0, description="a candidate is activated by the rule once it has this many "
+        "members")
+    activation_min_growth: int = Field(
+        0, ge=0, description="... and gained this many assignments in the last "
+        "activation_window_seconds (0: no growth needed)")
+    activation_window_seconds: float = Field(
+        3600.0, gt=0, description="the window the activation rule's growth is counted over")
+    activation_min_confidence: float = Field(
+        0.0, ge=0, le=1, description="... and its judge confidence is at least this (an "
+        "intent the judge gave no confidence passes)")
+    retire_after_seconds: float = Field(
+        0.0, ge=0, description="an intent no utterance was assigned to for this long is "
+        "retired by the rule (0: never)")
+    decision_examples: int = Field(
+        6, ge=0, description="decided clusters (most recent, same language) shown to the "
+        "LLM judge and namer as few-shot examples")
+    volume_window_seconds: float = Field(
+        300.0, gt=0, description="tumbling window of the per-intent counts on topic_volume")
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError,
-                      field_validator, model_serializer)
+                      field_validator, model_serializer, model_validator)
 
 MAX_TEXT_CHARS = 2000
 #: Inbound payloads larger than this are rejected before JSON parsing (a 1 MB string
@@ -28,7 +28,30 @@ MAX_TEXT_CHARS = 2000
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 Role = Literal["customer", "agent"]
+#: The status of schema 1 of ``intent-updates``, still written for subscribers that read
+#: it: ``created`` | ``updated`` | ``merged`` | ``retired`` (see :data:`STATUS_OF_EVENT`).
 Status = Literal["created", "updated", "merged", "retired"]
+
+#: Where an intent is in its lifecycle (docs/schema.md). ``candidate``: found by discovery,
+#: matched and assigned, not yet approved by the activation rule or a person; ``active``:
+#: approved; ``rejected``, ``retired``, ``merged``: no longer matched (ids never come back
+#: with another meaning).
+IntentState = Literal["candidate", "active", "rejected", "retired", "merged"]
+#: What happened to an intent; ``created`` is always its first event (state ``candidate``).
+IntentEvent = Literal["created", "activated", "updated", "renamed", "merged", "split",
+                      "rejected", "retired"]
+#: The schema 1 ``status`` each event is published with, so a subscriber of schema 1
+#: keeps working: a rejected intent reads as retired, an activation or rename as updated.
+STATUS_OF_EVENT: dict[str, str] = {
+    "created": "created", "activated": "updated", "updated": "updated", "renamed": "updated",
+    "split": "updated", "merged": "merged", "rejected": "retired", "retired": "retired"}
+#: Version of the ``intent-updates`` / ``intent-events`` record schema (1: before the
+#: lifecycle; 2: ``event``, ``state``, ``actor``, ``renamed_from``).
+UPDATE_SCHEMA_VERSION = 2
+#: Version of the ``intent-decisions`` record schema.
+DECISION_SCHEMA_VERSION = 1
+#: Longest intent label a person may give (a rename, a split part).
+MAX_LABEL_CHARS = 80
 
 
 def utc_now() -> str:
@@ -143,8 +166,8 @@ def _validate(raw: bytes | None) -> Utterance | Rejection:
 #: the buffer); a later one (``version`` > 1) says why it changed (``consolidation``: a
 #: re-fit moved it; ``merge``: its intent was merged into another; ``split``: it went to
 #: an intent split from its old one). See docs/guarantees.md, "Reassignments".
-Cause = Literal["matched", "discovered", "consolidation", "merge", "split"]
-REASSIGNMENT_CAUSES = ("consolidation", "merge", "split")
+Cause = Literal["matched", "discovered", "consolidation", "merge", "split", "rejected"]
+REASSIGNMENT_CAUSES = ("consolidation", "merge", "split", "rejected")
 
 
 class Assignment(BaseModel):
@@ -153,16 +176,21 @@ class Assignment(BaseModel):
     ``version`` counts the decisions about this utterance: a redelivery repeats the
     same version, a reassignment raises it and carries its ``cause``. ``score`` is the
     mean cosine to the intent's nearest exemplars (None when none was measured).
+    ``intent_state`` is the intent's lifecycle state when the assignment was written
+    (``candidate``: not yet approved). A *retraction* (its candidate was rejected, the
+    utterance went back to the buffer) has ``intent_id`` and ``label`` None and cause
+    ``rejected``.
     """
 
     utterance_id: str
     call_id: str
-    intent_id: str
-    label: str
+    intent_id: str | None
+    label: str | None
     role: str | None
     score: float | None
     version: int = 1
     cause: Cause = "matched"
+    intent_state: IntentState | None = None
 
 
 class JudgeInfo(BaseModel):
@@ -183,20 +211,88 @@ class JudgeInfo(BaseModel):
 
 
 class IntentUpdate(BaseModel):
-    """Topic ``intent-updates`` (compacted), key = intent_id. No centroid on this topic."""
+    """Topic ``intent-updates`` (compacted, the current state), key = intent_id; every one
+    is also appended to ``intent-events`` (the full history). No centroid on these topics.
 
+    ``version`` is the intent's own version, +1 per event (a decision sends it back as
+    ``expected_version``). ``event`` says what happened, ``state`` where the intent is now,
+    ``actor`` who decided (``engine``, ``rule:<name>``, ``reviewer:<token name>``), and the
+    parents: ``merged_into``, ``split_from``, ``renamed_from`` (the label before a rename).
+    ``status`` is schema 1's field, kept for its subscribers (:data:`STATUS_OF_EVENT`).
+    """
+
+    schema_version: int = UPDATE_SCHEMA_VERSION
     intent_id: str
     label: str
     role: str | None
     version: int
+    event: IntentEvent = "created"
+    state: IntentState = "candidate"
     status: Status
+    actor: str = "engine"
     merged_into: str | None = None
     split_from: str | None = None
+    renamed_from: str | None = None
     size: int
     examples: list[str] = Field(default_factory=list, max_length=10)
     created_at: str
     updated_at: str
     judge: JudgeInfo = Field(default_factory=JudgeInfo)
+
+
+DecisionAction = Literal["approve", "rename", "merge", "split", "reject", "retire"]
+
+
+class Decision(BaseModel):
+    """Topic ``intent-decisions`` (compacted), key = decision_id: what a person decided
+    about one intent. The leader applies each once, in order, when ``expected_version`` is
+    the intent's current version (else it is stale: logged, counted, nothing changed).
+
+    ``label``: the new name (rename; optional for split: the part that goes apart);
+    ``into``: the merge target; ``utterance_ids``: the examples that go apart (split).
+    Validation here is the contract both sides use: an invalid decision never reaches
+    the topic from the page, and the leader skips one that does.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = DECISION_SCHEMA_VERSION
+    decision_id: StrictStr = Field(min_length=1, max_length=256)
+    action: DecisionAction
+    intent_id: StrictStr = Field(min_length=1, max_length=256)
+    expected_version: StrictInt = Field(ge=1)
+    label: StrictStr | None = None
+    into: StrictStr | None = None
+    utterance_ids: list[StrictStr] | None = None
+    actor: StrictStr = Field(min_length=1, max_length=256)
+    decided_at: StrictStr
+
+    @field_validator("label")
+    @classmethod
+    def _clean_label(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("label is empty")
+        if len(value) > MAX_LABEL_CHARS:
+            raise ValueError(f"label has {len(value)} chars, more than {MAX_LABEL_CHARS}")
+        if any(c in value for c in "<>&"):
+            raise ValueError("label contains markup characters (<, > or &)")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_action(self) -> Decision:
+        if self.action == "rename" and self.label is None:
+            raise ValueError("rename needs a label")
+        if self.action == "merge":
+            if not self.into:
+                raise ValueError("merge needs into")
+            if self.into == self.intent_id:
+                raise ValueError("merge into itself")
+        if self.action == "split" and not self.utterance_ids:
+            raise ValueError("split needs utterance_ids")
+        return self
 
 
 class DeadLetter(BaseModel):
