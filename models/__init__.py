@@ -30,6 +30,7 @@ from .llm._openai import OpenAIClient
 from .llm._breaker import CircuitBreaker, LLMUnavailableError
 from .llm._spend import (CAP_ACTIONS, CAP_REASONS, InMemorySpendLedger, SpendCap,
                          SpendCapReached, SpendCapStopped, SpendLedger, WindowSpend)
+from .llm._responses import MemoryResponseLog, ResponseLog
 from .llm._prompts import PROMPT_VERSION, load_prompt, prompt_version
 from .text._language import detect_language
 from .judges._pruning import HeuristicPruner
@@ -98,6 +99,8 @@ __all__ = [
     "CAP_ACTIONS",
     "CAP_REASONS",
     "InMemorySpendLedger",
+    "MemoryResponseLog",
+    "ResponseLog",
     "SpendCap",
     "SpendCapReached",
     "SpendCapStopped",

@@ -137,7 +137,8 @@ def build_spend_cap(settings: Settings, ledger: Any = None, on_fallback: Callabl
 
 
 def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
-                on_call: Callable | None = None, spend: Any = None, **overrides: Any) -> Judge:
+                on_call: Callable | None = None, spend: Any = None, responses: Any = None,
+                **overrides: Any) -> Judge:
     """The coherence judge named by ``settings.judge`` (or ``judge=`` in ``overrides``).
 
     ``judge="oracle"`` and ``judge="oracle-sampled"`` (benchmarks and ``dialin evaluate``
@@ -146,6 +147,8 @@ def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy:
     :class:`~dialin.models.SampledOracleJudge` only the prompt's sample); they are not
     settings, so the service can never select them. ``spend`` (:func:`build_spend_cap`)
     caps an LLM judge's calls; the offline heuristic answers what it refuses.
+    ``responses`` (:func:`build_response_log`) answers the prompts an LLM judge was
+    asked before and records the others.
     """
     kind = overrides.pop("judge", None) or settings.judge
     settings = configure(settings, **overrides)
@@ -167,19 +170,37 @@ def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy:
         # was not tuned with it, so it keeps the plain test.
         union = 0.6 if settings.strategy == "budget" else None
         return HeuristicJudge(union_quantile=union, random_state=settings.random_state)
-    return _llm_backend(settings, "judge", kind, on_call, spend)
+    return _llm_backend(settings, "judge", kind, on_call, spend, responses)
 
 
 def build_namer(settings: Settings, on_call: Callable | None = None, spend: Any = None,
-                **overrides: Any) -> Namer:
+                responses: Any = None, **overrides: Any) -> Namer:
     """The intent namer named by ``settings.namer`` (or ``namer=`` in ``overrides``);
-    ``spend`` caps an LLM namer's calls, the keyword namer names what it refuses."""
+    ``spend`` caps an LLM namer's calls, the keyword namer names what it refuses;
+    ``responses`` replays and records an LLM namer's answers."""
     settings = configure(settings, **overrides)
     if settings.namer == "keywords":
         from dialin.models import KeywordNamer
 
         return KeywordNamer()
-    return _llm_backend(settings, "namer", settings.namer, on_call, spend)
+    return _llm_backend(settings, "namer", settings.namer, on_call, spend, responses)
+
+
+#: The judges and namers that talk to an LLM (and so have answers to record).
+LLM_BACKENDS = ("openai", "vllm")
+
+
+def build_response_log(settings: Settings) -> Any:
+    """The deployment's LLM response log (a
+    :class:`~dialin.streams.service.responses.KafkaResponseLog` on
+    ``DIALIN_TOPIC_LLM_RESPONSES``), or None when neither the judge nor the namer is an
+    LLM. Pass it to the LLM judge and namer: the service records every answer the live
+    run got, ``dialin rediscover`` replays them."""
+    if settings.judge not in LLM_BACKENDS and settings.namer not in LLM_BACKENDS:
+        return None
+    from .service.responses import KafkaResponseLog
+
+    return KafkaResponseLog(settings)
 
 
 #: ``--prune`` choices: the paper strategy's search-space pruning (§6.4.2).
@@ -316,7 +337,7 @@ def prompt_version(*parts: Any) -> str | None:
 
 
 def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | None = None,
-                 spend: Any = None) -> Any:
+                 spend: Any = None, responses: Any = None) -> Any:
     """An OpenAI-compatible (HTTP) or in-process vLLM judge or namer.
 
     ``on_call(task, outcome, seconds, prompt_tokens, completion_tokens)`` sees every
@@ -329,6 +350,8 @@ def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | N
 
         fallback = build_judge(settings, judge="heuristic") if role == "judge" else KeywordNamer()
         capped = {"spend": spend, "fallback": fallback}
+    if responses is not None:
+        capped["responses"] = responses
     if kind == "openai":
         if not settings.llm_url:
             raise SettingsError(f"--{role} openai needs an LLM server: set --llm-url or DIALIN_LLM_URL")

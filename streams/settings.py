@@ -161,6 +161,10 @@ class Settings(BaseSettings):
         "LLM judge and namer as few-shot examples")
     volume_window_seconds: float = Field(
         300.0, gt=0, description="tumbling window of the per-intent counts on topic_volume")
+    # --- LLM response log (appended by the replay work, issue 16 part 2) ----------------
+    topic_llm_responses: str = Field(
+        "dialin-llm-responses", description="internal compacted topic of every LLM answer "
+        "by prompt hash, the first one kept: what `dialin rediscover` replays")
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

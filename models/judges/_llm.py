@@ -3,8 +3,10 @@
 Everything that does not depend on how an LLM is reached lives here, once: the prompt
 (:mod:`dialin.models.llm._prompts`: language, quoting, strict parsing), PII redaction of
 every utterance before it is put in a prompt (:class:`~dialin.models.Redactor`), the
-response cache (in memory, and on disk with ``cache_dir``), the retries of *invalid*
-answers (text that does not parse, which no transport can see), the sampling policy
+response cache (in memory, on disk with ``cache_dir``, and in a
+:class:`~dialin.models.ResponseLog` with ``responses``: looked up before asking, the first
+valid answer to every prompt recorded, so a later run replays it), the retries of
+*invalid* answers (text that does not parse, which no transport can see), the sampling policy
 (``temperature`` for a first question; at least :data:`RETRY_TEMPERATURE` and a seed for
 a retry or a deliberate repetition, so a deterministic server does not answer the same
 way again), the circuit breaker's state (:mod:`dialin.models.llm._breaker`: a batch that
@@ -46,6 +48,7 @@ from .._base import ChatClient, ClusterView, Judge, Namer, Pruner, Verdict
 from ..llm._accounting import LLMStats, OnCall
 from ..llm._breaker import CircuitBreaker, LLMUnavailableError
 from ..llm._openai import OpenAIClient
+from ..llm._responses import ResponseLog
 from ..llm._spend import SpendCap
 from ..llm._prompts import (
     PromptedMixin,
@@ -102,7 +105,8 @@ class _LLMTask(PromptedMixin):
                  invalid_retries: int = 2, temperature: float = 0.0,
                  cache_dir: str | None = None, on_call: OnCall | None = None,
                  breaker_failures: int = 5, breaker_reset_seconds: float = 30.0,
-                 redactor: Redactor | None = None, spend: SpendCap | None = None) -> None:
+                 redactor: Redactor | None = None, spend: SpendCap | None = None,
+                 responses: ResponseLog | None = None) -> None:
         self.client = client
         self.language = language
         self.prompt_dir = prompt_dir
@@ -115,6 +119,7 @@ class _LLMTask(PromptedMixin):
         self.breaker_reset_seconds = breaker_reset_seconds
         self.redactor = redactor
         self.spend = spend
+        self.responses = responses
 
     # --- lazily built private state (``__init__`` only stores parameters) ---------------
 
@@ -165,10 +170,17 @@ class _LLMTask(PromptedMixin):
                 value = json.loads(path.read_text(encoding="utf-8"))
                 self._cache[key] = value
                 return value
+        if self.responses is not None:
+            value = self.responses.get(key)
+            if value is not None:
+                self._cache[key] = value
+                return value
         return None
 
-    def _cache_put(self, key: str, value) -> None:
+    def _cache_put(self, key: str, value, task: str) -> None:
         self._cache[key] = value
+        if self.responses is not None:
+            self.responses.put(key, task, value)
         if self.cache_dir is not None:
             folder = Path(self.cache_dir)
             folder.mkdir(parents=True, exist_ok=True)
@@ -258,7 +270,7 @@ class _LLMTask(PromptedMixin):
                 self._record(task, "ok", completion.seconds, completion.prompt_tokens,
                              completion.completion_tokens)
                 confidence = p_good(completion.tokens) if task == "judge" else None
-                self._cache_put(keys[i], [value, confidence])
+                self._cache_put(keys[i], [value, confidence], task)
                 results[i] = (value, confidence)
             pending = still
         if refused:
@@ -322,7 +334,9 @@ class LLMJudge(_LLMTask, Judge):
     ``breaker_failures`` consecutive outages open the circuit for
     ``breaker_reset_seconds``; ``redactor`` redacts every utterance before it is sent;
     ``spend`` (a :class:`~dialin.models.SpendCap`, shared by every LLM task of the
-    process) caps calls and tokens per window.
+    process) caps calls and tokens per window; ``responses`` (a
+    :class:`~dialin.models.ResponseLog`) answers every prompt it has an answer for and
+    records the first valid answer to each one asked.
 
     ``fallback`` (a :class:`~dialin.models.Judge`, e.g. the offline
     :class:`~dialin.models.HeuristicJudge`) answers the questions the spend cap refused;

@@ -1,7 +1,8 @@
 """The ``dialin`` command line (typer): one app, each command module registers its commands.
 
 Engine commands (``evaluate``, ``discover``) live in :mod:`.engine`; service
-commands (``broker``, ``replay``, ``watch``, ``serve``, ``demo``) in :mod:`.service`.
+commands (``broker``, ``replay``, ``watch``, ``serve``, ``demo``) in :mod:`.service`;
+``rediscover`` in :mod:`.rediscover`.
 Each module has a ``register(app)``, called once below; neither imports this package
 back. ``main()`` is the console script (``dialin = "dialin.streams.cli:main"``). Heavy
 imports happen inside each command, so ``dialin --help`` is instant and
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import typer
 
-from . import catalog, engine, service
+from . import catalog, engine, rediscover, service
 
 app = typer.Typer(
     name="dialin",
@@ -37,6 +38,7 @@ app = typer.Typer(
 engine.register(app)
 service.register(app)
 catalog.register(app)
+rediscover.register(app)
 
 
 def main() -> None:

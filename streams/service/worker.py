@@ -16,6 +16,8 @@ the judge, namer and estimator, and the PII redactor that :class:`.discovery.Dis
 is handed. With an hourly LLM cap set, the judge and namer share one spend cap whose
 hour is kept on the spend topic (:class:`.spend.KafkaSpendLedger`): read back when the
 worker starts leading, written after every request, its streak exported for the alert.
+Every answer the LLM judge and namer get is recorded on the response topic
+(:class:`.responses.KafkaResponseLog`), so ``dialin rediscover`` replays the live run's.
 
 Library: faust-streaming (the App, its agents and timers, and ``faust.Worker``, which
 runs it and handles the signals).
@@ -55,15 +57,19 @@ class WorkerConfigError(ValueError):
     """A worker setting that cannot work (one-line message for ``dialin serve``)."""
 
 
-def estimator_builder(settings: Settings, spend: Any = None) -> Callable[[], Any]:
+def estimator_builder(settings: Settings, spend: Any = None,
+                      responses: Any = None) -> Callable[[], Any]:
     """A callable returning a fresh default estimator per discovery run (factory-built).
 
     The judge and namer are built once (an LLM client and its verdict cache live as
     long as the worker); the estimator is new for every run, as ``fit`` expects.
-    ``spend`` is the worker's LLM spend cap (:func:`~..factory.build_spend_cap`), if any.
+    ``spend`` is the worker's LLM spend cap (:func:`~..factory.build_spend_cap`), if any;
+    ``responses`` its LLM response log (:func:`~..factory.build_response_log`), if any.
     """
-    judge = factory.build_judge(settings, on_call=metrics.observe_llm_call, spend=spend)
-    namer = factory.build_namer(settings, on_call=metrics.observe_llm_call, spend=spend)
+    judge = factory.build_judge(settings, on_call=metrics.observe_llm_call, spend=spend,
+                                responses=responses)
+    namer = factory.build_namer(settings, on_call=metrics.observe_llm_call, spend=spend,
+                                responses=responses)
     factory.build_estimator(settings, judge, namer, spend=spend)  # fail at start, not at the first run
     return lambda: factory.build_estimator(settings, judge, namer, spend=spend)
 
@@ -89,7 +95,9 @@ class Worker:
                                              on_fallback=metrics.observe_llm_fallback)
         if self.spend is not None:
             metrics.LLM_CAP_STREAK.set_function(self.spend.streak)
-        make_estimator = make_estimator or estimator_builder(settings, self.spend)
+        # Every LLM answer recorded by prompt hash, for `dialin rediscover` (None: no LLM).
+        self.responses = factory.build_response_log(settings)
+        make_estimator = make_estimator or estimator_builder(settings, self.spend, self.responses)
         # Built (and checked) at start: a bad DIALIN_PII_ENTITIES fails now, not at the first run.
         redactor = factory.build_redactor(settings)
         self.app = build_faust_app(settings)
@@ -234,6 +242,8 @@ class Worker:
         if self.spend is not None:
             self.spend.close()  # a run waiting for the next hour stops waiting
             await asyncio.to_thread(self.spend_ledger.close)
+        if self.responses is not None:
+            await asyncio.to_thread(self.responses.close)
         if self.health is not None:
             await self.health.stop()
 

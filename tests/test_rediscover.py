@@ -1,0 +1,172 @@
+"""Deterministic replay (issue 16, part 2): ``dialin rediscover`` over a range of the input
+topic, with the LLM answers recorded the first time each prompt was asked.
+
+Against the embedded Kafka broker and the real test LLM server (``llm_server``): the same
+range twice gives the same bytes, also with the server stopped the second time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dialin.models import ClusterView, LLMJudge, MemoryResponseLog, OpenAIClient
+from dialin.streams.cli import app
+from dialin.streams.service.responses import KafkaResponseLog
+from dialin.streams.tools.broker import free_port
+from dialin.streams.tools.replay import replay
+
+BANKING = Path(__file__).parent / "data" / "banking77_sample.csv"
+runner = CliRunner()
+
+
+def one_line_error(result, says: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- the response log -----------------------------------------------------------------
+
+
+def test_a_judge_answers_from_the_response_log_without_asking_again(llm_server):
+    views = [ClusterView(members=(0, 1, k), texts=("card lost", "lost my card", f"card {k}"))
+             for k in range(2, 6)]
+    log = MemoryResponseLog()
+    first = LLMJudge(OpenAIClient(llm_server.url, "test-model"), responses=log).judge(views)
+    assert len(llm_server.chat_requests()) == 4 and len(log) == 4
+    llm_server.stop()
+    again = LLMJudge(OpenAIClient(llm_server.url, "test-model", max_retries=0),
+                     responses=log).judge(views)
+    assert again == first and all(v.good for v in again)
+
+
+def test_the_kafka_log_keeps_the_first_answer_and_reads_it_back(kafka_settings):
+    settings = kafka_settings.model_copy(update={"topic_llm_responses": kafka_settings.app_id + "-r"})
+    log = KafkaResponseLog(settings)
+    log.put("k1", "judge", [True, 0.9])
+    log.put("k1", "judge", [False, 0.1])  # a second answer to the same prompt is not kept
+    log.put("k2", "name", ["check-balance", None])
+    log.close()
+    back = KafkaResponseLog(settings)
+    assert back.get("k1") == [True, 0.9] and back.get("k2") == ["check-balance", None]
+    assert back.loaded == 2 and back.get("k3") is None
+
+
+def test_the_live_worker_records_its_llm_answers_on_the_log(llm_server, tmp_path):
+    from dialin.models import LSAEmbedder
+    from dialin.streams.service.worker import Worker
+    from dialin.streams.settings import Settings
+
+    settings = Settings(judge="openai", namer="openai", llm_url=llm_server.url,
+                        llm_model="test-model", metrics_port=-1, data_dir=str(tmp_path))
+    embedder = LSAEmbedder(n_components=8).fit([f"text {i} of {i % 3}" for i in range(30)])
+    worker = Worker(settings, embedder=embedder)
+    est = worker.discovery.make_estimator()
+    assert isinstance(worker.responses, KafkaResponseLog)
+    assert est.judge.responses is worker.responses and est.namer.responses is worker.responses
+
+
+# --- the command -----------------------------------------------------------------------
+
+
+def _events(n: int) -> list[tuple[bytes, bytes]]:
+    with open(BANKING, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:n]
+    return [(f"call-{i}".encode(), json.dumps({"call_id": f"call-{i}", "turn": 0,
+                                                "text": r["text"], "role": "customer"}).encode())
+            for i, r in enumerate(rows)]
+
+
+@pytest.fixture
+def replayable(kafka_settings, llm_server, monkeypatch, clean_settings, tmp_path):
+    """120 BANKING77 utterances (and one bad record) on the input topic; the DIALIN_*
+    variables of a deployment with an LLM judge and namer on the test server."""
+    settings = kafka_settings.model_copy(update={"topic_llm_responses": kafka_settings.app_id + "-r"})
+    stats = replay(iter([*_events(120), (b"bad", b"not json")]), settings)
+    assert stats.sent == 121
+    env = {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "TOPIC_UTTERANCES": settings.topic_utterances,
+           "TOPIC_CATALOG": settings.topic_catalog, "TOPIC_LLM_RESPONSES": settings.topic_llm_responses,
+           "JUDGE": "openai", "NAMER": "openai", "LLM_URL": llm_server.url,
+           "LLM_MODEL": "test-model", "LLM_CONCURRENCY": "4", "LLM_MAX_RETRIES": "0",
+           "EMBEDDER": "lsa", "EMBEDDER_FIT_FILE": str(BANKING), "DATA_DIR": str(tmp_path / "data")}
+    for key, value in env.items():
+        monkeypatch.setenv(f"DIALIN_{key}", value)
+    return settings
+
+
+def test_the_same_range_twice_gives_the_same_bytes_also_with_the_llm_stopped(
+        replayable, llm_server, tmp_path):
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    result = runner.invoke(app, ["rediscover", "--out", str(first)])
+    assert result.exit_code == 0, result.stderr
+    asked = len(llm_server.chat_requests())
+    assert asked > 0 and "dry run, nothing published" in result.stderr
+    doc = json.loads(first.read_text(encoding="utf-8"))
+    assert doc["input"] == {"records": 121, "utterances": 120, "rejected": 1, "duplicates": 0,
+                            "unassigned": doc["input"]["unassigned"]}
+    assert doc["intents"] and all(i["judge"]["backend"] == "openai" for i in doc["intents"])
+    assert "new " in result.stderr  # the live catalog is empty: every intent is new
+
+    llm_server.stop()
+    result = runner.invoke(app, ["rediscover", "--out", str(second)])
+    assert result.exit_code == 0, result.stderr
+    assert "0 requests sent" in result.stderr
+    assert second.read_bytes() == first.read_bytes()
+
+    intent = doc["intents"][0]["intent_id"]
+    result = runner.invoke(app, ["rediscover", "--explain", intent])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(intent) and any("-> Good" in line for line in lines[1:])
+
+
+def test_an_offset_range_reads_only_its_records(replayable, llm_server, tmp_path):
+    out = tmp_path / "part.json"
+    ends = ",".join(f"{p}:10" for p in range(replayable.topic_partitions))
+    result = runner.invoke(app, ["rediscover", "--to-offset", ends, "--out", str(out), "--no-diff"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["input"]["records"] <= 10 * replayable.topic_partitions
+    assert doc["range"]["to_offsets"] == {str(p): 10 for p in range(replayable.topic_partitions)}
+
+
+def test_publish_sends_the_catalog_to_the_named_topic_only(replayable, tmp_path):
+    from dialin.streams.tools.watch import read_topic
+
+    topic = replayable.app_id + "-replayed"
+    result = runner.invoke(app, ["rediscover", "--out", str(tmp_path / "c.json"), "--no-diff",
+                                 "--publish", topic])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
+    published = read_topic(replayable, topic, wait_for_topic=5.0)
+    assert sorted(r.key_str for r in published) == sorted(i["intent_id"] for i in doc["intents"])
+    assert all(r.data["centroid"] and r.data["exemplars"] for r in published)
+    assert read_topic(replayable, replayable.topic_catalog) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--from", "2026-11-02T00:00Z", "--to", "2026-11-01T00:00Z"], "is not before --to"),
+    (["--from", "yesterday"], "not an ISO-8601 time"),
+    (["--to-offset", "0-5"], "PARTITION:OFFSET"),
+    (["--from-offset", "0:9", "--to-offset", "0:9"], "is not after"),
+])
+def test_a_bad_range_gets_one_clear_line(args, says, clean_settings):
+    one_line_error(runner.invoke(app, ["rediscover", *args]), says)
+
+
+def test_an_empty_range_and_an_unknown_intent_get_one_clear_line(replayable):
+    one_line_error(runner.invoke(app, ["rediscover", "--from", "2001-01-01T00:00Z",
+                                       "--to", "2001-01-02T00:00Z"]), "no utterances in that range")
+    one_line_error(runner.invoke(app, ["rediscover", "--explain", "intent-000000000000"]),
+                   "no such intent")
+
+
+def test_an_unreachable_broker_gets_one_clear_line(clean_settings):
+    one_line_error(runner.invoke(app, ["rediscover", "--bootstrap", f"127.0.0.1:{free_port()}"]),
+                   "Kafka at 127.0.0.1")
