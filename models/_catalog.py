@@ -36,7 +36,17 @@ from ._open_set import OpenSetMatcher
 from ._vectors import unit
 
 ACTIVE = ("created", "updated")
+#: Lifecycle states whose intents are matched and assigned (a candidate is assigned too;
+#: its assignments say so). ``rejected``, ``retired`` and ``merged`` intents are not.
+MATCHED_STATES = ("candidate", "active")
 MAX_EXAMPLES = 10
+#: Decision ids an entry remembers (the most recent), so a decision is applied once.
+MAX_DECISIONS = 50
+
+
+def _state_of(status: str) -> str:
+    """The lifecycle state of a record written before states existed."""
+    return {"merged": "merged", "retired": "retired"}.get(status, "active")
 
 
 class EmbeddingSpaceError(ValueError):
@@ -76,10 +86,23 @@ class CatalogIntent:
     #: must reach against them; None for an entry that has none (matched by centroid).
     exemplars: np.ndarray | None = field(default=None, repr=False)
     threshold: float | None = None
+    #: Lifecycle (see ``dialin.streams`` docs/schema.md): the state, the last event, who
+    #: decided it, the label before a rename. An entry made outside discovery (an import,
+    #: a record from before states) is ``active``; discovery makes ``candidate`` entries.
+    state: str = "active"
+    event: str = "created"
+    actor: str = "engine"
+    renamed_from: str | None = None
+    #: A person decided about it (approve, rename, merge, split): the machine keeps it
+    #: whole, as it keeps an imported intent, and keeps its label.
+    pinned: bool = False
+    #: Ids of the decisions applied to it (the most recent :data:`MAX_DECISIONS`).
+    decisions: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
-        return self.status in ACTIVE
+        """Matched and assigned: a live status and a candidate or active state."""
+        return self.status in ACTIVE and self.state in MATCHED_STATES
 
     def to_record(self, embedder: str, centroid: bool = True) -> dict:
         """A JSON-able dict; the centroid as base64 little-endian float32."""
@@ -90,7 +113,9 @@ class CatalogIntent:
             "size": self.size, "examples": list(self.examples),
             "created_at": self.created_at, "updated_at": self.updated_at,
             "judge": {"backend": self.judge_backend, "confidence": self.judge_confidence},
-            "embedder": embedder,
+            "embedder": embedder, "state": self.state, "event": self.event, "actor": self.actor,
+            "renamed_from": self.renamed_from, "pinned": self.pinned,
+            "decisions": list(self.decisions),
         }
         if self.judge_fallback is not None:
             out["judge"]["fallback"] = self.judge_fallback
@@ -117,6 +142,11 @@ class CatalogIntent:
             merged_into=rec.get("merged_into"), created_at=rec.get("created_at", ""),
             updated_at=rec.get("updated_at", ""), judge_backend=judge.get("backend", ""),
             judge_confidence=judge.get("confidence"), judge_fallback=judge.get("fallback"),
+            state=rec.get("state") or _state_of(rec.get("status", "created")),
+            event=rec.get("event") or rec.get("status", "created"),
+            actor=rec.get("actor") or "engine", renamed_from=rec.get("renamed_from"),
+            pinned=bool(rec.get("pinned", False)),
+            decisions=tuple(rec.get("decisions") or ())[-MAX_DECISIONS:],
         )
 
 
@@ -161,6 +191,23 @@ class IntentCatalog:
         with self._lock:
             return [i for i in self.intents_.values()
                     if i.active and (role is None or i.role == role)]
+
+    def in_state(self, state: str) -> list[CatalogIntent]:
+        """The entries in one lifecycle state (``candidate``, ``rejected``, ...)."""
+        with self._lock:
+            return [i for i in self.intents_.values() if i.state == state]
+
+    def match_rejected(self, X: np.ndarray) -> list[str | None]:
+        """The rejected intent each row belongs to by the open-set rule (None: none).
+
+        A rejected intent keeps its exemplars as a *blocked region*: discovery does not
+        propose a cluster whose rows mostly fall there again.
+        """
+        rejected = [i for i in self.in_state("rejected")]
+        if not rejected or not len(X):
+            return [None] * len(X)
+        ids, _ = self._matcher_of(rejected).match(np.ascontiguousarray(X, dtype=np.float32))
+        return list(ids)
 
     def check_embedder(self, embedder: str, source: str = "the embeddings to match") -> None:
         """Refuse ``source`` (built with ``embedder``) unless it is this catalog's space."""

@@ -98,6 +98,7 @@ def test_ingest_agent_assigns_buffers_and_dead_letters(lsa, english_sample, tmp_
     [(_, remembered)] = publisher.on(settings.topic_memory)  # kept for consolidation
     assert (remembered["intent_id"], remembered["version"]) == ("intent-known", 1)
     assert (assignment["version"], assignment["cause"]) == (1, "matched")
+    assert assignment["intent_state"] == "active"  # the matched intent's lifecycle state
     assert len(publisher.sent) == 4  # the redelivered event was de-duplicated
     assert counter(metrics.EVENTS, "invalid") == before + 1
 
@@ -626,7 +627,9 @@ def test_keyed_output_topics_are_created_compacted(kafka_settings, monkeypatch):
                     s.topic_assignments: (s.topic_partitions, compact),
                     s.topic_dlq: (1, {}), s.topic_updates: (1, compact),
                     s.topic_buffer: (s.topic_partitions, compact), s.topic_catalog: (1, compact),
-                    s.topic_memory: (s.topic_partitions, compact)}
+                    s.topic_memory: (s.topic_partitions, compact),
+                    s.topic_events: (1, {}), s.topic_decisions: (1, compact),
+                    s.topic_volume: (1, {})}
     from dialin.streams.tools.watch import make_consumer
 
     consumer = make_consumer(s)

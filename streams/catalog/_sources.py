@@ -53,8 +53,10 @@ class Snapshot:
     skipped: int = 0
 
     def active(self) -> list[dict]:
-        """The records of active intents (``created`` or ``updated``)."""
-        return [r for r in self.records if r.get("status") in ACTIVE_STATUSES]
+        """The records of active intents (``created`` or ``updated``, and state ``active``:
+        a candidate nobody approved yet is not exported; a record from before states is)."""
+        return [r for r in self.records if r.get("status") in ACTIVE_STATUSES
+                and r.get("state", "active") == "active"]
 
 
 def read_live(settings: Settings, wait_for_topic: float = 1.0) -> Snapshot:

@@ -83,6 +83,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic_buffer: (n, compact),
         settings.topic_catalog: (1, compact),
         settings.topic_memory: (n, compact),
+        settings.topic_events: (1, {}),  # the history: append-only, never compacted
+        settings.topic_decisions: (1, compact),  # one partition: decisions in order
+        settings.topic_volume: (1, {}),
     }
     if settings.llm_max_calls_per_hour is not None or settings.llm_max_tokens_per_hour is not None:
         specs[settings.topic_llm_spend] = (1, compact)

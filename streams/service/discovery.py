@@ -89,6 +89,7 @@ from .app import InputProgress, Publisher
 from .buffer import BufferStore
 from .records import (Assignment, BufferEntry, DeadLetter, IntentUpdate, JudgeInfo, MemoryEntry,
                       dumps, utc_now)
+from .lifecycle import transition
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,13 @@ IMPORTED = "import"
 MAX_RETRY_SECONDS = 300.0
 
 
+def kept_whole(intent: CatalogIntent) -> bool:
+    """A person made or decided it (an import, or a reviewer's approve, rename, merge or
+    split): a consolidation never merges it away nor moves its remembered members out,
+    and its label stays."""
+    return intent.judge_backend == IMPORTED or intent.pinned
+
+
 class DiscoveryFailedWarning(RuntimeWarning):
     """A discovery run raised; the buffer was left as it was."""
 
@@ -111,7 +119,9 @@ def update_of(intent: CatalogIntent) -> IntentUpdate:
     """The published form of a catalog entry (no centroid, no exemplars)."""
     return IntentUpdate(
         intent_id=intent.intent_id, label=intent.label, role=intent.role, version=intent.version,
+        event=intent.event, state=intent.state, actor=intent.actor,  # type: ignore[arg-type]
         status=intent.status, merged_into=intent.merged_into, split_from=intent.split_from,
+        renamed_from=intent.renamed_from,
         size=intent.size, examples=list(intent.examples)[:10], created_at=intent.created_at,
         updated_at=intent.updated_at,
         judge=JudgeInfo(backend=intent.judge_backend, confidence=intent.judge_confidence,
@@ -177,6 +187,10 @@ class Discovery:
         self._judged = self._good = 0
         self._fitted = self._uncertified = 0
         self._lock = asyncio.Lock()  # buffer and memory removals, and publishing
+        #: Leader steps run each tick inside the lock, before any fit (the worker adds the
+        #: reviewers' decisions, the lifecycle rules and the volume windows): never while a
+        #: fit's plan is being published, so a decision and a run never race on a version.
+        self.steps: list[Callable[[float], Awaitable[Any]]] = []
 
     # --- records -----------------------------------------------------------------
     def _catalog_record(self, intent: CatalogIntent) -> Record:
@@ -184,10 +198,21 @@ class Discovery:
         return (self.settings.topic_catalog, intent.intent_id,
                 json.dumps(rec, ensure_ascii=False).encode("utf-8"))
 
-    def _update_record(self, intent: CatalogIntent) -> Record:
-        return (self.settings.topic_updates, intent.intent_id, dumps(update_of(intent)))
+    def _update_records(self, intent: CatalogIntent) -> list[Record]:
+        """The update (compacted, the current state) and the same record on the history."""
+        value = dumps(update_of(intent))
+        return [(self.settings.topic_updates, intent.intent_id, value),
+                (self.settings.topic_events, intent.intent_id, value)]
 
-    def _assignment(self, entry: BufferEntry, x: np.ndarray, intent: CatalogIntent,
+    async def publish_intents(self, intents: list[CatalogIntent]) -> None:
+        """Put ``intents`` (events, in order) in the catalog and publish them: catalog
+        records, then updates and events, each step acknowledged."""
+        for intent in intents:
+            self.catalog.put(intent)
+        await self.publisher.send_all([self._catalog_record(i) for i in intents])
+        await self.publisher.send_all([r for i in intents for r in self._update_records(i)])
+
+    def assignment(self, entry: BufferEntry, x: np.ndarray, intent: CatalogIntent,
                     version: int, cause: str) -> tuple[Record, Record]:
         """The assignment record and the memory entry of one decided utterance."""
         score = None
@@ -195,17 +220,21 @@ class Discovery:
             score = round(float(exemplar_score(x, intent.exemplars, self.catalog.n_score)[0]), 6)
         a = Assignment(utterance_id=entry.utterance_id, call_id=entry.call_id,
                        intent_id=intent.intent_id, label=intent.label, role=entry.role,
-                       score=score, version=version, cause=cause)  # type: ignore[arg-type]
+                       score=score, version=version, cause=cause,  # type: ignore[arg-type]
+                       intent_state=intent.state)  # type: ignore[arg-type]
         m = MemoryEntry(**{**entry.model_dump(exclude={"intent_id", "version"}),
                            "intent_id": intent.intent_id, "version": version})
         return ((self.settings.topic_assignments, entry.utterance_id, dumps(a)),
                 (self.settings.topic_memory, entry.utterance_id, dumps(m)))
 
     async def republish(self) -> int:
-        """Publish every catalog entry's current update again (idempotent; after a restart)."""
-        records = [self._update_record(i) for i in self.catalog.intents_.values()]
-        await self.publisher.send_all(records)
-        return len(records)
+        """Publish every catalog entry's current update again (idempotent; after a restart).
+
+        The history gets it again too, so an event a crash cut off is never lost; a
+        subscriber of ``intent-events`` drops a repeated (intent_id, version)."""
+        intents = list(self.catalog.intents_.values())
+        await self.publisher.send_all([r for i in intents for r in self._update_records(i)])
+        return len(intents)
 
     # --- buffer and memory upkeep ---------------------------------------------------
     async def after_read(self) -> None:
@@ -289,11 +318,11 @@ class Discovery:
             if not progress.settled(entry.source_partition, entry.source_offset):
                 continue
             del self.pending[uid]
-            a, m = self._assignment(entry, self.memory.vectors[uid], target, entry.version + 1, cause)
+            a, m = self.assignment(entry, self.memory.vectors[uid], target, entry.version + 1, cause)
             assignments.append(a)
             remembered.append(m)
             metrics.REASSIGNMENTS.labels(cause).inc()
-        await self._finish(assignments, remembered, [])
+        await self.finish(assignments, remembered, [])
         return len(assignments)
 
     async def drop_decided(self) -> int:
@@ -319,14 +348,14 @@ class Discovery:
         for r, iid in enumerate(ids):
             intent = self.catalog.get(iid) if iid is not None else None
             if intent is not None:
-                a, m = self._assignment(entries[r], X[r], intent, 1, "matched")
+                a, m = self.assignment(entries[r], X[r], intent, 1, "matched")
                 assignments.append(a)
                 remembered.append(m)
                 done.append(entries[r].utterance_id)
-        await self._finish(assignments, remembered, done)
+        await self.finish(assignments, remembered, done)
         return len(done)
 
-    async def _finish(self, assignments: list[Record], remembered: list[Record],
+    async def finish(self, assignments: list[Record], remembered: list[Record],
                       done: list[str]) -> None:
         """Publish assignments, then the memory entries, then the buffer tombstones."""
         await self.publisher.send_all(assignments)
@@ -411,6 +440,22 @@ class Discovery:
                 metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
         return found
 
+    def _unblocked(self, found: list[Found], X: np.ndarray) -> list[Found]:
+        """Thread body: drop clusters whose rows mostly fall in a rejected intent's region
+        (a person rejected that grouping: it is not proposed again). Their buffered
+        utterances stay buffered; counted in ``dialin_discovery_blocked_clusters``."""
+        keep = []
+        for f in found:
+            hits = self.catalog.match_rejected(X[f.rows])
+            if sum(h is not None for h in hits) * 2 > len(hits):
+                metrics.DISCOVERY_BLOCKED.inc()
+                self._uncertified += len(f.rows)
+                log.info("discovery: a cluster of %d falls in a rejected intent's region (%s)",
+                         len(f.rows), Counter(h for h in hits if h).most_common(1)[0][0])
+                continue
+            keep.append(f)
+        return keep
+
     def _redacted(self, intent, entries: list[BufferEntry], members) -> Any:
         """``intent`` with the examples it will be published with, PII redacted (in the
         fit's thread: redaction is CPU work that must not hold the event loop)."""
@@ -436,11 +481,10 @@ class Discovery:
                       judge_confidence=verdict.confidence if verdict else None,
                       judge_fallback=verdict.fallback if verdict else None)
         if old is not None:  # the same intent: its label and id stay, its members moved
-            return replace(old, **common, status="updated", version=old.version + 1,
-                           merged_into=None)
+            return transition(old, "updated", "engine", now, **common, merged_into=None)
         return CatalogIntent(intent_id=intent_id, label=found.intent.label,
                              role=role, created_at=now, split_from=split_from,
-                             **common)
+                             state="candidate", event="created", actor="engine", **common)
 
     # --- runs ------------------------------------------------------------------------
     def _plan_buffer_run(self, found: list[Found], entries: list[BufferEntry], X: np.ndarray):
@@ -486,11 +530,10 @@ class Discovery:
                                          rec.split_from.get(iid)), found[k].rows))
             for gone, into in rec.merged.items():
                 intent = self.catalog.get(gone)
-                if intent is not None and intent.judge_backend == IMPORTED:
+                if intent is not None and kept_whole(intent):
                     continue  # a person's intent: its members stay (see _publish)
                 if intent is not None:
-                    merged.append(replace(intent, status="merged", merged_into=into,
-                                          version=intent.version + 1, updated_at=now))
+                    merged.append(transition(intent, "merged", "engine", now, merged_into=into))
                 moves[gone] = into
         return plan, merged, moves
 
@@ -539,6 +582,7 @@ class Discovery:
         deferred (reassignments left for the next consolidation) and uncertified
         (fitted utterances no Good verdict covers)."""
         found = await asyncio.to_thread(self._fit, entries, X)
+        found = await asyncio.to_thread(self._unblocked, found, X)
         planner = self._plan_consolidation if consolidate else self._plan_buffer_run
         plan, merged, moves = await asyncio.to_thread(planner, found, entries, X)
         plan = self._distinct_labels(plan, merged)
@@ -598,7 +642,7 @@ class Discovery:
             if not isinstance(e, MemoryEntry):
                 if e.utterance_id in self.memory.entries:
                     continue  # a redelivered copy of an assigned utterance: drop_decided's
-                a, m = self._assignment(e, X[r], now_in, 1, "discovered")
+                a, m = self.assignment(e, X[r], now_in, 1, "discovered")
                 done.append(e.utterance_id)
                 counts["assigned"] += 1
             elif now_in.intent_id != e.intent_id:
@@ -608,23 +652,20 @@ class Discovery:
                     counts["deferred"] += 1
                     self.pending[e.utterance_id] = (now_in.intent_id, cause)
                     continue
-                a, m = self._assignment(e, X[r], now_in, e.version + 1, cause)
+                a, m = self.assignment(e, X[r], now_in, e.version + 1, cause)
                 metrics.REASSIGNMENTS.labels(cause).inc()
                 counts["reassigned"] += 1
             else:
                 continue
             assignments.append(a)
             remembered.append(m)
-        for intent in intents + merged:
-            self.catalog.put(intent)
-        await self.publisher.send_all([self._catalog_record(i) for i in intents + merged])
-        await self.publisher.send_all([self._update_record(i) for i in intents + merged])
+        await self.publish_intents(intents + merged)
         for intent in intents:
             counts[intent.status] += 1
         for status in ("created", "updated", "merged"):
             if counts[status]:
                 metrics.INTENTS.labels(status).inc(counts[status])
-        await self._finish(assignments, remembered, done)
+        await self.finish(assignments, remembered, done)
         if counts["deferred"]:
             metrics.REASSIGNMENTS_DEFERRED.inc(counts["deferred"])
         if self._uncertified:
@@ -642,7 +683,7 @@ class Discovery:
         if not isinstance(entry, MemoryEntry):
             return False
         was = self.catalog.get(self.resolve(entry.intent_id))
-        return (was is not None and was.active and was.judge_backend == IMPORTED
+        return (was is not None and was.active and kept_whole(was)
                 and was.intent_id != intent_id)
 
     def _alive(self, entry: BufferEntry) -> bool:
@@ -671,6 +712,8 @@ class Discovery:
             await self.drop_decided()
             await self.move_pending(progress)
             await self.rematch()
+            for step in self.steps:
+                await step(now)
         self._gauges(now)
         if not consolidate and not self.should_run(now):
             return None

@@ -122,7 +122,8 @@ class Ingestor:
             if intent is not None:
                 a = Assignment(utterance_id=u.uid, call_id=u.call_id, intent_id=intent.intent_id,
                                label=intent.label, role=role, score=round(float(score), 6),
-                               version=1, cause="matched")
+                               version=1, cause="matched",
+                               intent_state=intent.state)  # type: ignore[arg-type]
                 out.append((s.topic_assignments, u.uid, dumps(a)))
                 m = MemoryEntry(**e.model_dump(), intent_id=intent.intent_id, version=1)
                 remembered.append((s.topic_memory, u.uid, dumps(m)))

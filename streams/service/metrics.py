@@ -147,3 +147,23 @@ CONSOLIDATIONS = Counter(
     "dialin_consolidations", "Discovery runs that re-fitted the memory with the buffer.",
     registry=REGISTRY,
 )
+
+# --- intent lifecycle, decisions, volume (issue 15) ---------------------------------
+DISCOVERY_BLOCKED = Counter(
+    "dialin_discovery_blocked_clusters", "Certified clusters not proposed because their "
+    "utterances fall in a rejected intent's region", registry=REGISTRY)
+DECISIONS = Counter(
+    "dialin_decisions", "Reviewers' decisions read by the leader, by action and result "
+    "(applied, stale: expected_version was not the intent's, invalid: unknown intent or "
+    "target, nothing to split)", ["action", "result"], registry=REGISTRY)
+LIFECYCLE_EVENTS = Counter(
+    "dialin_intent_events", "Intent events published, by event", ["event"], registry=REGISTRY)
+CANDIDATES_WAITING = Gauge(
+    "dialin_candidates_waiting", "Candidate intents waiting for the activation rule or a "
+    "reviewer", registry=REGISTRY)
+CANDIDATE_OLDEST_AGE = Gauge(
+    "dialin_candidate_oldest_age_seconds", "Age of the oldest candidate intent (0: none)",
+    registry=REGISTRY)
+NEW_INTENT_WINDOW_MAX = Gauge(
+    "dialin_new_intent_window_max", "The largest count of first assignments, in the last "
+    "closed volume window, of any intent created in the last 24 hours", registry=REGISTRY)

@@ -39,11 +39,14 @@ from dialin.models import Embedder, EmbeddingSpaceError, IntentCatalog
 from . import metrics
 from .app import LagProbe, Publisher, build_faust_app, ensure_topics
 from .buffer import BufferStore, TopicFollower
+from .decisions import DecisionApplier, DecisionQueue
 from .discovery import Discovery
 from .health import HealthServer, Readiness, StallDetector
 from .ingest import Ingestor, register_ingest
 from .records import MemoryEntry
+from .lifecycle import LeaderRules
 from .spend import KafkaSpendLedger
+from .volume import VolumeCounter
 from .. import factory
 from ..settings import Settings
 
@@ -123,6 +126,18 @@ class Worker:
                                             after_batch=self.discovery.after_read)
         self._memory_reader = TopicFollower(settings, settings.topic_memory, self.memory.apply,
                                             after_batch=self.discovery.after_read)
+        # Lifecycle (issue 15): reviewers' decisions, the rules, per-intent volume.
+        self.decisions = DecisionQueue()
+        self.applier = DecisionApplier(self.discovery, self.decisions)
+        self.volume = VolumeCounter(settings.volume_window_seconds,
+                                    keep_seconds=max(settings.activation_window_seconds, 86400.0))
+        self._decision_reader = TopicFollower(settings, settings.topic_decisions,
+                                              self.decisions.receive)
+        self._assignment_reader = TopicFollower(settings, settings.topic_assignments,
+                                                self.volume.observe)
+        self.volume.live = self._assignment_reader.caught_up.is_set
+        self.rules = LeaderRules(self.discovery, self.volume)
+        self.discovery.steps += [self.applier, self.rules]
         self._stalls = StallDetector(stall_seconds=3 * settings.lag_interval_seconds)
         self._wire()
 
@@ -170,8 +185,12 @@ class Worker:
         """The leader's start-up: read the buffer and memory back, republish the catalog."""
         await self._buffer_reader.start()
         await self._memory_reader.start()
+        await self._decision_reader.start()
+        await self._assignment_reader.start()
         await self._buffer_reader.caught_up.wait()
         await self._memory_reader.caught_up.wait()
+        await self._decision_reader.caught_up.wait()
+        await self._assignment_reader.caught_up.wait()
         if self.spend is not None:  # the hour's LLM spend, as the last leader left it
             await asyncio.to_thread(self.spend.restore)
         await self.discovery.republish()
@@ -195,6 +214,10 @@ class Worker:
                     await self._buffer_reader.stop()
                 with contextlib.suppress(Exception):
                     await self._memory_reader.stop()
+                with contextlib.suppress(Exception):
+                    await self._decision_reader.stop()
+                with contextlib.suppress(Exception):
+                    await self._assignment_reader.stop()
 
     async def export_lag(self) -> None:
         """Timer: consumer lag of this worker's input partitions, and stalled partitions."""
@@ -238,6 +261,8 @@ class Worker:
         await self._catalog_reader.stop()
         await self._buffer_reader.stop()
         await self._memory_reader.stop()
+        await self._decision_reader.stop()
+        await self._assignment_reader.stop()
         await self._lag_probe.stop()
         if self.spend is not None:
             self.spend.close()  # a run waiting for the next hour stops waiting
