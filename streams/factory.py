@@ -13,6 +13,8 @@ line that names the option and the environment variable to fix.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -108,6 +110,54 @@ def build_service_embedder(settings: Settings) -> Embedder:
     embedder = LSAEmbedder(random_state=settings.random_state).fit(texts)
     embedder.save(folder)
     return embedder
+
+
+def embedder_threads(settings: Settings, cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Threads the service's embedder encodes with: ``DIALIN_EMBED_THREADS``, or when it is
+    0 every core this process may run on: its CPU affinity, capped by a cgroup v2 CPU
+    limit (``cpu.max``, what a container's CPU limit becomes), not the machine's count."""
+    if settings.embed_threads > 0:
+        return settings.embed_threads
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores = len(affinity) if affinity else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit readable: the affinity
+    return cores
+
+
+def embedder_thread_setup(settings: Settings) -> Callable[[], int]:
+    """The initializer of the worker's encoder thread: sets how many threads encode there.
+
+    torch keeps one intra-op thread count per process but applies it to a thread the first
+    time that thread runs an operator, so it is set on the encoder thread itself, before
+    its first encode (``OMP_NUM_THREADS=1``, which the engine's fits want, would otherwise
+    hold the encoder to one core too). The OpenMP pools of that thread get the same limit
+    (threadpoolctl); torch is imported only for a sentence-transformers embedder.
+
+    ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` before torch loads its OpenMP runtime:
+    spinning threads that wait for cores they do not get made MiniLM 10-17x *slower* on
+    two threads than on one on the shared 2-core machine (300 texts: 24-41 s against 4 s),
+    while with passive waits two threads took 2.1-2.6 s (measured beside issue 17). Set
+    the variable yourself to override it.
+    """
+    n = embedder_threads(settings)
+
+    def setup() -> int:
+        from threadpoolctl import threadpool_limits
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        threadpool_limits(limits=n, user_api="openmp")
+        if settings.embedder != "lsa":
+            import torch
+
+            torch.set_num_threads(n)
+        return n
+
+    return setup
 
 
 #: Simulated judges that read the gold labels: ``dialin evaluate`` and benchmarks only.

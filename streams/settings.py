@@ -74,11 +74,14 @@ class Settings(BaseSettings):
     match_quantile: float = Field(
         0.05, ge=0, le=1, description="an intent's threshold: this quantile of its own "
         "exemplars' leave-one-out score")
-    # Micro-batch of the ingest agent. sentence-transformers sorts each call's texts by
-    # length before its inner batches of 16, so a larger micro-batch pads less: measured
-    # 46 utt/s at 64 against 87 at 256 (bench/throughput.py). batch_seconds bounds latency.
-    batch_size: int = 256
-    batch_seconds: float = 0.5
+    # Continuous batching of the ingest agent: a batch is what arrived while the embedder
+    # was busy, so it grows with the load up to batch_size (sentence-transformers sorts each
+    # call's texts by length before its inner batches of 16, so a larger batch pads less).
+    batch_size: int = Field(256, ge=1, description="most utterances embedded in one call; "
+                            "under load batches grow up to it by themselves")
+    batch_seconds: float = Field(
+        0.01, gt=0, description="once the embedder is free, how long the agent waits for more "
+        "utterances before embedding what has arrived (adds at most this to the latency)")
     discovery_min_utterances: int = 200
     discovery_max_age_seconds: float = 600.0
     discovery_interval_seconds: float = 5.0
@@ -111,6 +114,10 @@ class Settings(BaseSettings):
     lag_interval_seconds: float = Field(10.0, gt=0, description="how often consumer lag is exported")
     stop_delay_seconds: float = Field(
         2.0, ge=0, description="after SIGTERM, /readyz answers 503 this long before the drain begins")
+    # --- threads (appended by the latency work, issue 17) ---------------------------
+    embed_threads: int = Field(
+        0, ge=0, description="threads the worker's embedder encodes with; 0: every core the "
+        "process may run on (matching and publishing run on other threads)")
     # --- PII (appended by the redaction work, issue 7) ------------------------------
     pii_redaction: bool = Field(
         True, description="redact PII from utterances sent to an LLM and from published examples")

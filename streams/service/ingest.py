@@ -1,19 +1,35 @@
 """The ingest agent: validate, embed, tag the role, match, then assign or buffer.
 
-One micro-batch (``stream.take_events(batch_size, within=batch_seconds)``) at a time:
-invalid payloads go to the DLQ with the reason and the raw bytes; the valid ones are
-embedded in one call and matched against the catalog in a worker thread (never on
-the event loop: robinhood/faust#404). An utterance that belongs to a known intent by
-the open-set rule (:meth:`dialin.models.IntentCatalog.match`: a kNN vote over the
-intent's exemplars and the intent's own threshold) gets an assignment (key =
-utterance_id, ``version`` 1, cause ``matched``) and is remembered for consolidation
-(``dialin-memory``); any other is possible novelty and goes to the buffer (key =
-utterance_id, with the embedding). ``take_events`` acks the batch's input offsets when the body returns
-or raises (in a ``finally``), so the body returns only after every output is
-acknowledged, and a failure never escapes it: the batch is tried again, then
-dead-lettered, and if even that fails the process exits before the ack. At-least-once,
-with idempotent keyed outputs, and a per-worker window of recent utterance_ids so a
-redelivered event is counted as ``duplicate`` rather than processed twice.
+Continuous batching (issue 17): the agent takes whatever has arrived as soon as the
+embedder is free (``stream.noack_take(batch_size, within=batch_seconds)``, where
+``batch_seconds`` is only the short linger after the embedder frees up), so at low load a
+batch is one or a few utterances that leave at once, and under load the batch grows by
+itself, up to ``batch_size``, with what arrived while the previous one was embedded.
+One batch is embedded at a time on the encoder's own thread (all cores by default,
+``DIALIN_EMBED_THREADS``); its matching (FAISS, on a second thread), routing and
+acknowledged publishing run while the next batch is embedded. Never on the event loop
+(robinhood/faust#404).
+
+Invalid payloads go to the DLQ with the reason and the raw bytes. An utterance that
+belongs to a known intent by the open-set rule (:meth:`dialin.models.IntentCatalog.match`:
+a kNN vote over the intent's exemplars and the intent's own threshold) gets an
+assignment (key = utterance_id, ``version`` 1, cause ``matched``) and is remembered for
+consolidation (``dialin-memory``); any other is possible novelty and goes to the buffer
+(key = utterance_id, with the embedding).
+
+Why delivery stays safe with batches in flight: ``noack_take`` acks nothing itself
+(faust's ``take_events`` acks in a ``finally`` when the body returns, which would commit
+a batch whose outputs are still being published). Each batch's events are acked by the
+agent only after :meth:`Ingestor.process` returned, i.e. after every output record is
+acknowledged by the broker, and in the order the batches were taken (each batch waits
+for the one before it), so the committed offset never passes an unpublished event. A
+failure never escapes ``process``: the batch is tried again, then dead-lettered, and if
+even that fails the process exits before the ack. A stop or a rebalance cancels the
+batches in flight unacked: they are redelivered (at-least-once, with idempotent keyed
+outputs, and a per-worker window of recent utterance_ids so a redelivered event is
+counted as ``duplicate`` rather than processed twice).
+
+Library: faust-streaming (``Stream.noack_take`` and ``Stream.ack``).
 """
 
 from __future__ import annotations
@@ -22,11 +38,13 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from dialin.models import Embedder, IntentCatalog
 
@@ -42,6 +60,11 @@ log = logging.getLogger(__name__)
 PROCESS_ATTEMPTS = 2
 #: Exit code of a worker that could not even dead-letter a batch (EX_SOFTWARE).
 EXIT_UNACKED = 70
+#: Embedded batches that may wait for matching and publishing before the agent stops
+#: taking more: bounds the work in flight when the broker is slower than the encoder.
+MAX_WAITING_BATCHES = 2
+#: On a stop, how long the batches in flight may take to finish and be acked.
+DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -81,29 +104,60 @@ class RecentIds:
         return False
 
 
+def _one_openmp_thread() -> None:
+    """Matcher thread initializer: FAISS searches on this thread alone, the cores are the encoder's."""
+    threadpool_limits(limits=1, user_api="openmp")
+
+
 class Ingestor:
-    """The body of the ingest agent, independent of faust so tests can drive it."""
+    """The body of the ingest agent, independent of faust so tests can drive it.
+
+    ``encoder_setup`` runs once on the encoder's thread before its first encode (the
+    factory's :func:`~..factory.embedder_thread_setup`: how many cores it encodes with).
+    """
 
     def __init__(self, settings: Settings, embedder: Embedder, catalog: IntentCatalog,
-                 publisher: Publisher) -> None:
+                 publisher: Publisher, encoder_setup: Callable[[], object] | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
         self.catalog = catalog
         self.publisher = publisher
         self.recent = RecentIds(settings.dedup_window)
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="dialin-encode",
+                                           initializer=encoder_setup)
+        self._matcher = ThreadPoolExecutor(1, thread_name_prefix="dialin-match",
+                                           initializer=_one_openmp_thread)
+        self._lanes: dict[asyncio.AbstractEventLoop, tuple[asyncio.Lock, asyncio.Lock]] = {}
 
-    def _embed_and_match(self, texts: list[str], roles: list[str | None]):
-        """Thread body: embedding, role inference and FAISS search together."""
+    def _lane(self) -> tuple[asyncio.Lock, asyncio.Lock]:
+        """(encoder lock, finishing lock) of the running loop: one batch in the encoder,
+        one matching and publishing, each taken in arrival order (asyncio locks are FIFO)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._lanes:
+            self._lanes = {loop: (asyncio.Lock(), asyncio.Lock())}
+        return self._lanes[loop]
+
+    async def warm_up(self) -> None:
+        """Load the model on the encoder's thread (and set its threads) before the first batch."""
+        await asyncio.get_running_loop().run_in_executor(self._encoder, self.embedder.encode,
+                                                         ["warm-up"])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Encoder thread: one batch's embeddings."""
         started = time.perf_counter()
         X = np.asarray(self.embedder.encode(texts), dtype=np.float32)
         metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+        return X
+
+    def _match(self, X: np.ndarray, roles: list[str | None]):
+        """Matcher thread: role inference and the FAISS search."""
         missing = [i for i, r in enumerate(roles) if r is None]
         if missing:
             inferred = self.catalog.infer_roles(X[missing])
             for i, role in zip(missing, inferred):
                 roles[i] = role
         ids, scores = self.catalog.match(X, roles)
-        return X, roles, ids, scores
+        return roles, ids, scores
 
     def _route(self, valid: list[tuple[Utterance, Inbound]], X, roles, ids, scores,
                counts) -> list:
@@ -133,10 +187,16 @@ class Ingestor:
                 counts["buffered"] += 1
         return out + remembered
 
-    async def process(self, batch: Sequence[Inbound]) -> dict[str, int]:
-        """Process one micro-batch; return the count per outcome.
+    async def process(self, batch: Sequence[Inbound], *,
+                      on_embedded: Callable[[], None] | None = None) -> dict[str, int]:
+        """Process one batch; return the count per outcome.
 
-        faust acks a ``take_events`` batch in a ``finally``, so an exception escaping
+        The batch is embedded as soon as the encoder is free; ``on_embedded`` is called
+        when it leaves the encoder (the agent then takes the next batch), and matching,
+        routing and publishing follow, one batch at a time in arrival order, while the
+        next batch is embedded.
+
+        The agent acks a batch's input when this returns, so an exception escaping
         here would commit offsets of events that produced nothing. Deciding and
         publishing are therefore tried :data:`PROCESS_ATTEMPTS` times (every output is
         keyed, so a second try overwrites what the first one got out), then every
@@ -156,38 +216,65 @@ class Ingestor:
                 counts["duplicate"] += 1
             else:
                 valid.append((result, item))
-        for attempt in range(1, PROCESS_ATTEMPTS + 1):
-            routed = {"assigned": 0, "buffered": 0}
-            try:
-                await self.publisher.send_all(rejected + await self._decide(valid, routed))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - raising would ack the batch unprocessed
-                log.exception("processing a batch failed (attempt %d of %d)", attempt,
-                              PROCESS_ATTEMPTS)
-                failure = exc
+        encoder, finishing = self._lane()
+        try:
+            embedded = await self._embed(valid, encoder)
+        finally:
+            if on_embedded is not None:
+                on_embedded()
+        async with finishing:
+            for attempt in range(1, PROCESS_ATTEMPTS + 1):
+                routed = {"assigned": 0, "buffered": 0}
+                try:
+                    if isinstance(embedded, Exception):
+                        raise embedded
+                    await self.publisher.send_all(rejected + await self._decide(valid, embedded, routed))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - raising would ack the batch unprocessed
+                    log.error("processing a batch failed (attempt %d of %d)", attempt,
+                              PROCESS_ATTEMPTS, exc_info=exc)
+                    failure = exc
+                    if isinstance(embedded, Exception):  # the next try embeds again
+                        embedded = await self._embed(valid, encoder)
+                else:
+                    counts.update(routed)
+                    break
             else:
-                counts.update(routed)
-                break
-        else:
-            reason = f"processing failed: {type(failure).__name__}"
-            await self.publisher.send_all(rejected + [
-                (s.topic_dlq, u.call_id, dumps(self._letter(reason, item, utterance_id=u.uid)))
-                for u, item in valid])
-            counts["invalid"] += len(valid)
+                reason = f"processing failed: {type(failure).__name__}"
+                await self.publisher.send_all(rejected + [
+                    (s.topic_dlq, u.call_id, dumps(self._letter(reason, item, utterance_id=u.uid)))
+                    for u, item in valid])
+                counts["invalid"] += len(valid)
         for outcome, n in counts.items():
             if n:
                 metrics.EVENTS.labels(outcome).inc(n)
         return counts
 
-    async def _decide(self, valid: list[tuple[Utterance, Inbound]], counts) -> list:
-        """Embed and match in a worker thread, then route: the batch's output records."""
+    async def _embed(self, valid: list[tuple[Utterance, Inbound]],
+                     encoder: asyncio.Lock) -> np.ndarray | Exception | None:
+        """The batch's embeddings from the encoder's thread (None when there is nothing to
+        embed); a failure is returned, not raised, and counts as the batch's first try."""
+        if not valid:
+            return None
+        loop = asyncio.get_running_loop()
+        async with encoder:
+            try:
+                return await loop.run_in_executor(self._encoder, self._encode,
+                                                  [u.text for u, _ in valid])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried by process
+                return exc
+
+    async def _decide(self, valid: list[tuple[Utterance, Inbound]], X: np.ndarray | None,
+                      counts) -> list:
+        """Match on the matcher's thread, then route: the batch's output records."""
         if not valid:
             return []
-        utterances = [u for u, _ in valid]
-        roles: list[str | None] = [u.role for u in utterances]
-        X, roles, ids, scores = await asyncio.to_thread(
-            self._embed_and_match, [u.text for u in utterances], roles)
+        roles: list[str | None] = [u.role for u, _ in valid]
+        loop = asyncio.get_running_loop()
+        roles, ids, scores = await loop.run_in_executor(self._matcher, self._match, X, roles)
         return self._route(valid, X, roles, ids, scores, counts)
 
     @staticmethod
@@ -197,6 +284,69 @@ class Ingestor:
                              key=item.key.decode("utf-8", "replace") if item.key else None,
                              source_topic=item.topic, partition=item.partition,
                              offset=item.offset, **extra)
+
+
+class _InFlight:
+    """The agent's batches between the encoder and their ack, oldest first.
+
+    Each batch is one task: :meth:`Ingestor.process`, then (after the batch before it is
+    acked) the ack of its events. A task that cannot process nor dead-letter its batch
+    exits the process without acking, as a SIGKILL would.
+    """
+
+    def __init__(self, ingestor: Ingestor, ack: Callable) -> None:
+        self.ingestor = ingestor
+        self.ack = ack
+        self.tasks: deque[asyncio.Task] = deque()
+
+    async def submit(self, events: Sequence) -> None:
+        """Start one batch; return once it left the encoder and few enough wait behind it."""
+        batch = [Inbound(key=e.key, value=e.value, topic=e.message.topic,
+                         partition=e.message.partition, offset=e.message.offset)
+                 for e in events]
+        embedded = asyncio.Event()
+        before = self.tasks[-1] if self.tasks else None
+        task = asyncio.create_task(self._run(batch, events, before, embedded.set))
+        self.tasks.append(task)
+        waiter = asyncio.create_task(embedded.wait())
+        try:
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        while self.tasks and self.tasks[0].done():
+            self.tasks.popleft()
+        while len(self.tasks) > MAX_WAITING_BATCHES:
+            await asyncio.wait([self.tasks[0]])
+            self.tasks.popleft()
+
+    async def _run(self, batch: list[Inbound], events: Sequence, before: asyncio.Task | None,
+                   on_embedded: Callable[[], None]) -> None:
+        try:
+            await self.ingestor.process(batch, on_embedded=on_embedded)
+            if before is not None:
+                await asyncio.shield(before)  # acks in the order the batches were taken
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # Neither processed nor dead-lettered: acking would commit events that produced
+            # nothing. Exit at once, as a SIGKILL would, so the offsets stay uncommitted
+            # and the batch is redelivered after restart.
+            log.critical("a batch could be neither processed nor dead-lettered; exiting "
+                         "without acking it (it is redelivered after restart)", exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_UNACKED)
+        for event in events:
+            await self.ack(event)
+
+    async def drain(self) -> None:
+        """On a stop: let the batches in flight finish (and be acked) for a while, then cancel."""
+        tasks, self.tasks = list(self.tasks), deque()
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+        finally:
+            for task in tasks:
+                task.cancel()  # unacked: redelivered
 
 
 def register_ingest(app, settings: Settings, ingestor: Ingestor,
@@ -213,21 +363,11 @@ def register_ingest(app, settings: Settings, ingestor: Ingestor,
     async def ingest(stream):
         if ready is not None:
             await ready.wait()
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            batch = [Inbound(key=e.key, value=e.value, topic=e.message.topic,
-                             partition=e.message.partition, offset=e.message.offset)
-                     for e in events]
-            try:
-                await ingestor.process(batch)
-            except asyncio.CancelledError:
-                raise
-            except BaseException:
-                # Neither processed nor dead-lettered: returning or raising would let
-                # take_events ack the batch. Exit at once, as a SIGKILL would, so the
-                # offsets stay uncommitted and the batch is redelivered after restart.
-                log.critical("a batch could be neither processed nor dead-lettered; exiting "
-                             "without acking it (it is redelivered after restart)", exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_UNACKED)
+        inflight = _InFlight(ingestor, stream.ack)
+        try:
+            async for events in stream.noack_take(settings.batch_size, within=settings.batch_seconds):
+                await inflight.submit(events)
+        finally:
+            await inflight.drain()
 
     return ingest

@@ -112,7 +112,8 @@ class Worker:
         self.memory = BufferStore(MemoryEntry)
         self.publisher = Publisher(self.app)
         self.readiness = Readiness()
-        self.ingestor = Ingestor(settings, self.embedder, self.catalog, self.publisher)
+        self.ingestor = Ingestor(settings, self.embedder, self.catalog, self.publisher,
+                                 encoder_setup=factory.embedder_thread_setup(settings))
         self._lag_probe = LagProbe(settings)
         self.discovery = Discovery(settings, self.catalog, self.buffer, self.publisher,
                                    make_estimator, memory=self.memory, redactor=redactor,
@@ -169,7 +170,7 @@ class Worker:
             self.health = HealthServer(self.readiness, self.settings.metrics_port)
             port = await self.health.start()
             log.info("health and metrics on port %s", port)
-        await asyncio.to_thread(self.embedder.encode, ["warm-up"])  # load the model before ready
+        await self.ingestor.warm_up()  # load the model on the encoder thread before ready
         await ensure_topics(self.settings)
         self.readiness.kafka = True
         await self._catalog_reader.start()
