@@ -6,6 +6,12 @@ size and cost a great deal when the machine is busy: OpenMP and OpenBLAS workers
 spin-wait for cores they do not get. Measured on the 2-core machine with other jobs
 running: one budget fit on BANKING77 took 70 s with the default pools and 8 s limited
 to one thread. Parallelism comes from more workers (Kafka partitions) instead.
+
+The streaming worker's encoder is the exception: one large forward pass per batch, on
+its own thread, with every core the process may use (``DIALIN_EMBED_THREADS``, set by
+``dialin.streams.factory.embedder_thread_setup`` with passive OpenMP waits, so idle
+threads yield their core instead of spinning on it). An OpenMP limit holds for the
+thread that sets it, so a fit on another thread stays single-threaded beside it.
 """
 
 from __future__ import annotations
