@@ -168,6 +168,15 @@ class Settings(BaseSettings):
         "LLM judge and namer as few-shot examples")
     volume_window_seconds: float = Field(
         300.0, gt=0, description="tumbling window of the per-intent counts on topic_volume")
+    # --- review page (appended by the review work, issue 15 part 2) ---------------------
+    review_host: str = Field(
+        "127.0.0.1", description="address `dialin review` binds to; beyond loopback it needs "
+        "review_tokens")
+    review_port: int = Field(8470, ge=0, le=65535, description="port of `dialin review`")
+    review_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description='reviewers allowed when the page is bound beyond '
+        'loopback, a JSON object name -> token (DIALIN_REVIEW_TOKENS=\'{"ana":"..."}\'); the '
+        "name is the actor of their decisions")
     # --- LLM response log (appended by the replay work, issue 16 part 2) ----------------
     topic_llm_responses: str = Field(
         "dialin-llm-responses", description="internal compacted topic of every LLM answer "

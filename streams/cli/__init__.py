@@ -2,7 +2,7 @@
 
 Engine commands (``evaluate``, ``discover``) live in :mod:`.engine`; service
 commands (``broker``, ``replay``, ``watch``, ``serve``, ``demo``) in :mod:`.service`;
-``rediscover`` in :mod:`.rediscover`.
+the review page (``review``) in :mod:`.review`; ``rediscover`` in :mod:`.rediscover`.
 Each module has a ``register(app)``, called once below; neither imports this package
 back. ``main()`` is the console script (``dialin = "dialin.streams.cli:main"``). Heavy
 imports happen inside each command, so ``dialin --help`` is instant and
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import typer
 
-from . import catalog, engine, rediscover, service
+from . import catalog, engine, rediscover, review, service
 
 app = typer.Typer(
     name="dialin",
@@ -39,6 +39,7 @@ engine.register(app)
 service.register(app)
 catalog.register(app)
 rediscover.register(app)
+review.register(app)
 
 
 def main() -> None:
