@@ -221,6 +221,36 @@ def build() -> dashboard.Dashboard:
             "(DIALIN_MEMORY_CAP bounds it).", "short",
             ("max(dialin_memory_utterances)", "remembered"),
         ))
+        .with_row(dashboard.Row("Review and lifecycle"))
+        .with_panel(_series(
+            "Candidates waiting", "Candidate intents waiting for the activation rule or a "
+            "reviewer (assigned, marked as candidates).", "short",
+            ("max(dialin_candidates_waiting)", "candidates"),
+        ))
+        .with_panel(_series(
+            "Oldest candidate", "How long the oldest candidate has waited (alert "
+            "DialinCandidatesWaitTooLong).", "s",
+            ("max(dialin_candidate_oldest_age_seconds)", "oldest"),
+        ))
+        .with_panel(_series(
+            "Intent events", "Lifecycle events published: created, activated, renamed, merged, "
+            "split, rejected, retired (by the rules, the engine or a reviewer).", "short",
+            (f"sum by (event) (increase(dialin_intent_events_total[{RATE}]))", "{{event}}"),
+        ))
+        .with_panel(_series(
+            "Reviewers' decisions", "Decisions read from intent-decisions by action and result "
+            "(stale: decided on an older version, nothing changed).", "short",
+            (f"sum by (action, result) (increase(dialin_decisions_total[{RATE}]))",
+             "{{action}} {{result}}"),
+            (f"sum(increase(dialin_discovery_blocked_clusters_total[{RATE}]))",
+             "clusters blocked (rejected before)"),
+        ))
+        .with_panel(_series(
+            "Fastest new intent", "The largest per-window count of first assignments of an "
+            "intent created in the last 24 hours (alert DialinNewIntentGrowingFast; the id is "
+            "on intent-volume).", "short",
+            ("max(dialin_new_intent_window_max)", "utterances per window"),
+        ))
     )
 
 
