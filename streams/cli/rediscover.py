@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .engine import _fail, _OneLineErrors, _write_text
+from .engine import _fail, _OneLineErrors, _show_warning, _write_text
 from .service import _tool_errors, _tool_settings
 
 
@@ -32,7 +33,8 @@ def _replay_errors(bootstrap: str) -> Iterator[None]:
     from ..factory import SettingsError
     from ..tools.rediscover import RediscoverError
 
-    with _tool_errors(bootstrap):
+    with _tool_errors(bootstrap), warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # an engine warning is one line, too
         try:
             yield
         except (RediscoverError, CatalogError, SettingsError, InputError,

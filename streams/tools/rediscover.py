@@ -86,7 +86,8 @@ def parse_offsets(text: str, option: str) -> dict[int, int]:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
+    when = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -425,8 +426,9 @@ def diff_live(run: Rediscovery, snapshot: Any) -> list[DiffLine]:
     """The replay against the live catalog (:func:`~..catalog.read_live`'s snapshot).
 
     A replayed intent is ``same`` when the live catalog has its id (the same members),
-    else ``matches`` the live intent the open-set rule gives most of its members, else
-    ``new``; an active live intent that none maps to is ``live-only``.
+    else ``matches`` the live intent the open-set rule gives most of its members when
+    that is at least half of them, else ``new``; an active live intent that none
+    matches is ``live-only``.
     """
     from dialin.models import IntentCatalog
 
@@ -451,12 +453,16 @@ def diff_live(run: Rediscovery, snapshot: Any) -> list[DiffLine]:
         ids, _ = catalog.match(run.X[rows], [intent.role] * len(rows)) if len(catalog) \
             else ([None] * len(rows), None)
         votes = Counter(i for i in ids if i is not None)
-        if votes:
-            best, k = min(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        best, k = min(votes.items(), key=lambda kv: (-kv[1], kv[0])) if votes else (None, 0)
+        if best is not None and 2 * k >= len(rows):
             seen.add(best)
             lines.append(DiffLine("matches", intent.intent_id,
                                   f"matches   {head} ~ live {best} {live[best]['label']!r} "
                                   f"({k} of {len(rows)} members)"))
+        elif best is not None:
+            lines.append(DiffLine("new", intent.intent_id,
+                                  f"new       {head}: at most {k} of its members go to one live "
+                                  f"intent ({best} {live[best]['label']!r})"))
         else:
             lines.append(DiffLine("new", intent.intent_id,
                                   f"new       {head}: no live intent takes its members"))
