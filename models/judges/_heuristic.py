@@ -59,7 +59,8 @@ from itertools import permutations
 import numpy as np
 
 from .._base import ClusterView, Judge, Namer, Verdict
-from ..cluster._clusterers import cluster, kmeans_labels
+from .._vectors import nearest_rows
+from ..cluster._clusterers import cluster, kmeans_in_parts, split_rows
 from ..text._keywords import dominant_action, keyword_tokens, keyword_vectorizer, same_stem
 from ..text._language import detect_language_from_head
 
@@ -71,20 +72,6 @@ _PAIR_SIZES = (8, 15)  # reference unions: neighbouring siblings of these partit
 _MAX_TOP_GROUPS = 120  # bounds calibration time on large inputs
 _TYPICAL = (8, 25)
 _MAX_KEYWORDS = 6  # the namer orders its words by trying every order: 720 at six
-
-
-def _knn(X: np.ndarray, k: int) -> np.ndarray:
-    """Indices of each row's ``k`` nearest other rows, nearest first (exact inner product, FAISS)."""
-    import faiss
-
-    k = min(k, X.shape[0] - 1)
-    index = faiss.IndexFlatIP(X.shape[1])
-    index.add(X)
-    _, idx = index.search(X, k + 1)
-    # Drop the row itself wherever it appears (duplicates may outrank it), else the last.
-    is_self = idx == np.arange(X.shape[0])[:, None]
-    order = np.argsort(is_self, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, axis=1)[:, :k]
 
 
 class HeuristicJudge(Judge):
@@ -118,7 +105,7 @@ class HeuristicJudge(Judge):
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be a non-empty (n, d) array, got shape {X.shape}")
         self.X_ = X
-        self.neighbours_ = (_knn(X, max(_K_NEIGHBOURS, _K_LINKS)) if X.shape[0] > 1
+        self.neighbours_ = (nearest_rows(X, max(_K_NEIGHBOURS, _K_LINKS)) if X.shape[0] > 1
                             else np.zeros((1, 0), np.int64))
         sizes, tight, share, links = [], [], [], []
         for size, parts in self._reference_partitions():
@@ -147,7 +134,7 @@ class HeuristicJudge(Judge):
             yield n, [np.arange(n)]
             return
         k0 = max(1, n // _TOP_SIZE)
-        top = kmeans_labels(X, k0, int(rng.randint(2**31 - 1)), n_redo=1) if k0 > 1 else np.zeros(n, np.int64)
+        top = kmeans_in_parts(X, k0, split_rows(X, rng), rng, n_redo=1) if k0 > 1 else np.zeros(n, np.int64)
         groups = [np.flatnonzero(top == c) for c in np.unique(top)]
         if len(groups) > _MAX_TOP_GROUPS:
             groups = [groups[i] for i in np.sort(rng.choice(len(groups), _MAX_TOP_GROUPS, replace=False))]
