@@ -77,3 +77,16 @@ def crosswoz(data: Path, half: str | None = None) -> tuple[list[str], np.ndarray
         rows = crosswoz_halves(calls)[HALVES.index(half)]
         texts, labels, roles = [texts[i] for i in rows], [labels[i] for i in rows], [roles[i] for i in rows]
     return texts, np.array(labels), roles
+
+
+def crosswoz_all(data: Path) -> tuple[list[str], np.ndarray]:
+    """Every CrossWOZ val utterance in file order (8,458), as a scale test sends them: its
+    gold intent, or for a turn of several dialogue acts ``multi:`` and its first act."""
+    texts, labels = [], []
+    with open(data / "crosswoz" / "val.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            texts.append(row["text"])
+            first = "-".join(str(p) for p in row["acts"][0]) if row.get("acts") else "none"
+            labels.append(row["intent"] or f"multi:{first}")
+    return texts, np.array(labels)

@@ -1,16 +1,22 @@
-"""``dialin discover`` on large inputs: seconds per stage, intents, judge calls, peak memory.
+"""``dialin discover`` on large inputs: seconds per stage, intents, judge calls, peak memory,
+and how the clustering stage grows with the input.
 
 Builds the input from BANKING77 train + test concatenated (13,083 utterances; a smaller
-``--sizes`` value takes a seeded random subset of it), runs exactly the command a user
-would, as a child process with the offline defaults (no ``DIALIN_*`` variable, no
+``--sizes`` value takes a seeded random subset of it; a larger one adds the utterances of
+CrossWOZ val in file order, up to 21,541: mixed traffic as a user would send it, English
+and Chinese), runs exactly the command a user would, as a child process with the offline defaults (no ``DIALIN_*`` variable, no
 embedding cache), plus ``--timings`` to learn the seconds of each stage, and writes the
 ``discover13k`` section of ``docs/benchmarks.md``. The child's peak resident memory is
 its own ``ru_maxrss`` (``os.wait4``), not polled.
 
 Usage::
 
-    python bench/discover_scale.py                      # 13,083 utterances (about 2 minutes)
+    python bench/discover_scale.py                      # 3k, 6k, 13k, 21.5k (about 8 minutes)
     python bench/discover_scale.py --sizes 3000 6000 13083
+
+The growth exponent ``a`` of the clustering stage (seconds ~ n^a) is a least-squares fit
+of log seconds on log n over the sizes run; 100,000 and 1,000,000 utterances are that fit
+extrapolated, so read them as an estimate, not a measurement.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from _data import banking77
+from _data import banking77, crosswoz_all
 from _doc import markers, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +52,18 @@ def log(msg: str) -> None:
 
 
 def build_input(data: Path, size: int, folder: Path) -> tuple[Path, int]:
-    """``folder/b77_all.csv`` with ``size`` rows of BANKING77 train + test; the number of intents."""
+    """``folder/b77_all.csv`` with ``size`` rows: BANKING77 train + test, then CrossWOZ val;
+    the number of intents."""
     train, y_train = banking77(data, "train")
     test, y_test = banking77(data, "test")
-    texts, labels = train + test, np.concatenate([y_train, y_test])
+    zh, y_zh = crosswoz_all(data)
+    n_b77 = len(train) + len(test)
+    texts, labels = train + test + zh, np.concatenate([y_train, y_test, y_zh])
     if not 2 <= size <= len(texts):
-        sys.exit(f"bench: --sizes must be between 2 and {len(texts):,} (BANKING77 train + test), got {size}")
-    rows = np.arange(len(texts)) if size == len(texts) else np.sort(
-        np.random.default_rng(0).permutation(len(texts))[:size])
+        sys.exit(f"bench: --sizes must be between 2 and {len(texts):,} (BANKING77 train + test, "
+                 f"then CrossWOZ val), got {size}")
+    rows = np.arange(size) if size >= n_b77 else np.sort(
+        np.random.default_rng(0).permutation(n_b77)[:size])
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "b77_all.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -106,10 +116,11 @@ def section(runs: list[dict]) -> str:
             f"It found {ratios[0]:.1f}x the true number of intents")
     over += (": it over-splits dense data (an LLM judge is the intended backend here)."
              if max(ratios) > 1.5 else ".")
-    return f"""## `dialin discover` at scale (BANKING77 train + test)
+    return f"""## `dialin discover` at scale (BANKING77 train + test, then CrossWOZ val)
 
 Produced by `python bench/discover_scale.py --sizes {sizes}`: BANKING77 train + test
-concatenated (13,083 utterances, 77 intents; smaller sizes are a seeded random subset),
+concatenated (13,083 utterances, 77 intents; smaller sizes are a seeded random subset;
+larger ones add CrossWOZ val utterances in file order, Chinese, up to 21,541),
 the offline defaults ({meta['embedder']}, {meta['judge']} judge at its default budget
 {meta['judge_budget']}, {meta['namer']} namer), no `DIALIN_*` variable and no embedding cache,
 run as a child process in a fresh folder:
@@ -123,6 +134,8 @@ apart); peak memory is the child's own `ru_maxrss`.
 
 {chr(10).join(lines)}
 
+{growth(runs)}
+
 {over} The report is one self-contained HTML file; `tests/test_report.py` renders one in
 headless Chromium. Machine: {os.cpu_count()} CPUs shared with other jobs (1-minute load average
 {runs[0]['load']:.1f} when the first run started, {runs[-1]['load_end']:.1f} when the last one ended; stage
@@ -131,11 +144,56 @@ Python {platform.python_version()}, {date.today().isoformat()}.
 """
 
 
+#: Cores of the "bigger machine" the estimate speaks of.
+BIG_CORES = 16
+
+
+def growth(runs: list[dict]) -> str:
+    """The clustering stage's growth exponent, the targets of issue 17, and estimates."""
+    if len(runs) < 2:
+        return "(One size run: no growth exponent.)"
+    n = np.array([r["n"] for r in runs], dtype=float)
+    cluster = np.array([r["timings"]["cluster"] for r in runs])
+    embed = np.array([r["timings"]["embed"] for r in runs])
+    rss = np.array([r["peak_rss_mb"] for r in runs])
+    a, log_c = np.polyfit(np.log(n), np.log(cluster), 1)
+    last = runs[-1]
+    a_top = np.log(cluster[-1] / cluster[-2]) / np.log(n[-1] / n[-2])
+    rate = float(n[-1] / embed[-1])  # utterances per second, all cores of this machine
+    mem_slope, mem_base = np.polyfit(n, rss, 1)
+    cores = os.cpu_count() or 1
+    lines = [f"Clustering stage: seconds ~ n^{a:.2f} (least squares over the {len(runs)} sizes, "
+             f"{int(n[0]):,} to {int(n[-1]):,}); between the two largest sizes alone n^{a_top:.2f}. "
+             f"Peak memory grows by about {mem_slope * 1000:.0f} MB per 1,000 utterances.",
+             "",
+             f"| at {int(n[-1]):,} utterances | measured | target (issue 17) | met |",
+             "|---|---:|---:|---|",
+             f"| child wall time (s) | {last['wall']:.0f} | < 180 | {'yes' if last['wall'] < 180 else 'no'} |",
+             f"| peak resident memory (MB) | {last['peak_rss_mb']:.0f} | < 3,072 | "
+             f"{'yes' if last['peak_rss_mb'] < 3072 else 'no'} |",
+             f"| growth exponent of clustering | {a:.2f} | <= 1.2 | {'yes' if a <= 1.2 else 'no'} |",
+             "",
+             "Extrapolated (the fit above, not measured): embedding at the rate measured here "
+             f"({rate:.0f} utterances/s on {cores} cores), clustering on one core as the engine runs "
+             "it (`models/_threads.py`), so a bigger machine shortens only the embedding; "
+             f"the bigger machine is assumed to have {BIG_CORES} cores of this speed and "
+             "embedding to scale with cores.",
+             "",
+             f"| utterances | embed here (s) | embed, {BIG_CORES} cores (s) | cluster (s) | "
+             "peak memory (GB) |",
+             "|---:|---:|---:|---:|---:|"]
+    for size in (100_000, 1_000_000):
+        cl = float(np.exp(log_c) * size ** a)
+        lines.append(f"| {size:,} | {size / rate:,.0f} | {size / rate * cores / BIG_CORES:,.0f} | "
+                     f"{cl:,.0f} | {(mem_base + mem_slope * size) / 1024:,.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[13083],
-                    help="utterances per run (at most 13,083)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[3000, 6000, 13083, 21541],
+                    help="utterances per run (at most 21,541)")
     args = ap.parse_args()
     if not (args.data / "banking77" / "train.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
