@@ -161,6 +161,19 @@ def test_publish_sends_the_catalog_to_the_named_topic_only(replayable, tmp_path)
     one_line_error(runner.invoke(app, ["rediscover", "--publish", replayable.topic_catalog]), "live catalog topic")
 
 
+def test_the_diff_says_same_for_intents_the_live_catalog_holds(replayable, tmp_path):
+    from dialin.streams.settings import get_settings
+    from dialin.streams.tools.rediscover import Range, publish, rediscover
+
+    run = rediscover(get_settings(), Range())  # the DIALIN_* variables the command reads
+    assert publish(run, replayable.topic_catalog) == len(run.intents)  # as if the leader had
+    result = runner.invoke(app, ["rediscover", "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.stderr
+    diff = [line for line in result.stderr.splitlines()
+            if line.startswith(("same", "matches", "new", "live-only"))]
+    assert len(diff) == len(run.intents) and all(line.startswith("same ") for line in diff)
+
+
 @pytest.mark.parametrize("args, says", [
     (["--from", "2026-11-02T00:00Z", "--to", "2026-11-01T00:00Z"], "is not before --to"),
     (["--from", "yesterday"], "not an ISO-8601 time"),
