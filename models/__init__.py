@@ -31,7 +31,8 @@ from .llm._breaker import CircuitBreaker, LLMUnavailableError
 from .llm._spend import (CAP_ACTIONS, CAP_REASONS, InMemorySpendLedger, SpendCap,
                          SpendCapReached, SpendCapStopped, SpendLedger, WindowSpend)
 from .llm._responses import MemoryResponseLog, ResponseLog
-from .llm._prompts import PROMPT_VERSION, load_prompt, prompt_version
+from .llm._prompts import (PROMPT_VERSION, DecidedExample, DecidedExamples, load_prompt,
+                           prompt_version)
 from .text._language import detect_language
 from .judges._pruning import HeuristicPruner
 from .judges._llm import (LLMJudge, LLMNamer, LLMPruner, LLMWarning, OpenAIJudge, OpenAINamer,
@@ -100,6 +101,8 @@ __all__ = [
     "CAP_REASONS",
     "InMemorySpendLedger",
     "MemoryResponseLog",
+    "DecidedExample",
+    "DecidedExamples",
     "ResponseLog",
     "SpendCap",
     "SpendCapReached",

@@ -188,7 +188,7 @@ def build_spend_cap(settings: Settings, ledger: Any = None, on_fallback: Callabl
 
 def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
                 on_call: Callable | None = None, spend: Any = None, responses: Any = None,
-                **overrides: Any) -> Judge:
+                examples: Any = None, **overrides: Any) -> Judge:
     """The coherence judge named by ``settings.judge`` (or ``judge=`` in ``overrides``).
 
     ``judge="oracle"`` and ``judge="oracle-sampled"`` (benchmarks and ``dialin evaluate``
@@ -198,7 +198,8 @@ def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy:
     settings, so the service can never select them. ``spend`` (:func:`build_spend_cap`)
     caps an LLM judge's calls; the offline heuristic answers what it refuses.
     ``responses`` (:func:`build_response_log`) answers the prompts an LLM judge was
-    asked before and records the others.
+    asked before and records the others. ``examples`` (a
+    :class:`~dialin.models.DecidedExamples`) shows an LLM judge the clusters people decided.
     """
     kind = overrides.pop("judge", None) or settings.judge
     settings = configure(settings, **overrides)
@@ -220,20 +221,21 @@ def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy:
         # was not tuned with it, so it keeps the plain test.
         union = 0.6 if settings.strategy == "budget" else None
         return HeuristicJudge(union_quantile=union, random_state=settings.random_state)
-    return _llm_backend(settings, "judge", kind, on_call, spend, responses)
+    return _llm_backend(settings, "judge", kind, on_call, spend, responses, examples)
 
 
 def build_namer(settings: Settings, on_call: Callable | None = None, spend: Any = None,
-                responses: Any = None, **overrides: Any) -> Namer:
+                responses: Any = None, examples: Any = None, **overrides: Any) -> Namer:
     """The intent namer named by ``settings.namer`` (or ``namer=`` in ``overrides``);
     ``spend`` caps an LLM namer's calls, the keyword namer names what it refuses;
-    ``responses`` replays and records an LLM namer's answers."""
+    ``responses`` replays and records an LLM namer's answers; ``examples`` shows an LLM
+    namer the labels people approved."""
     settings = configure(settings, **overrides)
     if settings.namer == "keywords":
         from dialin.models import KeywordNamer
 
         return KeywordNamer()
-    return _llm_backend(settings, "namer", settings.namer, on_call, spend, responses)
+    return _llm_backend(settings, "namer", settings.namer, on_call, spend, responses, examples)
 
 
 #: The judges and namers that talk to an LLM (and so have answers to record).
@@ -387,7 +389,7 @@ def prompt_version(*parts: Any) -> str | None:
 
 
 def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | None = None,
-                 spend: Any = None, responses: Any = None) -> Any:
+                 spend: Any = None, responses: Any = None, examples: Any = None) -> Any:
     """An OpenAI-compatible (HTTP) or in-process vLLM judge or namer.
 
     ``on_call(task, outcome, seconds, prompt_tokens, completion_tokens)`` sees every
@@ -402,6 +404,8 @@ def _llm_backend(settings: Settings, role: str, kind: str, on_call: Callable | N
         capped = {"spend": spend, "fallback": fallback}
     if responses is not None:
         capped["responses"] = responses
+    if examples is not None:
+        capped["examples"] = examples
     if kind == "openai":
         if not settings.llm_url:
             raise SettingsError(f"--{role} openai needs an LLM server: set --llm-url or DIALIN_LLM_URL")

@@ -303,3 +303,68 @@ def test_decisions_on_the_topic_are_applied_by_the_worker_and_survive_a_restart(
                     if e["intent_id"] == intent_id and e["event"] == decided_event}
         assert len(versions) == 1, (intent_id, decided_event, versions)
     assert worker.stop() == 0
+
+
+# --- decided clusters in the next run's prompts ---------------------------------------------
+
+
+def _output_after(system: str, quoted: str) -> str:
+    """The few-shot output that follows the example holding ``quoted``."""
+    return system[system.index(quoted):].split("output: ", 1)[1].split("\n", 1)[0]
+
+
+def test_the_next_runs_prompts_show_the_decided_clusters_redacted_and_language_matched(
+        llm_server):
+    """Approved and rejected clusters reach the LLM judge's and namer's prompts, as the real
+    test server receives them: quoted like any utterance, PII redacted, in the prompt's
+    language only, the namer shown only approved labels."""
+    from dataclasses import replace
+
+    from dialin.models import ClusterView, DecidedExamples, OpenAIJudge, OpenAINamer
+    from dialin.streams.factory import build_redactor
+
+    lead = Leader()
+    texts = {0: ("I lost my card, call me on +44 20 7946 0958", "my card is gone"),
+             1: ("write to ana.lopez@example.com about my refund", "where is my refund"),
+             2: ("我的卡丢了", "卡不见了怎么办")}
+    for d, examples in texts.items():  # what each intent was published with
+        lead.disco.catalog.put(replace(lead.intent(d), examples=examples))
+    store = DecidedExamples(limit=6)
+    lead.applier.examples = store
+    lead.decide(_decision("rename", lead.ids[0], 1, label="report-lost_card"))
+    lead.decide(_decision("approve", lead.ids[0], 2))
+    lead.decide(_decision("reject", lead.ids[1], 1))
+    lead.decide(_decision("approve", lead.ids[2], 1))
+    assert len(store) == 3
+
+    redactor = build_redactor(lead.s)
+    view = ClusterView(members=(0, 1, 2), texts=("card stuck in atm", "atm kept my card",
+                                                 "the machine swallowed my card"))
+    with OpenAIJudge(llm_server.url, "m", examples=store, redactor=redactor) as judge:
+        judge.judge([view])
+    with OpenAINamer(llm_server.url, "m", examples=store, redactor=redactor) as namer:
+        namer.name([view])
+    judge_system, name_system = (r["messages"][0]["content"] for r in llm_server.chat_requests())
+    assert '"\\u003cPHONE\\u003e"' not in judge_system  # a quoted utterance, not a bare token
+    assert '"I lost my card, call me on \\u003cPHONE\\u003e"' in judge_system
+    assert '"write to \\u003cEMAIL\\u003e about my refund"' in judge_system
+    assert "7946" not in judge_system and "ana.lopez" not in judge_system
+    assert _output_after(judge_system, '"my card is gone"') == "Good"  # approved
+    assert _output_after(judge_system, '"where is my refund"') == "Bad"  # rejected
+    assert "我的卡丢了" not in judge_system  # a Chinese cluster is not an English example
+    assert _output_after(name_system, '"my card is gone"') == "report-lost_card"
+    assert "where is my refund" not in name_system  # a rejected cluster has no name to teach
+    assert "7946" not in name_system
+
+
+def test_a_new_leader_rebuilds_the_decided_examples_from_the_catalog():
+    """The examples come from the catalog (the intents' decisions), so a restarted leader
+    shows the same ones before any new decision."""
+    from dialin.models import DecidedExamples
+
+    lead = Leader()
+    lead.decide(_decision("approve", lead.ids[0], 1))
+    restarted = DecisionApplier(lead.disco, DecisionQueue(), examples=DecidedExamples())
+    asyncio.run(restarted(time.time()))
+    [example] = restarted.examples.select("judge", "en")
+    assert example.good and example.texts == lead.intent(0).examples

@@ -51,6 +51,7 @@ from ..llm._openai import OpenAIClient
 from ..llm._responses import ResponseLog
 from ..llm._spend import SpendCap
 from ..llm._prompts import (
+    DecidedExamples,
     PromptedMixin,
     judge_messages,
     load_prompt,
@@ -61,6 +62,7 @@ from ..llm._prompts import (
     parse_verdict,
     prune_messages,
     response_key,
+    with_decided,
 )
 from ..llm._vllm import VLLMClient
 from ..text._pii import Redactor, redact_view
@@ -106,7 +108,8 @@ class _LLMTask(PromptedMixin):
                  cache_dir: str | None = None, on_call: OnCall | None = None,
                  breaker_failures: int = 5, breaker_reset_seconds: float = 30.0,
                  redactor: Redactor | None = None, spend: SpendCap | None = None,
-                 responses: ResponseLog | None = None) -> None:
+                 responses: ResponseLog | None = None,
+                 examples: DecidedExamples | None = None) -> None:
         self.client = client
         self.language = language
         self.prompt_dir = prompt_dir
@@ -120,6 +123,18 @@ class _LLMTask(PromptedMixin):
         self.redactor = redactor
         self.spend = spend
         self.responses = responses
+        self.examples = examples
+
+    def _with_examples(self, messages: list[dict], task: str, language: str) -> list[dict]:
+        """``messages`` with the decided examples of ``examples`` for this prompt (redacted
+        again by ``redactor``: they come from outside the engine)."""
+        if self.examples is None:
+            return messages
+        chosen = self.examples.select(task, language)
+        if self.redactor is not None:
+            chosen = [replace(ex, texts=tuple(self.redactor.redact_many(ex.texts)))
+                      for ex in chosen]
+        return with_decided(messages, task, language, chosen)
 
     # --- lazily built private state (``__init__`` only stores parameters) ---------------
 
@@ -336,7 +351,9 @@ class LLMJudge(_LLMTask, Judge):
     ``spend`` (a :class:`~dialin.models.SpendCap`, shared by every LLM task of the
     process) caps calls and tokens per window; ``responses`` (a
     :class:`~dialin.models.ResponseLog`) answers every prompt it has an answer for and
-    records the first valid answer to each one asked.
+    records the first valid answer to each one asked; ``examples`` (a
+    :class:`~dialin.models.DecidedExamples` the service fills with the clusters people
+    approved or rejected) adds them to the prompt as few-shot examples, language-matched.
 
     ``fallback`` (a :class:`~dialin.models.Judge`, e.g. the offline
     :class:`~dialin.models.HeuristicJudge`) answers the questions the spend cap refused;
@@ -353,7 +370,8 @@ class LLMJudge(_LLMTask, Judge):
     def _judge_all(self, views: list[ClusterView]) -> list[Verdict]:
         template = self._template("judge", views)
         results, capped = self._ask_all(
-            "judge", [judge_messages(template, redact_view(self.redactor, v)) for v in views],
+            "judge", [self._with_examples(judge_messages(template, redact_view(self.redactor, v)),
+                                          "judge", template.language) for v in views],
             [v.repetition for v in views], parse_verdict, logprobs=bool(self.logprobs),
             sizes=[v.size for v in views])
         backend = self.backend
@@ -393,7 +411,8 @@ class LLMNamer(_LLMTask, Namer):
     def _name_all(self, views: list[ClusterView]) -> list[str]:
         template = self._template("name", views)
         results, capped = self._ask_all(
-            "name", [name_messages(template, redact_view(self.redactor, v)) for v in views],
+            "name", [self._with_examples(name_messages(template, redact_view(self.redactor, v)),
+                                         "name", template.language) for v in views],
             [v.repetition for v in views], parse_label, sizes=[v.size for v in views])
         names = ["" if r is None else r[0] for r in results]
         if capped:

@@ -221,6 +221,76 @@ def prune_messages(template: PromptTemplate, log: Sequence[Mapping], n_remaining
                              lo=int(lo), hi=int(hi), k=int(k))
 
 
+@dataclass(frozen=True)
+class DecidedExample:
+    """A cluster a person decided about: its (PII-redacted) examples, whether it was
+    approved (``good``) or rejected, its label when approved, and its language."""
+
+    texts: tuple[str, ...]
+    good: bool
+    label: str | None
+    language: str
+
+
+class DecidedExamples:
+    """The clusters people decided about, most recent first, that the LLM judge and namer
+    show as few-shot examples (``examples=`` of :class:`~dialin.models.LLMJudge`).
+
+    The service refreshes it with :meth:`replace` as decisions are applied (the engine
+    never reads Kafka); the judge and namer read it at every batch with :meth:`select`.
+    ``limit`` examples at most are shown, only those in the prompt's language; the namer
+    gets only approved ones whose label is a well-formed ``action-objective`` name.
+    Thread-safe: one list swapped whole.
+    """
+
+    def __init__(self, limit: int = 6) -> None:
+        self.limit = limit
+        self._items: tuple[DecidedExample, ...] = ()
+
+    def replace(self, examples: Sequence[DecidedExample]) -> None:
+        """The decided clusters, most recent first."""
+        self._items = tuple(examples)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def select(self, task: str, language: str) -> list[DecidedExample]:
+        """The examples a ``task`` prompt in ``language`` shows (most recent ``limit``)."""
+        out = []
+        for ex in self._items:
+            if ex.language != language or not ex.texts:
+                continue
+            if task == "name" and (not ex.good or ex.label is None or parse_label(ex.label) is None):
+                continue
+            out.append(ex)
+        return out[:max(0, self.limit)]
+
+
+#: What introduces the decided examples in the system message, by prompt language.
+_DECIDED_INTRO = {
+    "en": "More examples, decided by a reviewer of this deployment (the same format):",
+    "zh": "更多示例（由本部署的审核人员判定，格式相同）：",
+}
+#: Most utterances shown per decided example.
+DECIDED_TEXTS = 5
+
+
+def with_decided(messages: list[dict], task: str, language: str,
+                 examples: Sequence[DecidedExample]) -> list[dict]:
+    """``messages`` with ``examples`` appended to the system message as few-shot pairs:
+    the utterances quoted as in the question, the output a judge (Good/Bad) or the namer
+    (the label) should give. Utterances stay data: they are quoted like every other."""
+    if not examples:
+        return messages
+    blocks = [_DECIDED_INTRO.get(language, _DECIDED_INTRO["en"])]
+    for ex in examples:
+        output = (GOOD if ex.good else BAD) if task == "judge" else str(ex.label)
+        blocks.append(f"input:\n{utterance_block(ex.texts[:DECIDED_TEXTS])}\noutput: {output}")
+    system = dict(messages[0], content=messages[0]["content"].rstrip() + "\n\n"
+                  + "\n\n".join(blocks))
+    return [system, *messages[1:]]
+
+
 def response_key(model: str, task: str, messages: list[dict], repetition: int = 0) -> str:
     """What identifies an answer in a response cache: the model and the full prompt."""
     body = json.dumps([model, task, messages, repetition], ensure_ascii=False)

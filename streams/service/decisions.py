@@ -42,7 +42,8 @@ import time
 import numpy as np
 from pydantic import ValidationError
 
-from dialin.models import CatalogIntent, new_intent_id
+from dialin.models import (CatalogIntent, DecidedExample, DecidedExamples, IntentCatalog,
+                           detect_language, new_intent_id)
 
 from . import metrics
 from .discovery import Discovery, Record, intent_exemplars
@@ -82,16 +83,41 @@ class DecisionQueue:
         return out
 
 
-class DecisionApplier:
-    """Applies the queue's decisions to the leader's catalog, memory and buffer."""
+def decided_examples(catalog: IntentCatalog) -> list[DecidedExample]:
+    """The clusters people decided about, most recent first: the intents a reviewer
+    activated (approved, renamed, split off: Good, with their label) or rejected (Bad).
+    Read from the catalog, so a new leader has them at once. Examples are the published
+    ones (PII-redacted when the intent was published)."""
+    decided = [i for i in catalog.intents_.values()
+               if i.decisions and i.state in ("active", "rejected") and i.examples]
+    decided.sort(key=lambda i: (i.updated_at, i.intent_id), reverse=True)
+    return [DecidedExample(texts=tuple(i.examples), good=i.state == "active",
+                           label=i.label if i.state == "active" else None,
+                           language=detect_language(list(i.examples)))
+            for i in decided]
 
-    def __init__(self, discovery: Discovery, queue: DecisionQueue) -> None:
+
+class DecisionApplier:
+    """Applies the queue's decisions to the leader's catalog, memory and buffer, and keeps
+    ``examples`` (the LLM judge's and namer's few-shot examples) up to date."""
+
+    def __init__(self, discovery: Discovery, queue: DecisionQueue,
+                 examples: DecidedExamples | None = None) -> None:
         self.discovery = discovery
         self.queue = queue
+        self.examples = examples
         self.applied: list[Decision] = []  # what this leader applied, oldest first
+        self._taught = False
 
     async def __call__(self, now: float) -> int:
         """Apply every waiting decision; returns how many were applied."""
+        n = await self._apply_waiting()
+        if self.examples is not None and (n or not self._taught):
+            self.examples.replace(decided_examples(self.discovery.catalog))
+            self._taught = True
+        return n
+
+    async def _apply_waiting(self) -> int:
         n = 0
         for d in self.queue.take():
             try:

@@ -34,7 +34,7 @@ from typing import Any
 
 import faust
 
-from dialin.models import Embedder, EmbeddingSpaceError, IntentCatalog
+from dialin.models import DecidedExamples, Embedder, EmbeddingSpaceError, IntentCatalog
 
 from . import metrics
 from .app import LagProbe, Publisher, build_faust_app, ensure_topics
@@ -61,18 +61,20 @@ class WorkerConfigError(ValueError):
 
 
 def estimator_builder(settings: Settings, spend: Any = None,
-                      responses: Any = None) -> Callable[[], Any]:
+                      responses: Any = None, examples: Any = None) -> Callable[[], Any]:
     """A callable returning a fresh default estimator per discovery run (factory-built).
 
     The judge and namer are built once (an LLM client and its verdict cache live as
     long as the worker); the estimator is new for every run, as ``fit`` expects.
     ``spend`` is the worker's LLM spend cap (:func:`~..factory.build_spend_cap`), if any;
-    ``responses`` its LLM response log (:func:`~..factory.build_response_log`), if any.
+    ``responses`` its LLM response log (:func:`~..factory.build_response_log`), if any;
+    ``examples`` the clusters reviewers decided (:class:`~dialin.models.DecidedExamples`),
+    which an LLM judge and namer show as few-shot examples.
     """
     judge = factory.build_judge(settings, on_call=metrics.observe_llm_call, spend=spend,
-                                responses=responses)
+                                responses=responses, examples=examples)
     namer = factory.build_namer(settings, on_call=metrics.observe_llm_call, spend=spend,
-                                responses=responses)
+                                responses=responses, examples=examples)
     factory.build_estimator(settings, judge, namer, spend=spend)  # fail at start, not at the first run
     return lambda: factory.build_estimator(settings, judge, namer, spend=spend)
 
@@ -100,7 +102,10 @@ class Worker:
             metrics.LLM_CAP_STREAK.set_function(self.spend.streak)
         # Every LLM answer recorded by prompt hash, for `dialin rediscover` (None: no LLM).
         self.responses = factory.build_response_log(settings)
-        make_estimator = make_estimator or estimator_builder(settings, self.spend, self.responses)
+        # The clusters reviewers decided, refreshed by the decisions step (issue 15, part 3).
+        self.decided = DecidedExamples(limit=settings.decision_examples)
+        make_estimator = make_estimator or estimator_builder(settings, self.spend, self.responses,
+                                                             self.decided)
         # Built (and checked) at start: a bad DIALIN_PII_ENTITIES fails now, not at the first run.
         redactor = factory.build_redactor(settings)
         self.app = build_faust_app(settings)
@@ -129,7 +134,7 @@ class Worker:
                                             after_batch=self.discovery.after_read)
         # Lifecycle (issue 15): reviewers' decisions, the rules, per-intent volume.
         self.decisions = DecisionQueue()
-        self.applier = DecisionApplier(self.discovery, self.decisions)
+        self.applier = DecisionApplier(self.discovery, self.decisions, examples=self.decided)
         self.volume = VolumeCounter(settings.volume_window_seconds,
                                     keep_seconds=max(settings.activation_window_seconds, 86400.0))
         self._decision_reader = TopicFollower(settings, settings.topic_decisions,
