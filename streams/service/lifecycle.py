@@ -65,7 +65,8 @@ def rule_events(intents: list[CatalogIntent], volume: VolumeCounter, settings: S
     for intent in intents:
         if not intent.active:
             continue
-        growth = volume.growth(intent.intent_id, settings.activation_window_seconds, now)
+        growth = (volume.growth(intent.intent_id, settings.activation_window_seconds, now)
+                  if intent.state == "candidate" else 0)
         if activation_due(intent, growth, settings):
             out.append(transition(intent, "activated", ACTIVATION_RULE, stamp))
         elif (settings.retire_after_seconds > 0

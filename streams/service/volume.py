@@ -51,7 +51,9 @@ class VolumeCounter:
         self.clock = clock
         self.live: Callable[[], bool] = lambda: True
         self.started = clock()
-        self.counts: dict[tuple[str, float], int] = defaultdict(int)
+        #: intent_id -> window start -> first assignments (indexed by intent: the rules ask
+        #: per intent every tick).
+        self.counts: dict[str, dict[float, int]] = defaultdict(lambda: defaultdict(int))
         self.published: set[tuple[str, float]] = set()
         self.last_seen: dict[str, float] = {}
 
@@ -69,13 +71,13 @@ class VolumeCounter:
         now = self.clock()
         self.last_seen[intent_id] = now
         if int(rec.get("version", 1)) == 1 and self.live():
-            self.counts[(intent_id, self.window_of(now))] += 1
+            self.counts[intent_id][self.window_of(now)] += 1
 
     def growth(self, intent_id: str, seconds: float, now: float) -> int:
         """First assignments to ``intent_id`` in the windows that started within ``seconds``."""
         since = now - seconds
-        return sum(n for (iid, start), n in self.counts.items()
-                   if iid == intent_id and start + self.window_seconds > since)
+        windows = self.counts.get(intent_id, {})
+        return sum(n for start, n in windows.items() if start + self.window_seconds > since)
 
     def idle_seconds(self, intent_id: str, now: float) -> float:
         """Seconds since an assignment to ``intent_id`` was last read (since the counter
@@ -85,18 +87,21 @@ class VolumeCounter:
     def closed(self, now: float) -> list[WindowCount]:
         """Windows that ended by ``now`` and were not published yet; forgets old ones."""
         out = []
-        for (iid, start), n in sorted(self.counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            end = start + self.window_seconds
-            if end <= now and (iid, start) not in self.published:
-                out.append(WindowCount(intent_id=iid, window_start=start, window_end=end, count=n))
-                self.published.add((iid, start))
-        for key in [k for k in self.counts if k[1] + self.window_seconds < now - self.keep_seconds]:
-            self.counts.pop(key, None)
-            self.published.discard(key)
+        for iid, windows in self.counts.items():
+            for start, n in windows.items():
+                end = start + self.window_seconds
+                if end <= now and (iid, start) not in self.published:
+                    out.append(WindowCount(intent_id=iid, window_start=start, window_end=end,
+                                           count=n))
+                    self.published.add((iid, start))
+            for start in [w for w in windows if w + self.window_seconds < now - self.keep_seconds]:
+                del windows[start]
+                self.published.discard((iid, start))
+        out.sort(key=lambda w: (w.window_start, w.intent_id))
         return out
 
     def last_window_max(self, intent_ids: set[str], now: float) -> int:
         """The largest count among ``intent_ids`` in the last closed window."""
         start = self.window_of(now) - self.window_seconds
-        return max((n for (iid, s), n in self.counts.items() if s == start and iid in intent_ids),
+        return max((self.counts[iid].get(start, 0) for iid in intent_ids if iid in self.counts),
                    default=0)
