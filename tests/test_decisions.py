@@ -189,6 +189,12 @@ def test_retire_stops_matching_and_keeps_the_assignments():
     [u] = lead.updates()
     assert (u["event"], u["state"], u["status"]) == ("retired", "retired", "retired")
     assert not lead.assignments() and not lead.intent(0).active
+    lead.pub.sent.clear()
+    fill(lead.disco.buffer, [3], 15, accepted_at=time.time() + 1, tag="b")
+    asyncio.run(lead.disco.tick(now=time.time() + 2))  # the fit finds its members again
+    assert lead.disco.consolidations == 1
+    assert not [u for u in lead.updates() if u["intent_id"] == lead.ids[0]]  # not revived
+    assert lead.intent(0).state == "retired" and lead.intent(0).status == "retired"
 
 
 @pytest.mark.parametrize("action, fields, why", [

@@ -526,9 +526,14 @@ class Discovery:
                             [entries[i].utterance_id for i in rows], role or None)
             for k, iid in rec.intent_of.items():
                 known = self.catalog.get(iid) if iid in rec.continued else None
+                if known is not None and not known.active:
+                    continue  # retired or rejected: never continued, its members stay put
                 plan.append((self._entry(found[k], X, role or None, iid, now, known,
                                          rec.split_from.get(iid)), found[k].rows))
             for gone, into in rec.merged.items():
+                target = self.catalog.get(into)
+                if target is not None and not target.active:
+                    continue  # nothing is merged into a retired intent
                 intent = self.catalog.get(gone)
                 if intent is not None and kept_whole(intent):
                     continue  # a person's intent: its members stay (see _publish)
