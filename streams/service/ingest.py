@@ -6,8 +6,9 @@ embedder is free (``stream.noack_take(batch_size, within=batch_seconds)``, where
 batch is one or a few utterances that leave at once, and under load the batch grows by
 itself, up to ``batch_size``, with what arrived while the previous one was embedded.
 One batch is embedded at a time on the encoder's own thread (all cores by default,
-``DIALIN_EMBED_THREADS``); its matching (FAISS, on a second thread), routing and
-acknowledged publishing run while the next batch is embedded. Never on the event loop
+``DIALIN_EMBED_THREADS``); while the next batch is embedded, the last one is matched
+(FAISS) and its output records serialised on a second thread, then published and
+acknowledged from the event loop. No encoding, search or serialising on the loop
 (robinhood/faust#404).
 
 Invalid payloads go to the DLQ with the reason and the raw bytes. An utterance that
@@ -149,15 +150,17 @@ class Ingestor:
         metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
         return X
 
-    def _match(self, X: np.ndarray, roles: list[str | None]):
-        """Matcher thread: role inference and the FAISS search."""
+    def _match_and_route(self, valid: list[tuple[Utterance, Inbound]], X: np.ndarray,
+                         counts) -> list:
+        """Matcher thread: role inference, the FAISS search, and the output records."""
+        roles: list[str | None] = [u.role for u, _ in valid]
         missing = [i for i, r in enumerate(roles) if r is None]
         if missing:
             inferred = self.catalog.infer_roles(X[missing])
             for i, role in zip(missing, inferred):
                 roles[i] = role
         ids, scores = self.catalog.match(X, roles)
-        return roles, ids, scores
+        return self._route(valid, X, roles, ids, scores, counts)
 
     def _route(self, valid: list[tuple[Utterance, Inbound]], X, roles, ids, scores,
                counts) -> list:
@@ -269,13 +272,12 @@ class Ingestor:
 
     async def _decide(self, valid: list[tuple[Utterance, Inbound]], X: np.ndarray | None,
                       counts) -> list:
-        """Match on the matcher's thread, then route: the batch's output records."""
+        """The batch's output records, matched and serialised on the matcher's thread (off
+        the event loop, which keeps consuming, publishing and heartbeating meanwhile)."""
         if not valid:
             return []
-        roles: list[str | None] = [u.role for u, _ in valid]
-        loop = asyncio.get_running_loop()
-        roles, ids, scores = await loop.run_in_executor(self._matcher, self._match, X, roles)
-        return self._route(valid, X, roles, ids, scores, counts)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._matcher, self._match_and_route, valid, X, counts)
 
     @staticmethod
     def _letter(reason: str, item: Inbound, **extra) -> DeadLetter:
