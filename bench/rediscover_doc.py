@@ -144,7 +144,8 @@ those answers too), so replaying a range whose prompts are all in the log needs 
 (with one missing and the server down: one `error:` line, exit status 2). The service reads
 the log as well, once, at its first LLM question: a prompt the deployment was ever answered is
 not paid for twice. A crash may lose the answers of its last moments; a replay then asks
-those prompts again.
+those prompts again. A prompt that got no valid answer (after the invalid-answer retries)
+has nothing recorded and is asked again.
 
 **The output** is the catalog that run produces, as JSON with sorted keys, written to `--out`
 or stdout, and nothing is published (a dry run) unless `--publish TOPIC` names a topic (never
@@ -159,9 +160,10 @@ twice gives the same bytes. Each intent lists its `members` (utterance ids).
 `--no-diff` skips it) is printed on stderr, one line per intent: `same` (the live catalog has
 that id), `matches` (the live intent the live catalog's open-set rule gives most of its
 members, when that is at least half of them; with how many), `new` (otherwise, with the most
-members one live intent takes), and `live-only` for the active live intents nothing matches. `--explain INTENT_ID` prints, instead of the catalog,
-every judge question of the run about a group of that intent's members, in the order asked,
-with its verdict, P(Good), backend and spend-cap fallback.
+members one live intent takes), and `live-only` for the active live intents nothing matches. `--explain INTENT_ID` replays the range again (its
+answers from the log) and prints, instead of the catalog, every judge question of the run
+about a group of that intent's members, in the order asked, with its verdict, P(Good),
+backend and spend-cap fallback.
 
 Bad input is one `error:` line and exit status 2: `--from` not before `--to`, a malformed
 time or offset, a range with no utterances, an unknown intent for `--explain`, an unreachable

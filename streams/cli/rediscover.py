@@ -7,6 +7,8 @@ summary on stderr, and ``--explain INTENT_ID`` the verdicts that made one intent
 user mistake (a bad or empty range, an unknown intent, an unreachable broker, a bad
 setting) is one ``error:`` line on stderr and exit status 2 (:mod:`dialin.streams.cli`).
 :func:`register` adds the command to the ``dialin`` app.
+
+Library: typer.
 """
 
 from __future__ import annotations
