@@ -92,6 +92,73 @@ def run_discover(folder: Path) -> dict:
     return {"timings": timings, "meta": meta, "wall": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
+class _CountingPublisher:
+    """Stands in for the worker's Kafka publisher: counts the records a run hands over and
+    the seconds spent handing them (serialised already; no broker round trip)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    async def send_all(self, records) -> None:
+        self.records += len(list(records))
+
+
+def service_child(folder: Path) -> None:
+    """The service's discovery run on the utterances of ``folder/b77_all.csv``, as the
+    leader would run it on a buffer that held them all (buffer cap raised to fit):
+    embedded by the worker's embedder (ingest's work, timed apart), then
+    :meth:`Discovery.discover` with the shipped defaults; writes ``service.json``."""
+    import asyncio
+
+    from dialin.models import IntentCatalog
+    from dialin.streams.factory import build_redactor, build_service_embedder
+    from dialin.streams.service.buffer import BufferStore
+    from dialin.streams.service.discovery import Discovery
+    from dialin.streams.service.records import BufferEntry, dumps
+    from dialin.streams.service.worker import estimator_builder
+    from dialin.streams.settings import Settings
+
+    with open(folder / "b77_all.csv", newline="", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    settings = Settings()
+    started = time.perf_counter()
+    embedder = build_service_embedder(settings)
+    X = embedder.encode(texts)
+    embed = time.perf_counter() - started
+    now = time.time()
+    buffer = BufferStore()  # filled as the leader's follower of dialin-buffer fills it
+    for i, (t, x) in enumerate(zip(texts, X)):
+        entry = BufferEntry(utterance_id=f"u{i}", call_id=f"c{i}", text=t, role=None,
+                            embedding=BufferEntry.pack(x), accepted_at=now + i * 1e-6)
+        buffer.apply(entry.utterance_id.encode(), dumps(entry))
+    entries, X = buffer.snapshot()
+    publisher = _CountingPublisher()
+    catalog = IntentCatalog(embedder=embedder.name, match_threshold=settings.match_threshold,
+                            n_neighbors=settings.match_neighbors, vote_share=settings.match_vote_share)
+    discovery = Discovery(settings, catalog, buffer, publisher,
+                          estimator_builder(settings), redactor=build_redactor(settings))
+    started = time.perf_counter()
+    counts = asyncio.run(discovery.discover(entries, X))
+    run = time.perf_counter() - started
+    (folder / "service.json").write_text(json.dumps(
+        {"embed": embed, "discover": run, "records": publisher.records,
+         "created": counts.get("created", 0)}), encoding="utf-8")
+
+
+def run_service(folder: Path) -> dict:
+    """:func:`service_child` as a child process; its figures and its peak RSS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALIN_")}
+    with open(folder / "service.log", "wb") as err:
+        child = subprocess.Popen([sys.executable, __file__, "--service-child", str(folder)],
+                                 env=env, stdout=err, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = (folder / "service.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+        sys.exit(f"bench: the service's run failed:\n{tail}")
+    out = json.loads((folder / "service.json").read_text(encoding="utf-8"))
+    return {**out, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
 def section(runs: list[dict]) -> str:
     head = "| stage | " + " | ".join(f"{r['n']:,} utterances" for r in runs) + " |"
     lines = [head, "|---|" + "---:|" * len(runs)]
@@ -107,6 +174,15 @@ def section(runs: list[dict]) -> str:
         ("unassigned utterances", lambda r: f"{r['meta']['n_unassigned']}"),
     ]
     lines += [f"| {what} | " + " | ".join(cell(r) for r in runs) + " |" for what, cell in rows]
+    if all("service" in r for r in runs):
+        service_rows = [
+            ("the service's run: embed, as ingest does (s)", lambda r: f"{r['service']['embed']:.1f}"),
+            ("the service's run: `Discovery.discover` (s)", lambda r: f"{r['service']['discover']:.1f}"),
+            ("the service's run: intents created / records handed to Kafka",
+             lambda r: f"{r['service']['created']} / {r['service']['records']:,}"),
+            ("the service's run: peak resident memory (MB)", lambda r: f"{r['service']['peak_rss_mb']:.0f}"),
+        ]
+        lines += [f"| {what} | " + " | ".join(cell(r) for r in runs) + " |" for what, cell in service_rows]
     meta = runs[-1]["meta"]
     ratios = [r["meta"]["n_intents"] / r["k"] for r in runs]
     sizes = " ".join(str(r["n"]) for r in runs)
@@ -130,7 +206,11 @@ run as a child process in a fresh folder:
 ```
 
 Stage seconds come from `--timings` (naming happens inside clustering and is counted
-apart); peak memory is the child's own `ru_maxrss`.
+apart; the heuristic judge's verdicts are inside clustering too); peak memory is the
+child's own `ru_maxrss`. The service's run is a second child: the worker's embedder on
+the same rows (ingest's work in the service, timed apart), then the leader's
+`Discovery.discover` over a buffer holding them all, with the shipped defaults, handing
+its records to a counting stand-in for the Kafka publisher (no broker round trip).
 
 {chr(10).join(lines)}
 
@@ -194,7 +274,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--sizes", type=int, nargs="+", default=[3000, 6000, 13083, 21541],
                     help="utterances per run (at most 21,541)")
+    ap.add_argument("--no-service", action="store_true", help="skip the service's run")
+    ap.add_argument("--service-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.service_child is not None:
+        service_child(args.service_child)
+        return
     if not (args.data / "banking77" / "train.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
     runs = []
@@ -204,9 +289,12 @@ def main() -> None:
         load = os.getloadavg()[0]
         log(f"dialin discover on {size:,} utterances ({k} intents) in {folder}")
         result = run_discover(folder)
-        runs.append({"n": size, "k": k, "load": load, "load_end": os.getloadavg()[0], **result})
         log(f"  {json.dumps(result['timings'])}; {result['meta']['n_intents']} intents, "
             f"{result['meta']['judge_calls']} judge calls, peak {result['peak_rss_mb']:.0f} MB")
+        if not args.no_service:
+            result["service"] = run_service(folder)
+            log(f"  service: {json.dumps(result['service'])}")
+        runs.append({"n": size, "k": k, "load": load, "load_end": os.getloadavg()[0], **result})
     start, end = markers(SECTION)
     write_section(DOC, SECTION, f"{start}\n{section(runs).strip()}\n{end}")
     log(f"wrote section {SECTION!r} of {DOC.relative_to(ROOT)}")
