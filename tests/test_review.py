@@ -12,6 +12,7 @@ import asyncio
 import base64
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -291,6 +292,24 @@ def test_growth_counts_the_last_hour():
     assert growth_per_hour([], created_at=None, now=hour) == 0
 
 
+def test_a_decision_the_leader_never_applies_stops_blocking_its_intent():
+    import json
+
+    from dialin.streams.review import PENDING_SECONDS, ReviewState, parse_time
+
+    state = ReviewState()
+    state.apply_update(b"c-1", json.dumps(_update("c-1", "card late", "candidate", 5)).encode())
+    decided = "2026-11-29T04:00:00Z"
+    state.apply_decision(b"d-1", json.dumps({"decision_id": "d-1", "action": "approve",
+                                              "intent_id": "c-1", "expected_version": 1,
+                                              "actor": "reviewer", "decided_at": decided}).encode())
+    at = parse_time(decided)
+    assert state.pending("c-1", now=at + 1)["decision_id"] == "d-1"
+    assert state.pending("c-1", now=at + PENDING_SECONDS + 1) is None
+    state.apply_update(b"c-1", json.dumps(_update("c-1", "card late", "active", 5, 2)).encode())
+    assert state.pending("c-1", now=at + 1) is None  # applied: the intent moved on
+
+
 def test_the_page_refuses_a_foreign_host_on_loopback(page):
     res = httpx.get(f"{page}/api/state", headers={"Host": "attacker.example"}, timeout=10)
     assert res.status_code == 403
@@ -306,19 +325,23 @@ def test_bound_beyond_loopback_it_needs_tokens(settings):
         ReviewServer(settings, "0.0.0.0", 0, tokens={"ana": ""})
 
 
-def test_the_command_refuses_to_bind_beyond_loopback_without_tokens(settings, tmp_path):
+@pytest.mark.parametrize("args, says", [
+    (["--host", "0.0.0.0"], "DIALIN_REVIEW_TOKENS"),
+    (["--bootstrap", "127.0.0.1:1"], "Kafka at 127.0.0.1:1"),
+])
+def test_the_command_says_what_stops_it_in_one_line(settings, tmp_path, args, says):
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIALIN_")}
+    env["DIALIN_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
     proc = subprocess.run(
         [sys.executable, "-c", "from dialin.streams.cli import main; main()", "review",
-         "--host", "0.0.0.0", "--port", "0", "--bootstrap", settings.kafka_bootstrap],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+         "--port", "0", *args], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "DIALIN_REVIEW_TOKENS" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], lines
 
 
 def test_beyond_loopback_a_request_without_the_token_is_401(settings):
@@ -387,3 +410,67 @@ def test_a_person_approves_and_renames_in_the_browser(page, settings, tmp_path):
     assert (image[:40].min(axis=2) < 60).mean() > 0.5
     body = image[60:]
     assert 0.005 < (body.max(axis=2) < 100).mean() < 0.5
+
+
+# --- end to end: page -> decision -> worker -> intent-updates --------------------------------
+
+
+def test_the_worker_applies_what_the_page_decides(kafka_settings, workers, redactor):
+    from test_e2e_service import FAST, banking_events
+
+    from dialin.streams.tools.replay import replay
+
+    tag = kafka_settings.app_id
+    s = kafka_settings.model_copy(update={"topic_events": f"ev-{tag}",
+                                          "topic_decisions": f"dec-{tag}"})
+    env = {**FAST, "DIALIN_TOPIC_EVENTS": s.topic_events,
+           "DIALIN_TOPIC_DECISIONS": s.topic_decisions,
+           "DIALIN_TOPIC_VOLUME": f"vol-{tag}", "DIALIN_ACTIVATION_MIN_SIZE": "100000"}
+    workers.start(env)
+    replay(iter(banking_events(300)), s)
+    with running(ReviewServer(s, "127.0.0.1", 0, redactor=redactor)) as url:
+        def settled():  # three candidates with examples to split, and no run changing them
+            before = {i: v["version"] for i, v in _state(url).items()}
+            time.sleep(8)
+            views = _state(url)
+            ready = [v for v in views.values() if v["state"] == "candidate"
+                     and sum(e["utterance_id"] is not None for e in v["examples"]) >= 2]
+            same = before == {i: v["version"] for i, v in views.items()}
+            return sorted(ready, key=lambda v: v["intent_id"])[:3] if same and len(ready) >= 3 \
+                else None
+
+        first, second, third = wait_for(settled, 300, interval=0, message="settled candidates")
+        moved = [e["utterance_id"] for e in third["examples"] if e["utterance_id"]][:1]
+        for body in ({"action": "approve", "intent_id": first["intent_id"]},
+                     {"action": "rename", "intent_id": second["intent_id"], "label": "ask ana"},
+                     {"action": "split", "intent_id": third["intent_id"], "utterance_ids": moved}):
+            intent = {v["intent_id"]: v for v in (first, second, third)}[body["intent_id"]]
+            res = _post(url, {**body, "expected_version": intent["version"]})
+            assert res.status_code == 201, res.text
+
+        def shown():  # the page shows the leader's new versions, nothing waiting
+            views = _state(url)
+            done = (views[first["intent_id"]]["state"] == "active"
+                    and views[second["intent_id"]]["label"] == "ask ana"
+                    and views[third["intent_id"]]["version"] > third["version"])
+            return views if done and not any(views[v["intent_id"]]["pending"]
+                                              for v in (first, second, third)) else None
+
+        wait_for(shown, 120, message="the page to show the applied decisions")
+    # The history (intent-events): each decision made the intent's next version, by the
+    # reviewer, with its parent; later engine events on the same intents may follow.
+    history = [r.data for r in records_of(s, s.topic_events) if isinstance(r.data, dict)]
+
+    def made(intent: dict, event: str) -> dict:
+        found = [e for e in history if e["intent_id"] == intent["intent_id"]
+                 and e["version"] == intent["version"] + 1]
+        assert [e["event"] for e in found][:1] == [event], found
+        assert found[0]["actor"] == "reviewer"
+        return found[0]
+
+    made(first, "activated")
+    assert made(second, "renamed")["renamed_from"] == second["label"]
+    made(third, "split")
+    parts = {e["intent_id"]: e for e in history
+             if e.get("split_from") == third["intent_id"] and e["event"] == "created"}
+    assert len(parts) == 1 and next(iter(parts.values()))["actor"] == "reviewer"

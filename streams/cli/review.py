@@ -27,7 +27,10 @@ def review(
     intents; each action is a decision on DIALIN_TOPIC_DECISIONS."""
     import asyncio
 
+    from aiokafka.errors import KafkaError as AIOKafkaError
+
     from ..factory import SettingsError, build_redactor
+    from ..service.kafka_config import KafkaConfigError
     from ..review import ReviewConfigError, ReviewServer
 
     settings = _tool_settings(bootstrap)
@@ -37,9 +40,9 @@ def review(
 
     async def run() -> None:
         server = ReviewServer(settings, host, port, tokens, redactor=build_redactor(settings))
-        await server.start()
-        typer.echo(f"review page on http://{host}:{server.port}/ (Ctrl-C stops it)", err=True)
         try:
+            await server.start()
+            typer.echo(f"review page on http://{host}:{server.port}/ (Ctrl-C stops it)", err=True)
             await asyncio.Event().wait()
         finally:
             await server.stop()
@@ -47,8 +50,11 @@ def review(
     with _tool_errors(settings.kafka_bootstrap):
         try:
             asyncio.run(_until_signal(run()))
-        except (ReviewConfigError, SettingsError) as exc:
+        except (ReviewConfigError, SettingsError, KafkaConfigError) as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(USER_ERROR) from None
+        except AIOKafkaError as exc:  # the topic readers and the admin client (aiokafka)
+            typer.echo(f"error: Kafka at {settings.kafka_bootstrap}: {exc}", err=True)
             raise typer.Exit(USER_ERROR) from None
         except OSError as exc:  # the port is taken or the address is not ours
             typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)

@@ -8,9 +8,10 @@ from the service's compacted topics), :func:`decide` the check that turns an act
 
 from ._actions import APPLIES_TO, ActionRefused, ActionRequest, decide, parse_request
 from ._server import ReviewConfigError, ReviewServer, check_binding, is_loopback
-from ._state import MAX_EXAMPLES, N_NEAREST, IntentView, ReviewState, growth_per_hour
+from ._state import (MAX_EXAMPLES, N_NEAREST, PENDING_SECONDS, IntentView, ReviewState,
+                     growth_per_hour, parse_time)
 
-__all__ = ["APPLIES_TO", "MAX_EXAMPLES", "N_NEAREST", "ActionRefused", "ActionRequest",
-           "IntentView", "ReviewConfigError",
+__all__ = ["APPLIES_TO", "MAX_EXAMPLES", "N_NEAREST", "PENDING_SECONDS", "ActionRefused",
+           "ActionRequest", "IntentView", "ReviewConfigError", "parse_time",
            "ReviewServer", "ReviewState", "check_binding", "decide", "growth_per_hour",
            "is_loopback", "parse_request"]

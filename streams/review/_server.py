@@ -106,8 +106,9 @@ class ReviewServer:
         from ..tools.replay import make_producer
 
         s = self.settings
-        await self._ensure_decisions_topic()
+        # The producer first: kafka-python names an unreachable broker in one KafkaError.
         self._producer = await asyncio.to_thread(make_producer, s, acks="all", linger_ms=0)
+        await self._ensure_decisions_topic()
         for topic, apply in ((s.topic_updates, self.state.apply_update),
                              (s.topic_catalog, self.state.apply_catalog),
                              (s.topic_memory, self.state.apply_memory),

@@ -11,7 +11,9 @@ publish may repeat an older version).
 
 A decision is *pending* while the intent is still at the version the decision expected:
 the leader applies it by publishing the next version, and the page shows the new state
-as soon as that update is read. Growth is utterances gained in the last hour, from the
+as soon as that update is read. A pending decision blocks another on the same intent for
+:data:`PENDING_SECONDS` at most (the leader may have found it impossible to apply, for
+instance a split of utterances it no longer remembers). Growth is utterances gained in the last hour, from the
 versions this process has seen (see :func:`growth_per_hour`). The nearest active intents
 of a candidate are ranked by the cosine of the catalog centroids. Every example shown
 passes the project's PII redactor (:func:`dialin.streams.factory.build_redactor`), also
@@ -42,6 +44,8 @@ GROWTH_WINDOW_SECONDS = 3600.0
 MAX_EXAMPLES = 20
 #: Nearest active intents shown per intent.
 N_NEAREST = 3
+#: A decision the leader has not applied after this long no longer blocks its intent.
+PENDING_SECONDS = 600.0
 
 
 def parse_time(value: object) -> float | None:
@@ -210,12 +214,16 @@ class ReviewState:
         with self._lock:
             return {uid for uid, m in self._memory.items() if m.intent_id == intent_id}
 
-    def pending(self, intent_id: str) -> dict | None:
-        """The latest decision on ``intent_id`` that its current version does not reflect."""
+    def pending(self, intent_id: str, now: float | None = None) -> dict | None:
+        """The latest decision on ``intent_id`` that its current version does not reflect,
+        made less than :data:`PENDING_SECONDS` ago (one the leader could not apply stops
+        blocking the intent then)."""
+        now = datetime.now(timezone.utc).timestamp() if now is None else now
         with self._lock:
             version = self.version_of(intent_id)
             waiting = [d for d in self.decisions.values()
-                       if d.get("intent_id") == intent_id and d.get("expected_version") == version]
+                       if d.get("intent_id") == intent_id and d.get("expected_version") == version
+                       and (parse_time(d.get("decided_at")) or 0.0) > now - PENDING_SECONDS]
         return max(waiting, key=lambda d: str(d.get("decided_at", ""))) if waiting else None
 
     def views(self, now: float | None = None) -> list[IntentView]:
@@ -244,7 +252,7 @@ class ReviewState:
             judge_backend=str(judge.get("backend", "")),
             verdict=str(judge.get("verdict") or "Good"), confidence=judge.get("confidence"),
             nearest=self._nearest(intent_id, active, vectors) if state != "merged" else [],
-            pending=self.pending(intent_id), merged_into=rec.get("merged_into"),
+            pending=self.pending(intent_id, now), merged_into=rec.get("merged_into"),
             created_at=str(rec.get("created_at", "")), updated_at=str(rec.get("updated_at", "")))
 
     def _examples(self, intent_id: str, rec: dict) -> list[Example]:
