@@ -116,7 +116,7 @@ def screenshot(url: str, image: Path) -> dict:
 
 
 def section(state: dict, image: Path, out: Path) -> str:
-    from dialin.streams.review import APPLIES_TO, MAX_EXAMPLES, N_NEAREST
+    from dialin.streams.review import APPLIES_TO, MAX_EXAMPLES, N_NEAREST, PENDING_SECONDS
     from dialin.streams.service.records import MAX_LABEL_CHARS
 
     start, end = markers(SECTION)
@@ -164,7 +164,9 @@ applied by the leader in order, only if the intent is still at the version the p
 
 Rename takes the name typed beside the button; merge the intent chosen in *merge into…*;
 split the examples ticked on the card (at least one, not all: they form a new intent). A
-decision already waiting on an intent disables its buttons.
+decision already waiting on an intent disables its buttons, for {PENDING_SECONDS / 60:.0f} minutes at most (a
+decision the leader could not apply, say a split of utterances it no longer remembers, is
+logged by the worker and then stops blocking the intent).
 
 **Refusals.** Nothing is produced and the page shows the reason: an unknown intent (404), a
 stale version (409: someone or the machine changed the intent since the page loaded: look

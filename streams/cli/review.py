@@ -31,7 +31,7 @@ def review(
 
     from ..factory import SettingsError, build_redactor
     from ..service.kafka_config import KafkaConfigError
-    from ..review import ReviewConfigError, ReviewServer
+    from ..review import ReviewConfigError, ReviewServer, check_binding
 
     settings = _tool_settings(bootstrap)
     host = host or settings.review_host
@@ -39,6 +39,7 @@ def review(
     tokens = {name: token.get_secret_value() for name, token in settings.review_tokens.items()}
 
     async def run() -> None:
+        check_binding(host, tokens)  # before the redactor's engines load: an instant refusal
         server = ReviewServer(settings, host, port, tokens, redactor=build_redactor(settings))
         try:
             await server.start()
