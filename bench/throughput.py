@@ -291,8 +291,9 @@ def run(args: argparse.Namespace) -> dict:
     texts = load_texts(args.data, "test", args.n)
     warm = load_texts(args.data, "train", args.warmup)
     cores = embedder_threads(Settings())
-    print(f"plain encode of {len(texts)} texts, 1 thread and {cores} ...", file=sys.stderr)
-    encode = {1: [plain_encode(texts, 1)], cores: [plain_encode(texts, 0)]}
+    sample = texts[: args.encode_n]
+    print(f"plain encode of {len(sample)} texts, 1 thread and {cores} ...", file=sys.stderr)
+    encode = {1: [plain_encode(sample, 1)], cores: [plain_encode(sample, 0)]}
     print(f"  {encode}", file=sys.stderr)
     results: list[tuple[Measured, dict]] = []
     with tempfile.TemporaryDirectory(prefix="dialin-bench-") as tmp, \
@@ -308,11 +309,11 @@ def run(args: argparse.Namespace) -> dict:
         print("reading the topics back ...", file=sys.stderr)
         fill_from_topics(results, settings)
     # On a shared machine the load drifts: encode again after the workers, keep the mean.
-    encode[1].append(plain_encode(texts, 1))
-    encode[cores].append(plain_encode(texts, 0))
+    encode[1].append(plain_encode(sample, 1))
+    encode[cores].append(plain_encode(sample, 0))
     print(f"plain encode again: {encode}", file=sys.stderr)
     return {
-        "n": len(texts), "catalog_intents": intents, "cores": cores,
+        "n": len(texts), "encode_n": len(sample), "catalog_intents": intents, "cores": cores,
         "encode": {str(k): float(np.mean(v)) for k, v in encode.items()},
         "setups": [{**asdict(r.setup), "capacity": r.capacity, "assigned_share": r.assigned_share,
                     "discovery_runs": r.discovery_runs, "embed_seconds": r.embed_seconds,
@@ -371,7 +372,8 @@ def section(r: dict) -> str:
         f"of that capacity (and at {TARGET_RATE:.0f}/s with discovery on), produce to assignment (utterances buffered on arrival have none). "
         "Encoder busy: the share of the burst the workers' encoders were embedding "
         "(`dialin_embedding_batch_duration_seconds`), and the batches they took. "
-        "Plain encode: MiniLM `encode`, the fastest of batch 16, 32 and 64, on a thread set up "
+        f"Plain encode: MiniLM `encode` of the burst's first {r['encode_n']} texts, the fastest of "
+        "batch 16, 32 and 64, on a thread set up "
         "as the worker's encoder thread (same torch threads and `OMP_WAIT_POLICY`), the mean of "
         "one run before and one after the workers. Discovery on: its default triggers "
         "(`DIALIN_DISCOVERY_MIN_UTTERANCES` 200, every 5 s), run after the held-off settings.",
@@ -393,13 +395,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="texts in each capacity burst")
     parser.add_argument("--warmup", type=int, default=None, help="texts the catalog is discovered from")
     parser.add_argument("--latency-seconds", type=float, default=None, help="length of each paced stream")
+    parser.add_argument("--encode-n", type=int, default=None,
+                        help="texts of the burst that plain encode times (1 thread and all cores, "
+                             "before and after the workers)")
     parser.add_argument("--setups", default=",".join(s.key for s in SETUPS),
                         help="comma-separated setups to run (development)")
     parser.add_argument("--out", type=Path, default=None,
                         help="markdown file to write (default docs/benchmarks.md; none with --quick)")
     args = parser.parse_args()
-    quick = {"n": 300, "warmup": 400, "latency_seconds": 4.0}
-    full = {"n": 1500, "warmup": 1500, "latency_seconds": 15.0}
+    quick = {"n": 300, "warmup": 400, "latency_seconds": 4.0, "encode_n": 300}
+    full = {"n": 1500, "warmup": 1500, "latency_seconds": 12.0, "encode_n": 800}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
