@@ -336,6 +336,7 @@ def test_the_command_says_what_stops_it_in_one_line(settings, tmp_path, args, sa
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIALIN_")}
     env["DIALIN_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    env["DIALIN_PII_REDACTION"] = "false"  # the PII engines take seconds to load: not tested here
     proc = subprocess.run(
         [sys.executable, "-c", "from dialin.streams.cli import main; main()", "review",
          "--port", "0", *args], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
