@@ -71,6 +71,21 @@ def test_another_intent_is_allowed_only_with_a_cause():
     assert found.reassigned == {"u": "catalog"} and not found.violations
 
 
+def test_a_retraction_puts_the_utterance_back_in_the_buffer():
+    """A reviewer's reject withdraws the assignment (no intent, cause ``rejected``, version
+    + 1) and the leader buffers the utterance again: counted apart, not a violation, and
+    the buffer entry that follows (even in the same millisecond) is not a redelivery."""
+    for gap in (0, 4):
+        found = run(Step(T0, "assigned", A, 1, "matched"),
+                    Step(T0 + 9, "retracted", None, 2, "rejected"),
+                    Step(T0 + 9 + gap, "buffered"))
+        assert found.reassigned == {"u": "rejected"}, gap
+        assert not found.violations and not found.redelivered, gap
+    # a retraction of an utterance never assigned to an intent is not allowed
+    [violation] = run(Step(T0, "buffered"), Step(T0 + 9, "retracted", None, 2, "rejected")).violations
+    assert "retracted while not assigned" in violation
+
+
 @pytest.mark.parametrize("walk, words", [
     ([Step(T0, "assigned", A), Step(T0 + 9, "assigned", B)], "then assigned to i-b"),
     ([Step(T0, "assigned", A), Step(T0 + 9, "aged_out")], "aged out while not in the buffer"),
@@ -124,3 +139,23 @@ def test_read_tally_reports_one_injected_forbidden_duplicate(kafka_settings):
     assert tally.redelivered == {"u-1": 1} and not tally.reassigned
     [violation] = tally.violations
     assert violation.startswith("u-3: intent i-a, then assigned to i-b")
+
+
+def test_read_tally_reads_a_retraction_as_the_utterance_back_in_the_buffer(kafka_settings):
+    """A withdrawn assignment names no intent: it is not dangling, the utterance is not
+    assigned, and its buffer entry written after it is live (buffered, not lost)."""
+    s = kafka_settings
+    update = {"intent_id": A, "label": "a", "role": "customer", "version": 1, "status": "created"}
+    retraction = {**_assignment("u-4", A), "intent_id": None, "label": None, "score": None,
+                  "version": 2, "cause": "rejected"}
+    _write(s, [
+        (s.topic_updates, A, update, T0 - 100_000),
+        (s.topic_assignments, "u-4", _assignment("u-4", A), T0),
+        (s.topic_assignments, "u-4", retraction, T0 + 50),
+        (s.topic_buffer, "u-4", {"utterance_id": "u-4", "call_id": "c", "text": "hi"}, T0 + 50),
+        (s.topic_assignments, "u-5", _assignment("u-5", A), T0),
+    ])
+    tally = read_tally(s)
+    assert set(tally.assigned) == {"u-5"} and tally.buffered == {"u-4"}
+    assert tally.retracted == {"u-4"} and not tally.dangling and not tally.lost
+    assert tally.reassigned == {"u-4": "rejected"} and not tally.violations and not tally.redelivered

@@ -6,7 +6,10 @@ accepted utterance must end in exactly one place, de-duplicated by utterance_id:
 assigned (``intent-assignments``), still buffered (live key on the compacted
 ``dialin-buffer``) or dead-lettered after acceptance (aged out, or processing failed,
 on the DLQ with its utterance_id). Rejected payloads are the other DLQ records, counted once per source
-offset. The demo's summary, the end-to-end tests and the benchmark all read this.
+offset. A *retraction* (an assignment record with no intent and cause ``rejected``: a
+reviewer rejected the utterance's intent) withdraws the assignment: the utterance is back
+in the buffer (the leader rewrites its buffer entry right after), not assigned, and it is
+counted in ``retracted`` while the withdrawal is its latest assignment record. The demo's summary, the end-to-end tests and the benchmark all read this.
 
 The sets above keep the latest record per key, as a subscriber of a compacted topic
 does; that alone cannot see an utterance written twice. So :func:`audit` also walks
@@ -58,6 +61,7 @@ class Tally:
     redelivered: Counter = field(default_factory=Counter)  # utterance_id -> repeated records
     reassigned: dict[str, str] = field(default_factory=dict)  # utterance_id -> cause
     violations: list[str] = field(default_factory=list)  # records the contract does not allow
+    retracted: set[str] = field(default_factory=set)  # latest assignment withdrawn (a reject)
 
     @property
     def accepted(self) -> set[str]:
@@ -82,8 +86,16 @@ class Tally:
 CATALOG_LAG_MS = 10_000
 
 #: Order of steps written in the same millisecond: a discovery run writes assignments or
-#: age-out letters before tombstones, and a buffer entry precedes what is decided on it.
-_RANK = {"buffered": 0, "assigned": 1, "aged_out": 1, "failed": 1, "unbuffered": 2}
+#: age-out letters before tombstones, a buffer entry precedes what is decided on it, and
+#: a retraction precedes the buffer entry that puts its utterance back.
+_RANK = {"retracted": -1, "buffered": 0, "assigned": 1, "aged_out": 1, "failed": 1,
+         "unbuffered": 2}
+
+
+def is_retraction(assignment: Mapping) -> bool:
+    """An assignment record that withdraws the utterance's assignment (a reviewer rejected
+    its intent): no intent, cause ``rejected``."""
+    return assignment.get("intent_id") is None and assignment.get("cause") == "rejected"
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class Step:
     """One raw record about an utterance: when it was written and what it says."""
 
     at_ms: int
-    kind: str  # buffered | unbuffered | assigned | aged_out | failed
+    kind: str  # buffered | unbuffered | assigned | retracted | aged_out | failed
     intent_id: str | None = None
     version: int = 1
     cause: str | None = None
@@ -134,6 +146,19 @@ def audit(steps: Mapping[str, Sequence[Step]], intents: Mapping[str, dict],
         for st in walk:
             if st.kind == "unbuffered":
                 live = False
+                continue
+            if st.kind == "retracted":
+                # withdrawn: the utterance is undecided again and goes back to the buffer
+                # (its entry follows); a later, lower version is still reported below
+                if st.version < version:
+                    out.violations.append(f"{uid}: retraction version {st.version} written "
+                                          f"after version {version}")
+                if decision is not None and decision.startswith("intent:"):
+                    out.reassigned[uid] = "rejected"
+                else:
+                    out.violations.append(f"{uid}: retracted while not assigned to an intent")
+                decision, live = None, False
+                version = max(version, st.version)
                 continue
             if st.kind == "buffered":
                 if live or decision is not None:
@@ -187,9 +212,16 @@ def read_tally(settings: Settings, *, timeout: float = 60.0) -> Tally:
     for rec in read_topic(settings, settings.topic_assignments, timeout=timeout):
         if isinstance(rec.data, dict) and "utterance_id" in rec.data:
             uid = rec.data["utterance_id"]
-            tally.assigned[uid] = rec.data
-            steps[uid].append(Step(rec.timestamp_ms, "assigned", rec.data.get("intent_id"),
-                                   int(rec.data.get("version") or 1), rec.data.get("cause")))
+            withdrawn = is_retraction(rec.data)
+            if withdrawn:  # back in the buffer: not assigned (nor dangling)
+                tally.assigned.pop(uid, None)
+                tally.retracted.add(uid)
+            else:
+                tally.assigned[uid] = rec.data
+                tally.retracted.discard(uid)
+            steps[uid].append(Step(rec.timestamp_ms, "retracted" if withdrawn else "assigned",
+                                   rec.data.get("intent_id"), int(rec.data.get("version") or 1),
+                                   rec.data.get("cause")))
     live: dict[str, bool] = {}
     for rec in read_topic(settings, settings.topic_buffer, timeout=timeout):
         uid = rec.key_str
