@@ -208,7 +208,7 @@ class ReviewServer:
         token = str(form.get("token", ""))
         if self.loopback or self._name_of(token) is None:
             return web.Response(status=401, text=_LOGIN_PAGE, content_type="text/html")
-        response = web.HTTPSeeOther("/")
+        response = web.Response(status=303, headers={"Location": "/"})
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
         return response
 
