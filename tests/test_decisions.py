@@ -374,3 +374,24 @@ def test_a_new_leader_rebuilds_the_decided_examples_from_the_catalog():
     asyncio.run(restarted(time.time()))
     [example] = restarted.examples.select("judge", "en")
     assert example.good and example.texts == lead.intent(0).examples
+
+
+def test_an_utterance_assigned_again_after_a_retraction_gets_a_higher_version():
+    """A subscriber keeps the highest version per utterance: the assignment that follows a
+    retraction (the utterance matched again, here by an intent imported for its region)
+    must outrank the retraction's version, never restart at 1."""
+    from dataclasses import replace
+
+    lead = Leader()
+    rejected = lead.intent(1)
+    lead.decide(_decision("reject", rejected.intent_id, 1))
+    retracted = {a["utterance_id"]: a["version"] for a in lead.assignments()}
+    assert set(retracted.values()) == {2}
+    assert {e.version for e in lead.disco.buffer.entries.values()} == {2}
+    lead.disco.catalog.put(replace(rejected, intent_id="imported-1", state="active",
+                                   status="created", event="created", decisions=()))
+    lead.pub.sent.clear()
+    assert asyncio.run(lead.disco.rematch()) == len(retracted)
+    again = {a["utterance_id"]: a for a in lead.assignments()}
+    assert set(again) == set(retracted)
+    assert all(a["version"] == 3 and a["intent_id"] == "imported-1" for a in again.values()), again

@@ -263,7 +263,7 @@ class DecisionApplier:
                            cause="rejected", intent_state=None)
             retractions.append((s.topic_assignments, e.utterance_id, dumps(a)))
             back = BufferEntry(**e.model_dump(exclude={"intent_id", "version", "accepted_at"}),
-                               accepted_at=time.time())
+                               accepted_at=time.time(), version=a.version)
             buffered.append((s.topic_buffer, e.utterance_id, dumps(back)))
         await disco.publisher.send_all(retractions)
         await disco.publisher.send_all(buffered)

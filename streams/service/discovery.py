@@ -348,7 +348,7 @@ class Discovery:
         for r, iid in enumerate(ids):
             intent = self.catalog.get(iid) if iid is not None else None
             if intent is not None:
-                a, m = self.assignment(entries[r], X[r], intent, 1, "matched")
+                a, m = self.assignment(entries[r], X[r], intent, entries[r].version + 1, "matched")
                 assignments.append(a)
                 remembered.append(m)
                 done.append(entries[r].utterance_id)
@@ -647,7 +647,7 @@ class Discovery:
             if not isinstance(e, MemoryEntry):
                 if e.utterance_id in self.memory.entries:
                     continue  # a redelivered copy of an assigned utterance: drop_decided's
-                a, m = self.assignment(e, X[r], now_in, 1, "discovered")
+                a, m = self.assignment(e, X[r], now_in, e.version + 1, "discovered")
                 done.append(e.utterance_id)
                 counts["assigned"] += 1
             elif now_in.intent_id != e.intent_id:

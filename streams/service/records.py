@@ -341,6 +341,10 @@ class BufferEntry(BaseModel):
     #: consumer group has committed past it (a redelivery could overwrite it before).
     source_partition: int | None = None
     source_offset: int | None = None
+    #: The last assignment version published for this utterance: 0 when it never had one,
+    #: the retraction's when a rejected candidate sent it back. Its next assignment is
+    #: this + 1, so a subscriber keeping the highest version never keeps the retraction.
+    version: int = 0
 
     @staticmethod
     def pack(vector: np.ndarray) -> str:
