@@ -194,3 +194,114 @@ def test_an_empty_range_and_an_unknown_intent_get_one_clear_line(replayable):
 def test_an_unreachable_broker_gets_one_clear_line(clean_settings):
     one_line_error(runner.invoke(app, ["rediscover", "--bootstrap", f"127.0.0.1:{free_port()}"]),
                    "Kafka at 127.0.0.1")
+
+
+# --- the review decisions as they stand now (issue 15 x issue 16 part 2) ---------------
+
+
+def _live_catalog_with_decisions(settings, run) -> dict[str, str]:
+    """Put on the live catalog topic the replay's four largest intents under other ids (so
+    the replay finds them by the open-set rule, not by id), as the leader leaves them after
+    a reviewer's decisions: the first rejected, the second renamed, the third merged into
+    the fourth. Returns {role in the test: live id}."""
+    from dialin.models import CatalogIntent, new_intent_id
+    from dialin.streams.service.lifecycle import transition
+    from dialin.streams.tools.replay import make_producer
+
+    records = dict(run.catalog_records())
+    now = "2026-11-29T00:00:00.000Z"
+
+    def live(n: int) -> CatalogIntent:
+        intent = CatalogIntent.from_record(records[run.intents[n].intent_id])
+        # threshold 0: a row goes where most of its neighbours are (the vote alone), so
+        # the test does not hang on how close LSA puts two BANKING77 intents
+        return CatalogIntent.from_record(dict(intent.to_record(run.embedder), threshold=0.0,
+                                              intent_id=new_intent_id(intent.role, [f"live-{n}"])))
+
+    gone, named, merged, into = (live(n) for n in range(4))
+    entries = [
+        transition(gone, "rejected", "alice", now, pinned=True, decisions=("d1",)),
+        transition(named, "renamed", "alice", now, label="report-lost_card", pinned=True,
+                   renamed_from=named.label, decisions=("d2",)),
+        transition(merged, "merged", "alice", now, merged_into=into.intent_id, pinned=True,
+                   decisions=("d3",)),
+        transition(into, "updated", "alice", now, pinned=True, decisions=("d3",)),
+    ]
+    producer = make_producer(settings, acks="all")
+    for e in entries:
+        producer.send(settings.topic_catalog, key=e.intent_id.encode(),
+                      value=json.dumps(e.to_record(run.embedder)).encode())
+    producer.flush()
+    producer.close()
+    return {"rejected": gone.intent_id, "renamed": named.intent_id,
+            "merged": merged.intent_id, "into": into.intent_id}
+
+
+def _by_gold_label(body: dict) -> str:
+    """The test server as a judge that says Good when 80% of the utterances shown share
+    their BANKING77 category, and a namer that answers that category."""
+    from collections import Counter
+
+    from openai_server import task_of, utterance_groups
+
+    with open(BANKING, newline="", encoding="utf-8") as f:
+        gold = {r["text"]: r["category"] for r in csv.DictReader(f)}
+    texts = [t for group in utterance_groups(body) for t in group]
+    seen = Counter(gold.get(t, "") for t in texts)
+    category, n = min(seen.items(), key=lambda kv: (-kv[1], kv[0])) if seen else ("help", 0)
+    task = task_of(body)
+    if task == "judge":
+        return "Good" if n >= 0.8 * max(1, len(texts)) else "Bad"
+    return f"ask-{category}" if task == "name" else "[30, 20, 40]"
+
+
+def test_the_replay_applies_the_review_decisions_of_the_live_catalog(replayable, llm_server,
+                                                                    tmp_path):
+    from dialin.streams.settings import get_settings
+    from dialin.streams.tools.rediscover import Range, rediscover
+
+    llm_server.answer = _by_gold_label
+    before = rediscover(get_settings(), Range())
+    assert len(before.intents) >= 4 and not before.applied and before.decided_examples == 0
+    live = _live_catalog_with_decisions(replayable, before)
+    asked = len(llm_server.chat_requests())
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    for out in (one, two):
+        result = runner.invoke(app, ["rediscover", "--out", str(out)])
+        assert result.exit_code == 0, result.stderr
+        assert "review decisions applied: 4 (1 intents dropped as rejected)" in result.stderr
+    assert one.read_bytes() == two.read_bytes()  # the same range and catalog: the same bytes
+
+    doc = json.loads(one.read_text(encoding="utf-8"))
+    applied = doc["run"]["decisions_applied"]
+    assert applied["count"] == 4 and applied["decisions"] == sorted(
+        applied["decisions"], key=lambda a: (a["intent_id"], a["live_id"], a["action"]))
+    by_live = {a["live_id"]: a for a in applied["decisions"]}
+    assert {k: by_live[v]["action"] for k, v in live.items()} == {
+        "rejected": "reject", "renamed": "label", "merged": "merge", "into": "label"}
+    old = {i.intent_id: sorted(before.utterances.ids[r] for r in before.members[i.intent_id])
+           for i in before.intents}
+    intents = {i["intent_id"]: i for i in doc["intents"]}
+    # rejected: dropped, its members unassigned, and the output says why
+    dropped = by_live[live["rejected"]]["intent_id"]
+    assert dropped not in intents and [d["intent_id"] for d in doc["dropped"]] == [dropped]
+    assert "rejected by alice" in doc["dropped"][0]["reason"]
+    assert not set(old[dropped]) & {m for i in intents.values() for m in i["members"]}
+    assert doc["input"]["unassigned"] >= len(old[dropped])
+    # a person's label kept over the namer's (ask-<category> from the test server)
+    assert before.intents[1].label.startswith("ask-")
+    assert intents[by_live[live["renamed"]]["intent_id"]]["label"] == "report-lost_card"
+    # a person's merge: the replayed intent went into the one matching the target
+    gone, host = by_live[live["merged"]]["intent_id"], by_live[live["merged"]]["into"]
+    assert gone not in intents and host == by_live[live["into"]]["intent_id"]
+    assert set(old[gone]) <= set(intents[host]["members"])
+    assert intents[host]["size"] == len(intents[host]["members"])
+    # the judge and namer were shown the decided clusters, as the live service shows them
+    assert doc["run"]["decided_examples"] == 3
+    from openai_server import task_of
+
+    sent = llm_server.chat_requests()[asked:]
+    for task in ("judge", "name"):
+        shown = [json.dumps(body) for body in sent if task_of(body) == task]
+        assert any("decided by a reviewer" in body for body in shown), task
+    assert "dropped   " + dropped in result.stderr

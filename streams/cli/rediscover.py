@@ -3,7 +3,8 @@
 The work is in :mod:`dialin.streams.tools.rediscover`; this module parses the options,
 writes the catalog the run produces (``--out`` or stdout; a dry run: nothing is
 published unless ``--publish TOPIC``), prints the diff against the live catalog and a
-summary on stderr, and ``--explain INTENT_ID`` the verdicts that made one intent. Every
+summary on stderr (with how many review decisions of the live catalog applied), and
+``--explain INTENT_ID`` the verdicts that made one intent. Every
 user mistake (a bad or empty range, an unknown intent, an unreachable broker, a bad
 setting) is one ``error:`` line on stderr and exit status 2 (:mod:`dialin.streams.cli`).
 :func:`register` adds the command to the ``dialin`` app.
@@ -66,7 +67,8 @@ def rediscover(
         "--explain", help="Print the judge questions and verdicts that made this intent "
                           "instead of the catalog.")] = None,
     no_diff: Annotated[bool, typer.Option(
-        "--no-diff", help="Do not read the live catalog to diff against.")] = False,
+        "--no-diff", help="Do not print the diff against the live catalog (its review "
+                          "decisions apply all the same).")] = False,
     bootstrap: Annotated[str | None, typer.Option(
         "--bootstrap", help="Kafka bootstrap servers (default: DIALIN_KAFKA_BOOTSTRAP).")] = None,
 ) -> None:
@@ -93,16 +95,16 @@ def rediscover(
         else:
             _write_text(out, text)
         if not no_diff:
-            from ..catalog import read_live
-
-            for line in diff_live(run, read_live(settings)):
+            for line in diff_live(run, run.live):  # the catalog the decisions came from
                 typer.echo(line.text, err=True)
         sent = publish_records(run, publish) if publish is not None else 0
     u = run.utterances
     asked = "" if run.llm is None else f"; LLM: {_llm_line(run.llm)}"
+    decided = (f"; review decisions applied: {len(run.applied)}"
+               + (f" ({len(run.dropped)} intents dropped as rejected)" if run.dropped else ""))
     typer.echo(f"rediscovered {len(run.intents)} intents in {len(u.ids)} utterances "
                f"({u.rejected} rejected, {u.duplicates} duplicates) of topic "
-               f"{settings.topic_utterances}{asked}"
+               f"{settings.topic_utterances}{decided}{asked}"
                + (f" -> {out}" if out is not None else "")
                + (f"; published {sent} records to {publish}" if publish is not None
                   else "; dry run, nothing published"), err=True)

@@ -21,11 +21,19 @@ run-time figures (seconds, calls made: they go to the summary line). An event wi
 role keeps none: the worker infers one from the catalog as it stood at arrival, which a
 replay cannot recall, and inferring it from today's catalog would tie the output to it.
 
-The review decisions (issue 15) apply through :func:`review_decisions`, which returns
-none until decisions exist. Every judge question and its verdict is kept
-(:class:`VerdictRecorder`), so ``--explain`` shows what made an intent. The diff against
-the live catalog matches each replayed intent's members with the live catalog's own
-open-set rule (:meth:`~dialin.models.IntentCatalog.match`).
+The review decisions (issue 15) apply as they stand now, read from the live catalog
+(:func:`~..catalog.read_live`: the leader keeps on each entry what a person decided), so
+the output is deterministic for a given catalog (:func:`review_decisions`). The judge and
+namer show the decided clusters as few-shot examples exactly as the live service does
+(:func:`~..service.decisions.decided_examples`; the prompts are part of the response
+log's key); after the fit, a replayed intent whose members mostly belong to a live intent
+(:func:`live_match`, the diff's rule) takes what a person decided there
+(:func:`apply_decisions`): rejected -> dropped, its members unassigned; a person's label
+-> kept over the namer's; a person's merge -> merged into the replayed intent that
+matches the target (or relabelled to it when none does). Every judge question and its
+verdict is kept (:class:`VerdictRecorder`), so ``--explain`` shows what made an intent.
+The diff against the live catalog matches each replayed intent's members with the live
+catalog's own open-set rule (:meth:`~dialin.models.IntentCatalog.match`).
 
 Libraries: kafka-python (through :func:`~.watch.read_topic` and the producer of
 :mod:`.replay`), numpy.
@@ -182,14 +190,181 @@ def read_range(settings: Settings, span: Range) -> Utterances:
 
 # --- the run -------------------------------------------------------------------------
 
-def review_decisions(settings: Settings) -> list[Any]:
-    """The review decisions to apply to a replay, as they stand now.
+@dataclass(frozen=True)
+class Decided:
+    """The review decisions as they stand in the live catalog.
 
-    The hook for issue 15 (topic ``intent-decisions``): none yet, so a replay is the
-    engine's run alone. When decisions exist this returns them, latest per intent, and
-    :meth:`Rediscovery.document` applies them.
+    ``catalog`` holds every live entry (any state); ``matcher`` the entries a replayed
+    intent is matched with to take a decision (the candidate and active ones, the
+    rejected ones and those a person merged, each made matchable); ``examples`` the
+    clusters people decided, most recent first, as the live service's judge and namer
+    show them (:func:`~..service.decisions.decided_examples`).
     """
-    return []
+
+    catalog: Any  # IntentCatalog
+    matcher: Any  # IntentCatalog
+    examples: list[Any]  # DecidedExample
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One decision a replay took from the live catalog: the replayed intent, the live
+    intent it matched, the action (``reject``, ``label``, ``merge``, ``merge-label``) and,
+    for a merge, the replayed intent it went into (``merge-label``: the live target)."""
+
+    intent_id: str
+    live_id: str
+    action: str
+    into: str | None = None
+
+    def record(self) -> dict:
+        return {"intent_id": self.intent_id, "live_id": self.live_id, "action": self.action,
+                "into": self.into}
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A replayed intent a person rejected in the live catalog: its members stay unassigned."""
+
+    intent: Any  # CatalogIntent
+    rows: list[int]
+    live_id: str
+    reason: str
+
+
+def _live_catalog(settings: Settings, embedder: str, intents: Sequence[Any]) -> Any:
+    """An :class:`~dialin.models.IntentCatalog` with the service's open-set rule, holding
+    ``intents`` (catalog entries with vectors)."""
+    from dialin.models import IntentCatalog
+
+    catalog = IntentCatalog(embedder=embedder, match_threshold=settings.match_threshold,
+                            n_neighbors=settings.match_neighbors,
+                            vote_share=settings.match_vote_share)
+    for intent in intents:
+        catalog.put(intent)
+    return catalog
+
+
+def _check_space(snapshot: Any, embedder: str) -> None:
+    if snapshot.embedder and snapshot.embedder != embedder:
+        raise RediscoverError(f"the live catalog is in embedding space {snapshot.embedder!r}, "
+                              f"this replay in {embedder!r}: set the service's DIALIN_EMBEDDER")
+
+
+def review_decisions(settings: Settings, snapshot: Any, embedder: str) -> Decided:
+    """The review decisions to apply to a replay, as they stand now in ``snapshot`` (the
+    live catalog, :func:`~..catalog.read_live`): what the leader applied is on its entries
+    (state, ``pinned``, ``actor``, ``merged_into``)."""
+    from dialin.models import CatalogIntent
+
+    from ..service.decisions import decided_examples
+    from ..service.discovery import kept_whole
+
+    _check_space(snapshot, embedder)
+    entries = [CatalogIntent.from_record(r) for r in snapshot.records if r.get("centroid")]
+    catalog = _live_catalog(settings, embedder, entries)
+    decidable = [replace(i, state="active", status="updated") for i in catalog.intents_.values()
+                 if i.active or i.state == "rejected" or (i.state == "merged" and kept_whole(i))]
+    return Decided(catalog, _live_catalog(settings, embedder, decidable),
+                   decided_examples(catalog))
+
+
+def live_match(catalog: Any, X: np.ndarray, role: str | None) -> tuple[str | None, int]:
+    """The live intent the catalog's open-set rule gives most of the rows ``X`` (of
+    ``role``), and how many it gets (ties: the smaller id); (None, 0) when none takes any.
+    The rows *belong* to it when :func:`mostly` says so."""
+    ids = catalog.match(X, [role] * len(X))[0] if len(catalog) else [None] * len(X)
+    votes = Counter(i for i in ids if i is not None)
+    if not votes:
+        return None, 0
+    return min(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def mostly(k: int, n: int) -> bool:
+    """``k`` of ``n`` members is most of them: at least half."""
+    return 2 * k >= n
+
+
+def apply_decisions(intents: list[Any], members: dict[str, list[int]], X: np.ndarray,
+                    decided: Decided) -> tuple[list[Any], list[Applied], list[Dropped]]:
+    """The replayed ``intents`` after what people decided about the live intents they match.
+
+    A replayed intent belongs to the live intent with its id (the same members), else to
+    the one :func:`live_match` gives most of its members (:func:`mostly`). Then: a
+    rejected live intent -> the replayed intent is dropped (its members unassigned); a
+    live intent a person merged -> the replayed intent is merged into the replayed intent
+    that belongs to the merge's target (it keeps that one's id, label and examples), or,
+    when none does, relabelled to the target's label; a person's label (an intent a
+    reviewer decided or an import: :func:`~..service.discovery.kept_whole`) -> kept over
+    the namer's. ``members`` is updated in place.
+    """
+    from ..service.discovery import kept_whole
+
+    live, matcher = decided.catalog, decided.matcher
+    if not len(live):
+        return intents, [], []
+    belongs: dict[str, str] = {}
+    for intent in intents:
+        if intent.intent_id in live:
+            belongs[intent.intent_id] = intent.intent_id
+            continue
+        rows = members[intent.intent_id]
+        best, k = live_match(matcher, X[rows], intent.role)
+        if best is not None and mostly(k, len(rows)):
+            belongs[intent.intent_id] = best
+
+    def target_of(there: Any) -> Any:  # where a chain of merges ends
+        seen = {there.intent_id}
+        while (there is not None and there.state == "merged" and there.merged_into is not None
+               and there.merged_into not in seen):
+            seen.add(str(there.merged_into))
+            there = live.get(str(there.merged_into))
+        return there
+
+    out, applied, dropped, merges = [], [], [], []
+    for intent in intents:
+        lid = belongs.get(intent.intent_id)
+        there = live.get(lid) if lid is not None else None
+        target = target_of(there) if there is not None and there.state == "merged" else there
+        if there is None or (there.state == "merged" and not kept_whole(there)):
+            out.append(intent)
+        elif target is not None and target.state == "rejected":
+            why = (f"live intent {lid} {there.label!r} was rejected by {there.actor}"
+                   if target is there else f"live intent {lid} {there.label!r} was merged "
+                   f"into {target.intent_id} {target.label!r}, rejected by {target.actor}")
+            dropped.append(Dropped(intent, members.pop(intent.intent_id), lid, why))
+            applied.append(Applied(intent.intent_id, lid, "reject"))
+        elif there.state == "merged":
+            merges.append((intent, there, target))
+            out.append(intent)
+        elif there.active and kept_whole(there):
+            out.append(replace(intent, label=there.label, actor=there.actor, pinned=True))
+            applied.append(Applied(intent.intent_id, lid, "label"))
+        else:
+            out.append(intent)
+    first: dict[str, str] = {}  # live id -> the replayed intent (largest first) that belongs there
+    for intent in out:
+        if intent.intent_id in belongs:
+            first.setdefault(belongs[intent.intent_id], intent.intent_id)
+    index = {intent.intent_id: n for n, intent in enumerate(out)}
+    gone: set[str] = set()
+    for intent, there, target in merges:
+        iid = intent.intent_id
+        into = None if target is None else first.get(target.intent_id)
+        if into is not None and into != iid and into not in gone:
+            rows = sorted(members[into] + members.pop(iid))
+            members[into] = rows
+            host = out[index[into]]
+            out[index[into]] = replace(host, size=len(rows), centroid=X[rows].mean(axis=0))
+            gone.add(iid)
+            applied.append(Applied(iid, there.intent_id, "merge", into))
+        elif target is not None:
+            out[index[iid]] = replace(out[index[iid]], label=target.label, actor=there.actor,
+                                      pinned=True)
+            applied.append(Applied(iid, there.intent_id, "merge-label", target.intent_id))
+    applied.sort(key=lambda a: (a.intent_id, a.live_id, a.action, a.into or ""))
+    dropped.sort(key=lambda d: d.intent.intent_id)
+    return [i for i in out if i.intent_id not in gone], applied, dropped
 
 
 @dataclass(frozen=True)
@@ -253,9 +428,12 @@ class Rediscovery:
     intents: list[Any]  # CatalogIntent, largest first
     members: dict[str, list[int]]  # intent id -> rows
     questions: list[Question]
-    decisions: list[Any]
     X: np.ndarray = field(repr=False)
     llm: dict | None = None
+    live: Any = None  # the live catalog's Snapshot the decisions came from
+    applied: list[Applied] = field(default_factory=list)  # sorted
+    dropped: list[Dropped] = field(default_factory=list)  # by intent id
+    decided_examples: int = 0  # decided clusters the judge and namer were shown
 
     def document(self) -> dict:
         """The catalog this run produces, as deterministic JSON-able data."""
@@ -274,10 +452,16 @@ class Rediscovery:
                     "judge": self.judge, "namer": self.namer,
                     "judge_budget": s.judge_budget, "prompt_version": self.prompt_version,
                     "min_cluster_size": s.discovery_min_cluster_size,
-                    "decisions_applied": len(self.decisions)},
+                    "decided_examples": self.decided_examples,
+                    "decisions_applied": {"count": len(self.applied),
+                                          "decisions": [a.record() for a in self.applied]}},
             "input": {"records": u.records, "utterances": len(u.ids), "rejected": u.rejected,
                       "duplicates": u.duplicates, "unassigned": len(u.ids) - assigned},
             "intents": intents,
+            "dropped": [{"intent_id": d.intent.intent_id, "label": d.intent.label,
+                         "role": d.intent.role, "size": d.intent.size, "live_id": d.live_id,
+                         "reason": d.reason, "members": sorted(u.ids[i] for i in d.rows)}
+                        for d in self.dropped],
         }
 
     def text(self) -> str:
@@ -301,13 +485,18 @@ class Rediscovery:
         """The judge questions that made ``intent_id``: every question on a group of its
         members (the clusters it grew from and the one certified), in the order asked."""
         rows = self.members.get(intent_id)
-        if rows is None:
+        gone = next((d for d in self.dropped if d.intent.intent_id == intent_id), None)
+        if rows is None and gone is None:
             known = ", ".join(i.intent_id for i in self.intents[:5])
             raise RediscoverError(f"--explain {intent_id}: no such intent in this run "
                                   f"({len(self.intents)} intents{': ' + known if known else ''})")
-        intent = next(i for i in self.intents if i.intent_id == intent_id)
+        if gone is not None:
+            intent, rows = gone.intent, gone.rows
+        else:
+            intent = next(i for i in self.intents if i.intent_id == intent_id)
         mine = set(rows)
-        lines = [f"{intent.intent_id} {intent.label!r} [{intent.role or '-'}] size {intent.size}"]
+        lines = [f"{intent.intent_id} {intent.label!r} [{intent.role or '-'}] size {intent.size}"
+                 + ("" if gone is None else f", dropped: {gone.reason}")]
         for n, q in enumerate(self.questions, 1):
             inside = sum(r in mine for r in q.rows)
             if not inside:
@@ -325,24 +514,32 @@ class Rediscovery:
 
 
 def rediscover(settings: Settings, span: Range, *, embedder: Any = None,
-               responses: Any = None) -> Rediscovery:
-    """Replay ``span``: read, embed, fit once per role, and the catalog that makes.
+               responses: Any = None, live: Any = None) -> Rediscovery:
+    """Replay ``span``: read, embed, fit once per role, apply the review decisions, and
+    the catalog that makes.
 
     ``embedder`` defaults to the service's (:func:`~..factory.build_service_embedder`),
-    ``responses`` to the deployment's response log (:func:`~..factory.build_response_log`).
+    ``responses`` to the deployment's response log (:func:`~..factory.build_response_log`),
+    ``live`` to the live catalog now (:func:`~..catalog.read_live`), whose decisions apply.
     """
+    from dialin.models import DecidedExamples
+
     from .. import factory
+    from ..catalog import read_live
 
     utterances = read_range(settings, span)
     embedder = embedder if embedder is not None else factory.build_service_embedder(settings)
+    live = live if live is not None else read_live(settings)
+    decided = review_decisions(settings, live, embedder.name)
+    examples = DecidedExamples(limit=settings.decision_examples)  # as the worker hands them in
+    examples.replace(decided.examples)
     if responses is None:
         responses = factory.build_response_log(settings)
     spend = factory.build_spend_cap(settings, per_run=True)
-    judge = factory.build_judge(settings, spend=spend, responses=responses)
-    namer = factory.build_namer(settings, spend=spend, responses=responses)
+    judge = factory.build_judge(settings, spend=spend, responses=responses, examples=examples)
+    namer = factory.build_namer(settings, spend=spend, responses=responses, examples=examples)
     recorder = VerdictRecorder(judge)
     redactor = factory.build_redactor(settings)
-    decisions = review_decisions(settings)
     X = np.ascontiguousarray(embedder.encode(utterances.texts), dtype=np.float32)
     when = _iso(utterances.last_ms)
     intents, members = [], {}
@@ -353,10 +550,13 @@ def rediscover(settings: Settings, span: Range, *, embedder: Any = None,
     finally:
         if responses is not None:
             responses.close()  # the answers this run asked are on the log before it reports
+    intents, applied, dropped = apply_decisions(
+        sorted(intents, key=lambda i: (-i.size, i.intent_id)), members, X, decided)
     intents = _distinct_labels(sorted(intents, key=lambda i: (-i.size, i.intent_id)))
     return Rediscovery(settings, span, utterances, embedder.name, judge.backend, namer.backend,
                        factory.prompt_version(judge, namer), intents, members, recorder.questions,
-                       decisions, X, factory.llm_stats(judge, namer))
+                       X, factory.llm_stats(judge, namer), live, applied, dropped,
+                       len(decided.examples))
 
 
 def _fit_role(settings: Settings, role: str, utterances: Utterances, X: np.ndarray,
@@ -415,7 +615,7 @@ def _distinct_labels(intents: list[Any]) -> list[Any]:
 
 @dataclass(frozen=True)
 class DiffLine:
-    """One line of the diff: ``same``, ``matches``, ``new`` or ``live-only``."""
+    """One line of the diff: ``same``, ``matches``, ``new``, ``dropped`` or ``live-only``."""
 
     kind: str
     intent_id: str
@@ -427,21 +627,16 @@ def diff_live(run: Rediscovery, snapshot: Any) -> list[DiffLine]:
 
     A replayed intent is ``same`` when the live catalog has its id (the same members),
     else ``matches`` the live intent the open-set rule gives most of its members when
-    that is at least half of them, else ``new``; an active live intent that none
-    matches is ``live-only``.
+    that is at least half of them (:func:`live_match`, :func:`mostly`), else ``new``; a
+    replayed intent the decisions dropped is ``dropped``, with why; an active live intent
+    that none matches is ``live-only``.
     """
-    from dialin.models import IntentCatalog
+    from dialin.models import CatalogIntent
 
-    s = run.settings
+    _check_space(snapshot, run.embedder)
     live = {r["intent_id"]: r for r in snapshot.active()}
-    catalog = IntentCatalog(embedder=run.embedder, match_threshold=s.match_threshold,
-                            n_neighbors=s.match_neighbors, vote_share=s.match_vote_share)
-    if snapshot.embedder and snapshot.embedder != run.embedder:
-        raise RediscoverError(f"the live catalog is in embedding space {snapshot.embedder!r}, "
-                              f"this replay in {run.embedder!r}: set the service's DIALIN_EMBEDDER")
-    for record in live.values():
-        if record.get("centroid"):
-            catalog.apply_record(record)
+    catalog = _live_catalog(run.settings, run.embedder,
+                            [CatalogIntent.from_record(r) for r in live.values() if r.get("centroid")])
     lines, seen = [], set()
     for intent in run.intents:
         head = f"{intent.intent_id} {intent.label!r} [{intent.role or '-'}] size {intent.size}"
@@ -450,11 +645,8 @@ def diff_live(run: Rediscovery, snapshot: Any) -> list[DiffLine]:
             lines.append(DiffLine("same", intent.intent_id, f"same      {head}"))
             continue
         rows = run.members[intent.intent_id]
-        ids, _ = catalog.match(run.X[rows], [intent.role] * len(rows)) if len(catalog) \
-            else ([None] * len(rows), None)
-        votes = Counter(i for i in ids if i is not None)
-        best, k = min(votes.items(), key=lambda kv: (-kv[1], kv[0])) if votes else (None, 0)
-        if best is not None and 2 * k >= len(rows):
+        best, k = live_match(catalog, run.X[rows], intent.role)
+        if best is not None and mostly(k, len(rows)):
             seen.add(best)
             lines.append(DiffLine("matches", intent.intent_id,
                                   f"matches   {head} ~ live {best} {live[best]['label']!r} "
@@ -466,6 +658,11 @@ def diff_live(run: Rediscovery, snapshot: Any) -> list[DiffLine]:
         else:
             lines.append(DiffLine("new", intent.intent_id,
                                   f"new       {head}: no live intent takes its members"))
+    for d in run.dropped:
+        i = d.intent
+        lines.append(DiffLine("dropped", i.intent_id,
+                              f"dropped   {i.intent_id} {i.label!r} [{i.role or '-'}] size "
+                              f"{i.size}: {d.reason}"))
     for iid in sorted(set(live) - seen):
         r = live[iid]
         lines.append(DiffLine("live-only", iid, f"live-only {iid} {r['label']!r} "
