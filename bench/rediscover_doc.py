@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 SECTION = "rediscover"
 #: stderr lines worth showing: the diff, the summary, errors.
-SHOWN = ("rediscovered", "same ", "matches ", "new ", "live-only ", "error", "warning")
+SHOWN = ("rediscovered", "same ", "matches ", "new ", "dropped ", "live-only ", "error",
+         "warning")
 
 
 def shown(s: Session, *args: str, stdout_lines: int | None = None, note: str = "",
@@ -123,8 +124,29 @@ embeds them with the service's embedder (run it with the workers' settings:
 estimator once per role with the settings' seed (`DIALIN_RANDOM_STATE`). It does not re-enact
 the incremental history (buffer runs, consolidations): it is the batch run those utterances
 make now. An event without a role keeps none (the worker infers one from the catalog as it
-stood at arrival, which a replay cannot recall). The review decisions, as they stand now, will
-apply once they exist (issue 15; none are applied yet, `run.decisions_applied` says how many).
+stood at arrival, which a replay cannot recall).
+
+**The review decisions** apply as they stand now, read from the live catalog
+(`dialin-catalog`, where the leader leaves on each intent what a person decided: its state,
+`actor`, `pinned`, `merged_into`), so the output is the same for the same range and the same
+catalog, and changes when a reviewer decides again. First, the LLM judge and namer of the
+replay are shown the clusters people decided (approved, renamed, split off, rejected; the
+most recent `DIALIN_DECISION_EXAMPLES`, language-matched) exactly as the live service shows
+them, so they get the same prompts (the prompts are part of the response log's key: after a
+new decision, the affected prompts are asked again once). Then each replayed intent that
+belongs to a live intent (the live intent with its id, else the one the live catalog's
+open-set rule gives at least half of its members: the diff's rule below, over the candidate
+and active intents plus the rejected ones and those a person merged) takes what a person
+decided there: a **rejected** live intent drops the replayed intent (its members stay
+unassigned and the output's `dropped` says which live intent, rejected by whom); a **person's
+label** (an intent a reviewer decided about, or an imported one) replaces the namer's; a
+**person's merge** merges the replayed intent into the replayed intent that belongs to the
+merge's target (which keeps its id, label and examples), or, when none does, relabels it to
+the target's label. A merge or rejection the machine made (a consolidation) is not a
+decision and is not applied. `run.decisions_applied` records what was applied: a `count` and
+the list of `{intent_id, live_id, action, into}` (`action`: `reject`, `label`, `merge`,
+`merge-label`), sorted; `run.decided_examples` says how many decided clusters the prompts
+could show; the summary line on stderr says how many decisions applied.
 
 **The range.** `--from` / `--to` are ISO-8601 times (`2026-11-01T00:00Z`; no zone means
 UTC) compared with each record's Kafka timestamp; `--from-offset` / `--to-offset` are
@@ -160,7 +182,8 @@ twice gives the same bytes. Each intent lists its `members` (utterance ids).
 `--no-diff` skips it) is printed on stderr, one line per intent: `same` (the live catalog has
 that id), `matches` (the live intent the live catalog's open-set rule gives most of its
 members, when that is at least half of them; with how many), `new` (otherwise, with the most
-members one live intent takes), and `live-only` for the active live intents nothing matches. `--explain INTENT_ID` replays the range again (its
+members one live intent takes), `dropped` for a replayed intent a rejection dropped, and
+`live-only` for the active live intents nothing matches. `--explain INTENT_ID` replays the range again (its
 answers from the log) and prints, instead of the catalog, every judge question of the run
 about a group of that intent's members, in the order asked, with its verdict, P(Good),
 backend and spend-cap fallback.
@@ -208,7 +231,8 @@ def session(s: Session, folder: Path, llm) -> list[str]:
     lines = first.splitlines()
     blocks.append(f"`replay.json` (its first 40 of {len(lines)} lines):\n\n```json\n"
                   + "\n".join(lines[:40]) + "\n```\n")
-    intent = json.loads(first)["intents"][0]["intent_id"]
+    doc = json.loads(first)
+    intent = doc["intents"][0]["intent_id"]
     blocks.append(shown(s, "rediscover", "--from", start, "--to", end, "--explain",
                         intent, stdout_lines=12,
                         note="What made the largest intent (first lines):\n\n"))
@@ -216,21 +240,73 @@ def session(s: Session, folder: Path, llm) -> list[str]:
                         "--no-diff", "--out", "part.json",
                         note="By offsets: the first ten records of each of the four "
                              "partitions:\n\n"))
+    blocks.append(decide(s, start, end))
+    decided = (folder / "decided.json").read_text(encoding="utf-8")
     asked = len(llm.chat_requests())
     llm.stop()
     blocks.append(shown(s, "rediscover", "--from", start, "--to", end, "--out",
                         "again.json", "--no-diff",
                         note=f"The runs above sent {asked} requests to the LLM. Stop the "
-                             "LLM server and replay the first range again:\n\n"))
+                             "LLM server and replay the first range again (the same "
+                             "decisions stand):\n\n"))
     again = (folder / "again.json").read_bytes()
-    same = "the same" if again == first.encode("utf-8") else "NOT the same"
-    blocks.append(f"`again.json` is {same} as `replay.json`, byte for byte "
+    same = "the same" if again == decided.encode("utf-8") else "NOT the same"
+    blocks.append(f"`again.json` is {same} as `decided.json`, byte for byte "
                   f"({len(again)} bytes).\n")
     blocks.append(shown(s, "rediscover", "--from", end, "--to", start, check=False,
                         note="Mistakes are one line (exit status 2):\n\n"))
     blocks.append(shown(s, "rediscover", "--explain", "intent-000000000000",
                         check=False))
     return blocks
+
+
+def decide(s: Session, start: str, end: str) -> str:
+    """Leave on the live catalog what the leader leaves after a reviewer's decisions about
+    the replay's intents (the second largest renamed, the third rejected), then replay
+    with them; the blocks that show it. The records are written here directly (SIMULATED
+    review: the section says so), each made by the leader's own transition."""
+    from dialin.models import CatalogIntent
+    from dialin.streams.service.lifecycle import transition
+    from dialin.streams.settings import Settings
+    from dialin.streams.tools.replay import make_producer
+    from dialin.streams.tools.watch import read_topic
+
+    topic = "replayed-catalog"
+    s.run("rediscover", "--from", start, "--to", end, "--no-diff", "--out", "published.json",
+          "--publish", topic)
+    settings = Settings(kafka_bootstrap=s.env["DIALIN_KAFKA_BOOTSTRAP"])
+    records = sorted((r.data for r in read_topic(settings, topic, wait_for_topic=5.0)),
+                     key=lambda r: (-r["size"], r["intent_id"]))
+    if len(records) < 3:
+        raise SystemExit(f"the replay made {len(records)} intents; the demo needs 3")
+    named, gone = (CatalogIntent.from_record(r) for r in records[1:3])
+    label = "confirm-" + named.label.split("-", 1)[-1]
+    now = records[0]["updated_at"]
+    entries = [transition(named, "renamed", "analyst", now, label=label, pinned=True,
+                          renamed_from=named.label, decisions=("decision-1",)),
+               transition(gone, "rejected", "analyst", now, pinned=True,
+                          decisions=("decision-2",))]
+    producer = make_producer(settings, acks="all")
+    for e in entries:
+        producer.send(settings.topic_catalog, key=e.intent_id.encode("utf-8"),
+                      value=json.dumps(e.to_record(records[0]["embedder"])).encode("utf-8"))
+    producer.flush()
+    producer.close()
+    note = (f"**With decisions.** Suppose an analyst renames `{named.intent_id}` "
+            f"({named.label!r}) to {label!r} and rejects `{gone.intent_id}` ({gone.label!r}) "
+            "on the review page. Here the records the leader leaves on `dialin-catalog` after "
+            "those decisions (state, actor, `pinned`, `renamed_from`) are written directly, "
+            "made by the leader's own lifecycle transition: a SIMULATED review, no review "
+            "page or worker runs in this demo. Replay the same range again:\n\n")
+    block = shown(s, "rediscover", "--from", start, "--to", end, "--out", "decided.json",
+                  note=note)
+    doc = json.loads((s.folder / "decided.json").read_text(encoding="utf-8"))
+    return (block + "\n`decided.json`, its `run` part and what was dropped (members "
+            "shortened to the first three):\n\n```json\n"
+            + json.dumps({"run": doc["run"],
+                          "dropped": [dict(d, members=d["members"][:3] + ["..."])
+                                      for d in doc["dropped"]]},
+                         indent=1, sort_keys=True, ensure_ascii=False) + "\n```\n")
 
 
 def main() -> None:
