@@ -305,3 +305,42 @@ def test_the_replay_applies_the_review_decisions_of_the_live_catalog(replayable,
         shown = [json.dumps(body) for body in sent if task_of(body) == task]
         assert any("decided by a reviewer" in body for body in shown), task
     assert "dropped   " + dropped in result.stderr
+
+
+def test_a_merge_no_replayed_intent_can_join_relabels_and_one_into_a_rejected_intent_drops():
+    import numpy as np
+
+    from dialin.models import CatalogIntent
+    from dialin.streams.catalog import Snapshot
+    from dialin.streams.settings import Settings
+    from dialin.streams.tools.rediscover import apply_decisions, review_decisions
+
+    rng = np.random.default_rng(0)
+
+    def blob(corner: int) -> np.ndarray:
+        return (np.eye(8)[corner] + 0.01 * rng.standard_normal((10, 8))).astype(np.float32)
+
+    def entry(iid: str, label: str, corner: int, **lifecycle) -> dict:
+        X = blob(corner)
+        return CatalogIntent(iid, label, "customer", X.mean(axis=0), 10, examples=(label,),
+                             exemplars=X, threshold=0.0, **lifecycle).to_record("e")
+
+    person = dict(actor="alice", pinned=True, decisions=("d",))
+    snapshot = Snapshot([
+        entry("live-s", "old", 0, state="merged", status="merged", merged_into="live-t", **person),
+        entry("live-t", "kept-target", 2),
+        entry("live-r", "bad-one", 3, state="rejected", status="retired", **person),
+        entry("live-u", "into-bad", 1, state="merged", status="merged", merged_into="live-r",
+              **person)], "e", "test")
+    X = np.vstack([blob(0), blob(1)])
+    replayed = [CatalogIntent(f"new-{n}", f"ask-{n}", "customer", X[rows].mean(axis=0), 10)
+                for n, rows in enumerate((range(10), range(10, 20)))]
+    members = {"new-0": list(range(10)), "new-1": list(range(10, 20))}
+    intents, applied, dropped = apply_decisions(
+        replayed, members, X, review_decisions(Settings(), snapshot, "e"))
+    assert [(a.intent_id, a.live_id, a.action, a.into) for a in applied] == [
+        ("new-0", "live-s", "merge-label", "live-t"), ("new-1", "live-u", "reject", None)]
+    assert [(i.intent_id, i.label) for i in intents] == [("new-0", "kept-target")]
+    assert [d.intent.intent_id for d in dropped] == ["new-1"]
+    assert "rejected by alice" in dropped[0].reason
+    assert set(members) == {"new-0"}

@@ -635,8 +635,8 @@ def diff_live(run: Rediscovery, snapshot: Any) -> list[DiffLine]:
 
     _check_space(snapshot, run.embedder)
     live = {r["intent_id"]: r for r in snapshot.active()}
-    catalog = _live_catalog(run.settings, run.embedder,
-                            [CatalogIntent.from_record(r) for r in live.values() if r.get("centroid")])
+    entries = [CatalogIntent.from_record(r) for r in live.values() if r.get("centroid")]
+    catalog = _live_catalog(run.settings, run.embedder, entries)
     lines, seen = [], set()
     for intent in run.intents:
         head = f"{intent.intent_id} {intent.label!r} [{intent.role or '-'}] size {intent.size}"
