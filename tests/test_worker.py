@@ -240,7 +240,7 @@ def remember(disco: Discovery, directions, n_each: int, intent_id: str, tag: str
     staging = BufferStore()
     fill(staging, directions, n_each, accepted_at, tag=tag)
     for e in staging.entries.values():
-        m = MemoryEntry(**e.model_dump(), intent_id=intent_id, version=1)
+        m = MemoryEntry(**e.model_dump(exclude={"version"}), intent_id=intent_id, version=1)
         disco.memory.apply(m.utterance_id.encode(), m.model_dump_json().encode())
 
 

@@ -114,12 +114,16 @@ class Ingestor:
     """The body of the ingest agent, independent of faust so tests can drive it.
 
     ``encoder_setup`` runs once on the encoder's thread before its first encode (the
-    factory's :func:`~..factory.embedder_thread_setup`: how many cores it encodes with).
+    factory's :func:`~..factory.embedder_thread_setup`: how many cores it encodes with);
+    ``encoder_batch``, when given, is called there with each batch's size first (the
+    factory's :func:`~..factory.encoder_batch_threads`: a small batch on one thread).
     """
 
     def __init__(self, settings: Settings, embedder: Embedder, catalog: IntentCatalog,
-                 publisher: Publisher, encoder_setup: Callable[[], object] | None = None) -> None:
+                 publisher: Publisher, encoder_setup: Callable[[], object] | None = None,
+                 encoder_batch: Callable[[int], object] | None = None) -> None:
         self.settings = settings
+        self.encoder_batch = encoder_batch
         self.embedder = embedder
         self.catalog = catalog
         self.publisher = publisher
@@ -145,6 +149,8 @@ class Ingestor:
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Encoder thread: one batch's embeddings."""
+        if self.encoder_batch is not None:
+            self.encoder_batch(len(texts))
         started = time.perf_counter()
         X = np.asarray(self.embedder.encode(texts), dtype=np.float32)
         metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
@@ -182,7 +188,7 @@ class Ingestor:
                                version=1, cause="matched",
                                intent_state=intent.state)  # type: ignore[arg-type]
                 out.append((s.topic_assignments, u.uid, dumps(a)))
-                m = MemoryEntry(**e.model_dump(), intent_id=intent.intent_id, version=1)
+                m = MemoryEntry(**e.model_dump(exclude={"version"}), intent_id=intent.intent_id, version=1)
                 remembered.append((s.topic_memory, u.uid, dumps(m)))
                 counts["assigned"] += 1
             else:
