@@ -160,6 +160,33 @@ def embedder_thread_setup(settings: Settings) -> Callable[[], int]:
     return setup
 
 
+#: Batches smaller than this are encoded on one thread, larger ones on all of them.
+#: Intra-op threads wait for each other at every operator: on the shared 2-core machine a
+#: lone utterance took about 590 ms on two threads in the worker and 50 ms on one (the
+#: worker's other threads and other processes delay the second thread at every step),
+#: while a batch of 64 gains from the second core (measured beside issue 17).
+SMALL_BATCH_TEXTS = 32
+
+
+def encoder_batch_threads(settings: Settings) -> Callable[[int], int]:
+    """For the worker's encoder thread: called with a batch's size before encoding it, it
+    sets the threads that batch is encoded with (one below :data:`SMALL_BATCH_TEXTS`
+    texts, :func:`embedder_threads` from there) and returns them. A no-op for ``lsa``."""
+    n = embedder_threads(settings)
+    current: list[int] = []
+
+    def for_batch(size: int) -> int:
+        want = n if size >= SMALL_BATCH_TEXTS else 1
+        if settings.embedder != "lsa" and current != [want]:
+            import torch
+
+            torch.set_num_threads(want)
+            current[:] = [want]
+        return want
+
+    return for_batch
+
+
 #: Simulated judges that read the gold labels: ``dialin evaluate`` and benchmarks only.
 SIMULATED_JUDGES: dict[str, type[OracleJudge]] = {"oracle": OracleJudge,
                                                   "oracle-sampled": SampledOracleJudge}

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(
         0.01, gt=0, description="once the embedder is free, how long the agent waits for more "
         "utterances before embedding what has arrived (adds at most this to the latency)")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=60000, description="longest the worker's Kafka consumer lets the broker "
+        "hold a fetch (faust's own 1500 put a 0.5 s floor under latency on the embedded broker)")
     discovery_min_utterances: int = 200
     discovery_max_age_seconds: float = 600.0
     discovery_interval_seconds: float = 5.0

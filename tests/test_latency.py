@@ -190,3 +190,27 @@ def test_the_encoder_thread_encodes_with_the_configured_torch_threads(monkeypatc
         torch.set_num_threads(before)
     assert seen == {"setup": 3, "torch": 3}
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_a_small_batch_is_encoded_on_one_thread_and_a_large_one_on_all():
+    """Intra-op threads wait for each other at every operator: a lone utterance took about
+    590 ms on two threads in the loaded worker and 50 ms on one, so batches under
+    SMALL_BATCH_TEXTS go to one thread and only larger ones use every core."""
+    torch = pytest.importorskip("torch")
+    from dialin.streams.factory import SMALL_BATCH_TEXTS, encoder_batch_threads
+
+    before = torch.get_num_threads()
+    seen: list[tuple[int, int]] = []
+
+    def encoder_thread() -> None:
+        for_batch = encoder_batch_threads(Settings(embedder="minilm", embed_threads=3))
+        for size in (1, SMALL_BATCH_TEXTS - 1, SMALL_BATCH_TEXTS, 256, 2):
+            seen.append((for_batch(size), torch.get_num_threads()))
+
+    try:
+        thread = threading.Thread(target=encoder_thread)
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(1, 1), (1, 1), (3, 3), (3, 3), (1, 1)]

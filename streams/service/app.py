@@ -20,6 +20,7 @@ from pathlib import Path
 import faust
 
 from .kafka_config import security_kwargs
+from .transport import FetchWaitApp
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ def build_faust_app(settings: Settings) -> faust.App:
     ``broker_max_poll_records`` is bounded to a few batches and the poll interval is
     generous, so a slow micro-batch never triggers a rebalance; offsets are
     committed often because every output is idempotent (at-least-once by design,
-    never ``exactly_once``: faust-streaming#517/#323).
+    never ``exactly_once``: faust-streaming#517/#323). The consumer's fetch wait comes
+    from ``DIALIN_FETCH_MAX_WAIT_MS`` (:mod:`.transport`: faust hard-codes 1.5 s).
     """
     Path(settings.data_dir, "faust").mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return FetchWaitApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=broker_url(settings),
         value_serializer="raw",
         key_serializer="raw",

@@ -118,7 +118,8 @@ class Worker:
         self.publisher = Publisher(self.app)
         self.readiness = Readiness()
         self.ingestor = Ingestor(settings, self.embedder, self.catalog, self.publisher,
-                                 encoder_setup=factory.embedder_thread_setup(settings))
+                                 encoder_setup=factory.embedder_thread_setup(settings),
+                                 encoder_batch=factory.encoder_batch_threads(settings))
         self._lag_probe = LagProbe(settings)
         self.discovery = Discovery(settings, self.catalog, self.buffer, self.publisher,
                                    make_estimator, memory=self.memory, redactor=redactor,
