@@ -1,10 +1,10 @@
-"""A lone utterance reaches its output topic in well under half a second, through the broker.
+"""A lone utterance reaches its output topic in a fraction of a second, through the broker.
 
-faust builds the worker's consumer with a 1.5 s fetch wait, and the embedded broker holds a
-waiting fetch about 0.5 s even when a record arrives: every assignment waited that long
-(issue 17). ``DIALIN_FETCH_MAX_WAIT_MS`` (:mod:`dialin.streams.service.transport`) bounds
-the wait. The latency is read from the records' own broker timestamps (the producer's
-send time of the utterance, the worker's send time of its output), the median of ten
+faust builds the worker's consumer with a 1.5 s fetch wait, and the embedded broker answers
+a waiting fetch only on its own rhythm: lone utterances waited from ~40 to ~650 ms (issue
+17). ``DIALIN_FETCH_MAX_WAIT_MS`` (:mod:`dialin.streams.service.transport`) bounds the
+wait. The latency is read from the records' own broker timestamps (the producer's send
+time of the utterance, the worker's send time of its output), the median of fifteen
 utterances sent one at a time (the first warms the model and is not counted).
 """
 
@@ -51,6 +51,7 @@ def test_a_lone_utterance_is_decided_well_under_half_a_second(kafka_settings, wo
     inputs = _first_timestamps(s, (s.topic_utterances,), lambda r: isinstance(r.data, dict)
                                and r.data.get("utterance_id") or None)
     latencies = [outputs[u] - inputs[u] for u in uids[1:]]
-    # Measured on the loaded 2-core machine: median about 230 ms with the 100 ms default,
-    # about 1,000 ms with faust's 1,500 ms.
-    assert statistics.median(latencies) < 450, latencies
+    # Measured on the quiet 2-core machine, one utterance every 0.6 s: median 71 ms with
+    # the 100 ms default; with faust's 1,500 ms the latencies cycle from ~40 to ~650 ms
+    # (median 337), as the broker answers the waiting fetches.
+    assert statistics.median(latencies) < 200, latencies
