@@ -167,6 +167,17 @@ def test_the_encoder_uses_every_core_it_may_run_on_unless_capped(tmp_path, cpu_m
     assert embedder_threads(Settings(embed_threads=3), cpu_max=path) == 3  # the setting caps
 
 
+def _on_a_thread(torch, body) -> None:
+    """Run ``body`` on a new thread, as the encoder's; restore torch's thread count after."""
+    before = torch.get_num_threads()
+    try:
+        thread = threading.Thread(target=body)
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_encoder_thread_encodes_with_the_configured_torch_threads(monkeypatch):
     """OMP_NUM_THREADS=1 (what the engine's fits want) does not hold the encoder to one
     core: its thread runs torch with DIALIN_EMBED_THREADS threads, and waits passively."""
@@ -175,19 +186,13 @@ def test_the_encoder_thread_encodes_with_the_configured_torch_threads(monkeypatc
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "unset")
     monkeypatch.delenv("OMP_WAIT_POLICY")
-    before = torch.get_num_threads()
     seen: dict[str, int] = {}
 
     def encoder_thread() -> None:
         seen["setup"] = embedder_thread_setup(Settings(embedder="minilm", embed_threads=3))()
         seen["torch"] = torch.get_num_threads()
 
-    try:
-        thread = threading.Thread(target=encoder_thread)
-        thread.start()
-        thread.join()
-    finally:
-        torch.set_num_threads(before)
+    _on_a_thread(torch, encoder_thread)
     assert seen == {"setup": 3, "torch": 3}
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
 
@@ -199,7 +204,6 @@ def test_a_small_batch_is_encoded_on_one_thread_and_a_large_one_on_all():
     torch = pytest.importorskip("torch")
     from dialin.streams.factory import SMALL_BATCH_TEXTS, encoder_batch_threads
 
-    before = torch.get_num_threads()
     seen: list[tuple[int, int]] = []
 
     def encoder_thread() -> None:
@@ -207,10 +211,5 @@ def test_a_small_batch_is_encoded_on_one_thread_and_a_large_one_on_all():
         for size in (1, SMALL_BATCH_TEXTS - 1, SMALL_BATCH_TEXTS, 256, 2):
             seen.append((for_batch(size), torch.get_num_threads()))
 
-    try:
-        thread = threading.Thread(target=encoder_thread)
-        thread.start()
-        thread.join()
-    finally:
-        torch.set_num_threads(before)
+    _on_a_thread(torch, encoder_thread)
     assert seen == [(1, 1), (1, 1), (3, 3), (3, 3), (1, 1)]
