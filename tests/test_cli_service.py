@@ -192,6 +192,46 @@ def test_broker_command_leaves_no_broker_behind(sig):
         proc.wait()
 
 
+def test_demo_stops_on_a_signal_that_lands_inside_kafka_python(tmp_path, monkeypatch):
+    """kafka-python runs its event loop on the calling thread while it bootstraps and logs
+    and drops whatever a task raises, so a SIGTERM landing there once let ``dialin demo``
+    run on and exit 0 (seen in CI). Here the signal is sent from inside that loop, every
+    time, while the replay's producer bootstraps."""
+    import os
+    import time
+
+    import kafka.net.manager
+
+    import dialin.streams.tools.demo as demo_module
+
+    build_transport = kafka.net.manager.KafkaConnectionManager._build_transport
+    replay = demo_module.replay
+    armed, sent = [], []
+
+    def armed_replay(*args, **kwargs):
+        armed.append(True)
+        return replay(*args, **kwargs)
+
+    async def signalled_build(self, node, timeout_at=None):
+        if armed:
+            armed.clear()
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the signal lands here, in a kafka-python task
+        return await build_transport(self, node, timeout_at=timeout_at)
+
+    monkeypatch.setattr(kafka.net.manager.KafkaConnectionManager, "_build_transport", signalled_build)
+    monkeypatch.setattr(demo_module, "replay", armed_replay)
+    sample = tmp_path / "mini.jsonl"
+    sample.write_text(json.dumps({"call_id": "c1", "text": "cancel my card"}) + "\n", encoding="utf-8")
+    started = time.monotonic()
+    result = runner.invoke(app, ["demo", "--input", str(sample), "--rate", "1"])
+    assert sent, "the signal was never sent"
+    assert result.exit_code == 1, result.output
+    assert "stopped by SIGTERM before the end" in result.output
+    assert "Traceback" not in result.output and time.monotonic() - started < 60
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_demo_stopped_midway_leaves_no_process_behind(sig, tmp_path):

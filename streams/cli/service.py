@@ -9,8 +9,10 @@ commands to the ``dialin`` app.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -45,8 +47,19 @@ def _tool_errors(bootstrap: str) -> Iterator[None]:
         raise typer.Exit(USER_ERROR) from None
 
 
-class _Stopped(Exception):
-    """SIGTERM or SIGHUP arrived; raised from the handler so every ``finally`` runs."""
+#: How long ``demo`` waits, after a stop signal, for the worker and the broker to stop
+#: (whatever is still running after that dies with this process: see ``tools/children``).
+_DEMO_STOP_SECONDS = 30.0
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived; raised from the handler so every ``finally`` runs.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so ``except Exception`` does not
+    catch it. That is not enough where library code runs on the main thread: kafka-python
+    runs its event loop on the caller's thread while it bootstraps and logs and drops
+    whatever a task raises, so ``demo`` keeps the main thread in a loop of its own.
+    """
 
 
 @contextlib.contextmanager
@@ -199,17 +212,37 @@ def demo(
     def log(line: str) -> None:
         typer.echo(line, err=True)
 
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = run_demo(input_file, timeout=timeout, rate=rate or None, log=log,
+                                         show=log if json_out else typer.echo, log_file=log_file,
+                                         embedder=embedder, stop=stop)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            outcome["error"] = exc
+
+    # The demo runs on a thread and this (main) thread only waits, so the signal handler
+    # raises here, in our loop; raised inside kafka-python's event loop it was dropped.
+    runner = threading.Thread(target=work, name="dialin-demo", daemon=True)
     with _tool_errors("the embedded broker"), _stop_on_signals():
         try:
-            result = run_demo(input_file, timeout=timeout, rate=rate or None, log=log,
-                              show=log if json_out else typer.echo, log_file=log_file,
-                              embedder=embedder)
+            runner.start()
+            while runner.is_alive():
+                runner.join(0.2)
+            if "error" in outcome:
+                raise outcome["error"]
         except WorkerError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(USER_ERROR) from None
-        except _Stopped as exc:  # run_demo's finally blocks stopped the worker and the broker
-            typer.echo(f"stopped by {exc} before the end; worker and broker stopped", err=True)
+        except (_Stopped, KeyboardInterrupt) as exc:
+            stop.set()  # run_demo stops the worker and the broker at its next checkpoint
+            runner.join(_DEMO_STOP_SECONDS)
+            name = str(exc) if isinstance(exc, _Stopped) else "SIGINT"
+            typer.echo(f"stopped by {name} before the end; worker and broker stopped", err=True)
             raise typer.Exit(INCOMPLETE) from None
+    result = outcome["result"]
     if json_out:
         typer.echo(json.dumps(result.summary))
     else:

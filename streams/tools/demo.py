@@ -40,6 +40,10 @@ SUMMARY_KEYS = ("events_in", "valid", "invalid", "assigned", "buffered", "intent
 Echo = Callable[[str], None]
 
 
+class DemoStopped(Exception):
+    """The caller asked the demo to stop (its ``stop`` event was set) before the end."""
+
+
 def bundled_sample() -> Path:
     """The bundled demo sample (``streams/samples/demo.jsonl``, see its README)."""
     return Path(str(resources.files("dialin.streams") / "samples" / "demo.jsonl"))
@@ -61,9 +65,19 @@ def _runs(samples) -> float:
     return metric(samples, "dialin_discovery_runs_total")
 
 
-def _wait(cond: Callable[[], bool], deadline: float, worker: WorkerProcess) -> bool:
+def _stop_check(stop: threading.Event | None) -> Callable[[], None]:
+    """A checkpoint that raises :class:`DemoStopped` once ``stop`` is set."""
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            raise DemoStopped("stop requested")
+    return check
+
+
+def _wait(cond: Callable[[], bool], deadline: float, worker: WorkerProcess,
+          checkpoint: Callable[[], None]) -> bool:
     """Poll ``cond`` until true or the deadline; False on timeout. A dead worker is an error."""
     while time.monotonic() < deadline:
+        checkpoint()
         if cond():
             return True
         if not worker.alive:
@@ -72,7 +86,8 @@ def _wait(cond: Callable[[], bool], deadline: float, worker: WorkerProcess) -> b
     return False
 
 
-def _settle(worker: WorkerProcess, settings: Settings, deadline: float, log: Echo) -> bool:
+def _settle(worker: WorkerProcess, settings: Settings, deadline: float, log: Echo,
+            checkpoint: Callable[[], None]) -> bool:
     """After the last event: let discovery have its turn on what is still buffered.
 
     Up to two rounds (a run already going when the last event arrived may not have
@@ -88,7 +103,7 @@ def _settle(worker: WorkerProcess, settings: Settings, deadline: float, log: Ech
         runs = _runs(worker.metrics())
         log(f"waiting for discovery on {buffered} buffered utterances ...")
         until = min(deadline, time.monotonic() + quiet)
-        if not _wait(lambda r=runs: _runs(worker.metrics()) > r, until, worker):
+        if not _wait(lambda r=runs: _runs(worker.metrics()) > r, until, worker, checkpoint):
             return time.monotonic() < deadline  # quiet spell: the worker will not run again
     return True
 
@@ -110,11 +125,14 @@ def _fit_file(records: list[tuple[bytes | None, bytes]], folder: Path) -> Path:
 
 def run_demo(path: Path | None = None, *, timeout: float = 600.0, rate: float | None = None,
              log: Echo, show: Echo, log_file: Path | None = None,
-             embedder: str | None = None) -> DemoResult:
+             embedder: str | None = None, stop: threading.Event | None = None) -> DemoResult:
     """Run the demo on ``path`` (default: the bundled sample); ``show`` gets each intent line.
 
     ``embedder`` (default: ``DIALIN_EMBEDDER``, else ``lsa`` fitted on the file's texts).
+    ``stop``, once set, ends the demo at its next checkpoint with :class:`DemoStopped`,
+    after the worker and the broker are stopped (the CLI sets it on SIGTERM).
     """
+    checkpoint = _stop_check(stop)
     started = time.monotonic()
     deadline = started + timeout
     path = path or bundled_sample()
@@ -136,15 +154,18 @@ def run_demo(path: Path | None = None, *, timeout: float = 600.0, rate: float | 
         stop = threading.Event()
         watcher = threading.Thread(target=_show_updates, args=(settings, stop, show), daemon=True)
         try:
-            worker.start().wait_ready(timeout=max(1.0, deadline - time.monotonic()))
+            checkpoint()
+            worker.start().wait_ready(timeout=max(1.0, deadline - time.monotonic()),
+                                      checkpoint=checkpoint)
             log(f"worker ready after {time.monotonic() - started:.0f}s; replaying {len(records)} "
                 f"events from {path.name} ...")
             watcher.start()
-            stats = replay(iter(records), settings, rate=rate)
+            stats = replay(iter(records), settings, rate=rate, on_send=lambda _: checkpoint())
             events_in = stats.sent
             log(f"sent {events_in} events; waiting for the worker ...")
-            done = _wait(lambda: _processed(worker.metrics()) >= events_in, deadline, worker)
-            done = done and _settle(worker, settings, deadline, log)
+            done = _wait(lambda: _processed(worker.metrics()) >= events_in, deadline, worker,
+                         checkpoint)
+            done = done and _settle(worker, settings, deadline, log, checkpoint)
             if not done:
                 log(f"timeout after {timeout:.0f}s; summarising what was processed")
             samples = worker.metrics()

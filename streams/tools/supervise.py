@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -94,10 +94,16 @@ class WorkerProcess:
         except (OSError, urllib.error.URLError):
             return False
 
-    def wait_ready(self, timeout: float = 180.0) -> WorkerProcess:
-        """Return once ``/readyz`` answers 200; raise :class:`WorkerError` if it exits first."""
+    def wait_ready(self, timeout: float = 180.0,
+                   checkpoint: Callable[[], None] | None = None) -> WorkerProcess:
+        """Return once ``/readyz`` answers 200; raise :class:`WorkerError` if it exits first.
+
+        ``checkpoint`` is called on every poll; what it raises ends the wait (a stop request).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if checkpoint is not None:
+                checkpoint()
             if not self.alive:
                 raise WorkerError(f"worker exited with code {self.returncode} before it was ready: "
                                   f"{self.log_tail(1)}")
