@@ -3,25 +3,31 @@
 Docker and Kubernetes do not run here, so every file is checked by its own linter or
 schema: hadolint for Dockerfiles, compose-spec for the compose file, ``helm lint`` and
 ``helm template`` + kubernetes-validate (offline schemas) for the chart, promtool for the
-Prometheus config, rules and rule unit tests. A missing tool fails the test (``make
-tools`` installs them): a skipped check could never fail.
+Prometheus config, rules and rule unit tests. The review page's probe paths are asked of
+the real ``dialin review`` (on the embedded broker), started with the chart's environment.
+A missing tool fails the test (``make tools`` installs them): a skipped check could never
+fail.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import compose_spec
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
 
 from dialin.streams.settings import Settings
+from dialin.streams.tools.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -97,6 +103,7 @@ def test_compose_file_validates():
     compose = compose_spec.PyCompose.from_yaml(_compose_text())
     compose.validate()
     assert {"kafka", "worker", "vllm", "prometheus", "grafana"} <= set(compose.service_names())
+    assert "review" in compose.service_names()
 
 
 def test_compose_validator_rejects_a_misspelt_key():
@@ -125,6 +132,23 @@ def test_compose_references_resolve():
     assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
     assert spec["services"]["kafka"]["image"].startswith("apache/kafka:")
     assert spec["services"]["vllm"]["profiles"] == ["gpu"]
+
+
+def test_compose_review_page_takes_its_tokens_from_the_shell_and_probes_its_own_port():
+    review = yaml.safe_load(_compose_text())["services"]["review"]
+    assert review["profiles"] == ["review"]  # off unless asked for
+    assert review["command"] == ["review"]
+    env = review["environment"]
+    # No value in the file: passed through from the shell, never written here.
+    assert env["DIALIN_REVIEW_TOKENS"] is None
+    assert env["DIALIN_REVIEW_HOST"] == "0.0.0.0"
+    port = env["DIALIN_REVIEW_PORT"]
+    assert review["ports"] == [f"127.0.0.1:{port}:{port}"]  # the host's loopback only
+    probe = " ".join(review["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in probe
+    assert review["deploy"]["resources"]["limits"]["memory"]
+    worker = yaml.safe_load(_compose_text())["services"]["worker"]
+    assert review["image"] == worker["image"] and review["build"] == worker["build"]
 
 
 # --- Helm -------------------------------------------------------------------------
@@ -325,3 +349,160 @@ def test_every_alert_links_its_runbook_section():
             runbook = rule["annotations"]["runbook_url"]
             assert runbook == f"docs/operate.md#{rule['alert'].lower()}"
             assert runbook.split("#")[1] in anchors, f"docs/operate.md has no section {rule['alert']}"
+
+
+# --- Helm: the review page (review.enabled) -----------------------------------------
+
+
+REVIEW_VALUES = "review-values.yaml"
+
+
+def _review(docs: list[dict]) -> tuple[dict, dict]:
+    """The review page's Deployment and its Service."""
+    (deployment,) = [d for d in _by_kind(docs, "Deployment")
+                     if d["metadata"]["name"] == "rel-dialin-review"]
+    (service,) = [s for s in _by_kind(docs, "Service") if s["metadata"]["name"] == "rel-dialin-review"]
+    return deployment, service
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=str)
+def test_review_page_is_rendered_only_when_enabled(values):
+    docs = _render(values)
+    names = {d["metadata"]["name"] for d in docs}
+    assert ("rel-dialin-review" in names) == (values == REVIEW_VALUES)
+
+
+def test_values_hold_no_review_token():
+    """Off by default, and a token can only come from a Secret (an empty name by default)."""
+    review = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["review"]
+    assert review["enabled"] is False
+    assert review["tokensSecret"] == {"name": "", "key": "tokens"}
+    assert not {"tokens", "token"} & set(review)
+    for values in VALUE_SETS:
+        for doc in _render(values):
+            assert doc["kind"] != "Secret"  # the chart never makes one for the tokens
+
+
+def test_review_needs_its_token_secret_in_one_line():
+    result = _helm("template", "rel", ".", "--set", "review.enabled=true")
+    assert result.returncode != 0
+    assert "review.enabled needs review.tokensSecret.name" in result.stderr
+
+
+def test_review_page_deployment_service_probes_and_token():
+    docs = _render(REVIEW_VALUES)
+    deployment, service = _review(docs)
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["review"]
+    env = _env(container)
+    assert env["DIALIN_REVIEW_HOST"]["value"] == "0.0.0.0"
+    # The tokens come from the Secret, never as a value.
+    assert env["DIALIN_REVIEW_TOKENS"] == {
+        "name": "DIALIN_REVIEW_TOKENS",
+        "valueFrom": {"secretKeyRef": {"name": "dialin-review-tokens", "key": "tokens"}}}
+    unknown = sorted(name for name in set(env) - SETTINGS_ENV if name.startswith("DIALIN_"))
+    assert not unknown, f"the review page gets variables Settings does not read: {unknown}"
+    # The page reads the workers' topics through the same Kafka connection.
+    worker_env = _env(_worker(docs))
+    for name, item in worker_env.items():
+        if name.startswith(("DIALIN_TOPIC_", "DIALIN_KAFKA_", "DIALIN_APP_ID")):
+            assert env[name] == item, name
+    (port,) = container["ports"]
+    assert port == {"name": "http", "containerPort": int(env["DIALIN_REVIEW_PORT"]["value"]),
+                    "protocol": "TCP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # Its Service reaches the page's pods and only them; the workers' Service, PDB and
+    # Deployment never select the page's pods.
+    labels = pod["metadata"]["labels"]
+    assert service["spec"]["ports"] == [{"name": "http", "port": port["containerPort"],
+                                         "targetPort": "http", "protocol": "TCP"}]
+    assert _matches(service["spec"]["selector"], labels)
+    assert _matches(deployment["spec"]["selector"]["matchLabels"], labels)
+    worker_deployment = [d for d in _by_kind(docs, "Deployment") if d["metadata"]["name"] == "rel-dialin"][0]
+    worker_labels = worker_deployment["spec"]["template"]["metadata"]["labels"]
+    assert not _matches(service["spec"]["selector"], worker_labels)
+    (metrics,) = [s for s in _by_kind(docs, "Service") if s["metadata"]["name"] == "rel-dialin-metrics"]
+    (pdb,) = _by_kind(docs, "PodDisruptionBudget")
+    for selector in (metrics["spec"]["selector"], pdb["spec"]["selector"]["matchLabels"],
+                     worker_deployment["spec"]["selector"]["matchLabels"]):
+        assert not _matches(selector, labels)
+
+
+def test_review_page_uses_the_kafka_credentials_and_tls_of_the_workers():
+    docs = _render("sasl-tls-values.yaml", "--values", str(CHART / "ci" / REVIEW_VALUES))
+    deployment, _ = _review(docs)
+    spec = deployment["spec"]["template"]["spec"]
+    env = _env(spec["containers"][0])
+    worker_env = _env(_worker(docs))
+    for name in ("DIALIN_KAFKA_BOOTSTRAP", "DIALIN_KAFKA_SASL_USERNAME", "DIALIN_KAFKA_SASL_PASSWORD",
+                 "DIALIN_KAFKA_SSL_CAFILE", "DIALIN_KAFKA_SSL_KEYFILE"):
+        assert env[name] == worker_env[name], name
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["kafka-tls"]["readOnly"] is True
+    assert {v["name"]: v for v in spec["volumes"]}["kafka-tls"]["secret"]["secretName"] == "kafka-tls"
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.slow
+def test_review_probe_paths_answer_on_the_real_page(broker, tmp_path):
+    """``dialin review`` started with the chart's environment (a free port, the test
+    broker, a token for the Secret) answers the probes without a token, and the rest
+    of the page only with one."""
+    deployment, _ = _review(_render(REVIEW_VALUES))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    chart_env = {name: item["value"] for name, item in _env(container).items() if "value" in item}
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALIN_")}
+    env.update(chart_env)
+    env.update({"DIALIN_REVIEW_PORT": str(port), "DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "DIALIN_REVIEW_TOKENS": '{"ana": "probe-test-token"}',
+                "DIALIN_PII_REDACTION": "false",  # the redactor's engines: not what is tested
+                "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    log = tmp_path / "review.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", "from dialin.streams.cli import main; main()",
+                                 "review"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        ready = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"{url}{container['readinessProbe']['httpGet']['path']}", timeout=5)
+                if ready.status_code == 200:
+                    break
+                assert ready.status_code == 503  # reading the topics
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        assert ready is not None and ready.status_code == 200, log.read_text()
+        for probe in ("livenessProbe", "startupProbe", "readinessProbe"):
+            res = httpx.get(f"{url}{container[probe]['httpGet']['path']}", timeout=5)
+            assert res.status_code == 200 and res.text.strip() == "ok", (probe, res.status_code)
+        # The probes open nothing else: the page and its API still need the token.
+        assert httpx.get(f"{url}/api/state", timeout=5).status_code == 401
+        assert httpx.get(f"{url}/", timeout=5).status_code == 401
+        auth = {"Authorization": "Bearer probe-test-token"}
+        assert httpx.get(f"{url}/api/state", headers=auth, timeout=5).json()["actor"] == "reviewer:ana"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_notes_say_how_to_reach_the_review_page():
+    result = _helm("install", "rel", ".", "--dry-run=client", "--namespace", "dialin",
+                   *_values_args(REVIEW_VALUES))
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "port-forward service/rel-dialin-review 8470" in notes
+    assert "rel-dialin-review" not in _helm("install", "rel", ".", "--dry-run=client").stdout.split(
+        "NOTES:", 1)[1]

@@ -21,6 +21,10 @@ login form sets (``SameSite=Strict``, ``HttpOnly``; the API takes JSON bodies on
 a cross-site form cannot send); without it: 401. The decision's actor is then
 ``reviewer:<token name>``. Tokens are compared in constant time.
 
+Probes. ``GET /healthz`` (the process serves: liveness) and ``GET /readyz`` (every topic
+reader has applied its topic's history: readiness, 503 before) answer without a token and
+whatever the ``Host``: the kubelet sends neither, and they tell nothing but ``ok``.
+
 Libraries: aiohttp (web server), kafka-python (the acknowledged producer, through
 :func:`dialin.streams.tools.replay.make_producer`), aiokafka (the topic readers and the
 creation of the compacted decisions topic).
@@ -51,6 +55,8 @@ COOKIE = "dialin_review_token"
 #: How long a decision waits for the broker's acknowledgement before the API answers 503.
 SEND_TIMEOUT_SECONDS = 15.0
 LOOPBACK_NAMES = ("localhost",)
+#: Probe routes, open to everyone (they answer only ``ok`` or ``reading the topics``).
+HEALTH_PATHS = ("/healthz", "/readyz")
 
 
 class ReviewConfigError(ValueError):
@@ -161,6 +167,8 @@ class ReviewServer:
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=256 * 1024)
         app.router.add_get("/", self._index)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         app.router.add_post("/login", self._login)
         app.router.add_get("/api/state", self._state)
         app.router.add_post("/api/decisions", self._decide)
@@ -184,6 +192,8 @@ class ReviewServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path in HEALTH_PATHS and request.method in ("GET", "HEAD"):
+            return await handler(request)
         if self.loopback:
             if not is_loopback(request.url.host or ""):
                 return _error(403, f"Host {request.host!r} is not a loopback name")
@@ -202,6 +212,14 @@ class ReviewServer:
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(text=self._page, content_type="text/html")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.caught_up:
+            return web.Response(status=503, text="reading the topics\n")
+        return web.Response(text="ok\n")
 
     async def _login(self, request: web.Request) -> web.Response:
         form = await request.post()

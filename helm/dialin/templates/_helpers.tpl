@@ -99,3 +99,88 @@ Fail early on settings that cannot work together, with one clear line each.
 {{- fail "kafka.tls.existingSecret needs kafka.securityProtocol SSL or SASL_SSL" }}
 {{- end }}
 {{- end }}
+
+{{/*
+Environment shared by the worker and the review page, so both read the same topics
+through the same Kafka connection. Each helper renders a list of env entries (or
+nothing); include it with `trim | nindent`.
+*/}}
+{{/* worker.settings as DIALIN_<KEY>; a null value is left out (the code default). */}}
+{{- define "dialin.settingsEnv" -}}
+{{- range $key, $value := .Values.worker.settings }}
+{{- if not (kindIs "invalid" $value) }}
+- name: {{ printf "DIALIN_%s" (upper $key) }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Bootstrap servers, protocol, SASL credentials (from their Secret), TLS file paths. */}}
+{{- define "dialin.kafkaEnv" -}}
+{{- $k := .Values.kafka }}
+{{- if $k.bootstrapSecret.name }}
+- name: DIALIN_KAFKA_BOOTSTRAP
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.bootstrapSecret.name }}
+      key: {{ $k.bootstrapSecret.key }}
+{{- else }}
+- name: DIALIN_KAFKA_BOOTSTRAP
+  value: {{ required "kafka.bootstrap or kafka.bootstrapSecret.name is required" $k.bootstrap | quote }}
+{{- end }}
+- name: DIALIN_KAFKA_SECURITY_PROTOCOL
+  value: {{ $k.securityProtocol | quote }}
+{{- if $k.sasl.mechanism }}
+- name: DIALIN_KAFKA_SASL_MECHANISM
+  value: {{ $k.sasl.mechanism | quote }}
+- name: DIALIN_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret }}
+      key: {{ $k.sasl.usernameKey }}
+- name: DIALIN_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret }}
+      key: {{ $k.sasl.passwordKey }}
+{{- end }}
+{{- if $k.tls.existingSecret }}
+- name: DIALIN_KAFKA_SSL_CAFILE
+  value: {{ printf "%s/%s" $k.tls.mountPath $k.tls.caKey | quote }}
+{{- if $k.tls.certKey }}
+- name: DIALIN_KAFKA_SSL_CERTFILE
+  value: {{ printf "%s/%s" $k.tls.mountPath $k.tls.certKey | quote }}
+- name: DIALIN_KAFKA_SSL_KEYFILE
+  value: {{ printf "%s/%s" $k.tls.mountPath $k.tls.keyKey | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Kafka TLS Secret: its volume mount and its volume (nothing without TLS). */}}
+{{- define "dialin.kafkaTlsMount" -}}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: {{ .Values.kafka.tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "dialin.kafkaTlsVolume" -}}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{- define "dialin.reviewName" -}}
+{{- printf "%s-review" (include "dialin.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels of the review page's pods (component=review: never the worker's). */}}
+{{- define "dialin.reviewSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dialin.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: review
+{{- end }}
