@@ -104,6 +104,61 @@ def test_chinese_label_is_action_object_without_repeats():
 def test_max_keywords_is_bounded():
     with pytest.raises(ValueError, match="max_keywords"):
         KeywordNamer(max_keywords=7).prepare(None, ["x"])
+    with pytest.raises(ValueError, match="neighbours"):
+        KeywordNamer(neighbours=-1).prepare(None, ["x"])
+    with pytest.raises(ValueError, match="X has 1 rows"):
+        KeywordNamer().prepare(np.zeros((1, 2)), ["x", "y"])
+
+
+def test_five_keywords_by_default():
+    # Five distinctive words said by every member: the label keeps all five, and no sixth.
+    texts = ["replacement card shipping address courier tracking number",
+             "courier tracking for my replacement card shipping address",
+             "shipping address of the replacement card courier tracking"] + OTHERS
+    (label,) = _name(texts, range(3))
+    assert len(_objective(label)) == 5, label
+
+
+def test_a_keyword_is_placed_where_a_word_of_its_stem_is_said():
+    # "verify" is the keyword ("verification" is common everywhere), but five members say
+    # "pin verification" and three "verify my pin": a reader sees pin first.
+    texts = ["verify my pin please", "verify my pin now", "verify my pin", "pin verification",
+             "pin verification failed", "pin verification code", "pin verification needed",
+             "pin verification again", "identity verification", "verification of address", "email verification",
+             "verification email", "verification letter", "verification documents"] + OTHERS
+    (by_stem,) = _name(texts, range(8), max_keywords=2)
+    (by_word,) = _name(texts, range(8), max_keywords=2, order_by_stem=False)
+    assert _objective(by_stem) == ["pin", "verify"], by_stem
+    assert _objective(by_word) == ["verify", "pin"], by_word  # placed only where "verify" itself is said
+
+
+def test_neighbours_score_words_against_the_nearest_clusters():
+    # "card" is every member's word in two neighbouring clusters: against the whole data it
+    # names both, against each other each is named by what sets it apart.
+    arrive = ["card arrive", "card delivery", "card post", "card courier"]
+    lost = ["card lost", "card stolen", "card missing", "card gone"]
+    others = ["what is my balance", "can I get a refund", "how long does delivery take", "what is the exchange rate",
+              "close my account", "change my address", "my pin is blocked", "top up failed"]
+    texts = arrive + lost + others
+    views = [range(4), range(4, 8)] + [range(8 + i, 9 + i) for i in range(len(others))]
+
+    def first_two(neighbours: int, X: np.ndarray | None = None) -> list[list[str]]:
+        namer = KeywordNamer(max_keywords=1, neighbours=neighbours)
+        namer.prepare(X, texts)
+        labels = namer.name([ClusterView(members=tuple(v), texts=()) for v in views])
+        return [_objective(label) for label in labels[:2]]
+
+    assert first_two(0) == [["card"], ["card"]]
+    a, b = first_two(1)
+    assert "card" not in a + b and a != b, (a, b)
+    # With embeddings the neighbours are the nearest centroids in X: here the arrival
+    # cluster sits on the balance question, far from the lost cards, so it keeps "card".
+    X = np.zeros((len(texts), 3))
+    X[:4, 0] = X[8, 0] = 1.0
+    X[4:8, 1] = 1.0
+    X[9:, 2] = 1.0
+    a, b = first_two(1, X)
+    assert a == ["card"] and b != ["card"], (a, b)
 
 
 # ----------------------------------------------------------------- the measure
@@ -134,3 +189,9 @@ def test_label_rules_of_the_measure(bench):
     assert bench.order_agrees("inquire-exchange_rate", members) is True
     assert bench.order_agrees("inquire-rate_exchange", members) is False
     assert bench.order_agrees("inquire-rate", members) is None
+    # A one- or two-letter word of a member is a label word only when it is that word:
+    # "a" is not "app", "to" is not "top".
+    debit = ["a debit shows in the app", "a direct debit in my app", "to pay a debit by app"]
+    assert bench.order_agrees("inquire-debit_app", debit) is True
+    assert bench.order_agrees("inquire-app_debit", debit) is False
+    assert bench.order_agrees("inquire-id_card", ["my id card", "id for a card"]) is True

@@ -261,16 +261,34 @@ class KeywordNamer(Namer):
     order most members say them ("exchange_rate", not "rate_exchange"), each spelled as
     the members most often spell it. A cluster with no content word over-represented is
     named by its most distinctive words of any kind ("confirm-yes_okay"), never "misc".
-    ``max_keywords`` (3) was chosen on tuning data (BANKING77 train subsets) with
-    ``bench/names.py``: more words name an intent more surely, fewer read shorter.
+
+    Word order: each text votes for the order it says two keywords in, and the order with
+    the most votes wins (Kemeny's; so every two neighbouring words of a label come in the
+    order most texts holding both say them). With ``order_by_stem`` a keyword's place in
+    a text is where the text first says it or a word of the same stem ("verification"
+    places "verify", as a reader would); without, only where it says the keyword itself.
+
+    ``neighbours`` (0: off) scores each word against the cluster's ``neighbours``
+    nearest clusters (cosine of centroids in ``X``, else of TF-IDF means) as well as
+    against the whole data set (the reference is the mean of the two), as BERTopic's
+    c-TF-IDF scores a topic against the others. It is off because on the tuning data it
+    names fewer intents right: a neighbour is often another part of the same intent,
+    so the words it shares are the intent's own.
+
+    ``max_keywords`` (5) and the defaults above were chosen on tuning data (BANKING77
+    train subsets) with ``bench/names.py``: more words name an intent more surely,
+    fewer read shorter; beyond five the label names fewer intents right.
     """
 
     backend = "keywords"
 
-    def __init__(self, lang: str = "auto", max_keywords: int = 3, lemmatize: bool = True) -> None:
+    def __init__(self, lang: str = "auto", max_keywords: int = 5, lemmatize: bool = True,
+                 order_by_stem: bool = True, neighbours: int = 0) -> None:
         self.lang = lang
         self.max_keywords = max_keywords
         self.lemmatize = lemmatize
+        self.order_by_stem = order_by_stem
+        self.neighbours = neighbours
 
     def prepare(self, X: np.ndarray | None, texts: Sequence[str]) -> None:
         if self.lang not in ("auto", "en", "zh"):
@@ -278,9 +296,14 @@ class KeywordNamer(Namer):
         if not 1 <= int(self.max_keywords) <= _MAX_KEYWORDS:
             raise ValueError(f"max_keywords must be in 1..{_MAX_KEYWORDS} (a name, not a sentence), "
                              f"got {self.max_keywords}")
+        if int(self.neighbours) < 0:
+            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
         self.texts_ = [str(t) for t in texts]
         if not self.texts_:
             raise ValueError("KeywordNamer.prepare needs at least one text")
+        if X is not None and len(X) != len(self.texts_):
+            raise ValueError(f"X has {len(X)} rows but there are {len(self.texts_)} texts")
+        self.X_ = None if X is None else np.asarray(X)  # read only with ``neighbours``
         self.lang_ = detect_language_from_head(self.texts_) if self.lang == "auto" else self.lang
         vec = keyword_vectorizer(self.lang_, lemmatize=bool(self.lemmatize))
         try:
@@ -297,14 +320,32 @@ class KeywordNamer(Namer):
         tokens = keyword_tokens(self.texts_[i], self.lang_)
         return tokens if self.lemmatize or self.lang_ == "zh" else tuple((w, w) for w, _ in tokens)
 
-    def _keywords(self, rows: np.ndarray, action: str | None) -> list[str]:
-        """Up to ``max_keywords`` keys by lift, none sharing a stem with another or the action."""
+    def _references(self, clusters: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Per cluster, the TF-IDF profile its words are scored against: the data set's
+        mean, or with ``neighbours`` the mean of that and of its nearest clusters' means."""
+        k = min(int(self.neighbours), len(clusters) - 1)
+        if self.tfidf_ is None or k < 1 or any(rows.size == 0 for rows in clusters):
+            return [None] * len(clusters)
+        means = np.vstack([np.asarray(self.tfidf_[rows].mean(axis=0)) for rows in clusters])
+        centres = (np.vstack([self.X_[rows].mean(axis=0, dtype=np.float64) for rows in clusters])
+                   if self.X_ is not None else means.copy())
+        centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+        similar = centres @ centres.T
+        np.fill_diagonal(similar, -np.inf)
+        nearest = np.argsort(-similar, axis=1, kind="stable")[:, :k]
+        return list((self.mean_ + means[nearest].mean(axis=1)) / 2.0)
+
+    def _keywords(self, rows: np.ndarray, action: str | None,
+                  reference: np.ndarray | None = None) -> list[str]:
+        """Up to ``max_keywords`` keys by lift over ``reference`` (the data set's mean
+        when None), none sharing a stem with another or the action."""
         if self.tfidf_ is None or rows.size == 0:
             return []
         if rows.size == self.tfidf_.shape[0]:
             lift = self.mean_.copy()  # the whole data set: its most weighty words
         else:
-            lift = np.asarray(self.tfidf_[rows].mean(axis=0)).ravel() - self.mean_
+            base = self.mean_ if reference is None else reference
+            lift = np.asarray(self.tfidf_[rows].mean(axis=0)).ravel() - base
         taken: list[str] = []
         for i in np.argsort(-lift, kind="stable"):
             if lift[i] <= 0 or len(taken) == int(self.max_keywords):
@@ -330,10 +371,11 @@ class KeywordNamer(Namer):
                 taken.append(word)
         return taken
 
-    def _objective(self, rows: np.ndarray, action: str | None) -> list[str]:
+    def _objective(self, rows: np.ndarray, action: str | None,
+                   reference: np.ndarray | None = None) -> list[str]:
         """The objective's words: keywords (else any distinctive words) in the members'
         order, each as the members most often write it."""
-        keys = self._keywords(rows, action)
+        keys = self._keywords(rows, action, reference)
         if keys:
             written: dict[str, Counter[str]] = {k: Counter() for k in keys}
             first: list[dict[str, int]] = []
@@ -342,7 +384,10 @@ class KeywordNamer(Namer):
                 for pos, (word, key) in enumerate(self._tokens(int(i))):
                     if key in written:
                         written[key][word] += 1
-                        seen.setdefault(key, pos)
+                    places = ([k for k in keys if same_stem(key, k)] if self.order_by_stem
+                              else [key] if key in written else [])
+                    for k in places:
+                        seen.setdefault(k, pos)
                 first.append(seen)
             keys = _in_spoken_order(keys, first)
             return [written[k].most_common(1)[0][0] if written[k] else k for k in keys]
@@ -365,14 +410,17 @@ class KeywordNamer(Namer):
     def name(self, views: Sequence[ClusterView]) -> list[str]:
         if not hasattr(self, "texts_"):
             raise RuntimeError("KeywordNamer.name called before prepare(X, texts)")
-        out = []
+        clusters = []
         for view in views:
             rows = np.unique(np.asarray(view.members, dtype=np.int64))
             if rows.size and (rows[0] < 0 or rows[-1] >= len(self.texts_)):
                 raise IndexError("cluster member is outside the prepared texts")
+            clusters.append(rows)
+        out = []
+        for view, rows, reference in zip(views, clusters, self._references(clusters)):
             texts = [self.texts_[i] for i in rows] if rows.size else list(view.texts)
             action = dominant_action(texts, self.lang_)
-            out.append(self._label(action, self._objective(rows, action)))
+            out.append(self._label(action, self._objective(rows, action, reference)))
         return out
 
 
