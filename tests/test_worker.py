@@ -172,14 +172,28 @@ def test_a_failure_after_embedding_is_retried_then_dead_lettered(lsa, monkeypatc
 
 # --- discovery -------------------------------------------------------------------------
 
+class UnionJudge:
+    """The judge a consolidation asks about unions of known intents: Good unless
+    ``refuse``; keeps the views it was shown."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.asked: list = []
+
+    def judge(self, views):
+        self.asked += views
+        return [Verdict(good=not self.refuse, confidence=0.9, backend="test") for _ in views]
+
+
 class DirectionEstimator:
     """Clusters rows by their largest coordinate; clusters in ``bad`` get a Bad verdict,
-    those in ``unjudged`` none at all."""
+    those in ``unjudged`` none at all. ``judge`` answers union questions."""
 
-    def __init__(self, bad=(), fail=False, unjudged=()) -> None:
+    def __init__(self, bad=(), fail=False, unjudged=(), judge=None) -> None:
         self.bad = bad
         self.fail = fail
         self.unjudged = unjudged
+        self.judge = judge if judge is not None else UnionJudge()
 
     def fit(self, X, texts=None):
         if self.fail:
@@ -461,6 +475,42 @@ def test_a_consolidation_merges_two_intents_the_fit_puts_together():
     moved = [a for _, a in pub.on(s.topic_assignments)]
     assert len(moved) == 8 and {(a["intent_id"], a["cause"]) for a in moved} == {("intent-a", "merge")}
     assert not disco.catalog.get("intent-b").active
+
+
+def test_a_consolidation_asks_the_judge_before_merging_and_a_refused_union_keeps_both():
+    """The fit puts two known intents in one cluster: merging them is the judge's
+    question. Refused, each keeps its own members and the new rows go to the nearer one."""
+    for refuse in (False, True):
+        judge = UnionJudge(refuse=refuse)
+        disco, pub = make_discovery(DirectionEstimator(judge=judge))
+        now = time.time()
+        remember(disco, [0], 20, "intent-a", "a", now)
+        for iid, d in (("intent-a", 0), ("intent-b", 0)):
+            c = np.zeros(8, np.float32)
+            c[d] = 1.0
+            disco.catalog.put(CatalogIntent(intent_id=iid, label=iid, role="customer",
+                                            centroid=c, size=10))
+        # intent-b's members lean towards coordinate 7, still largest on 0: one cluster
+        staging = BufferStore()
+        fill(staging, [0], 8, now, tag="b")
+        for e in staging.entries.values():
+            v = e.vector().copy()
+            v[7] = 0.8
+            v /= np.linalg.norm(v)
+            m = MemoryEntry(**e.model_dump(exclude={"version", "embedding"}),
+                            embedding=BufferEntry.pack(v), intent_id="intent-b", version=1)
+            disco.memory.apply(m.utterance_id.encode(), m.model_dump_json().encode())
+        counts = asyncio.run(disco.tick(now=now + 1))
+        [view] = judge.asked
+        assert view.split == 20 and len(view.members) == 28  # A's 20 rows, then B's 8
+        updates = {u["intent_id"]: u for _, u in pub.on(disco.settings.topic_updates)}
+        moved = [a for _, a in pub.on(disco.settings.topic_assignments)]
+        if not refuse:
+            assert updates["intent-b"]["status"] == "merged" and len(moved) == 8
+            continue
+        assert counts["merged"] == 0 and counts["reassigned"] == 0 and not moved
+        assert {(u["status"], u["size"]) for u in updates.values()} == {("updated", 20), ("updated", 8)}
+        assert disco.catalog.get("intent-b").active and disco.catalog.get("intent-a").active
 
 
 def test_a_consolidation_never_merges_or_regroups_imported_intents():

@@ -31,7 +31,10 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    ``created``, with ``split_from`` when its members mostly came from one intent. So
    the first small runs' broad intents are split as traffic accumulates, and duplicate
    intents that two buffer runs made are merged, each time because the fit's judge
-   certified the new grouping. Every remembered utterance whose intent changed gets a
+   certified the new grouping. A merge is also a question of its own: before a cluster
+   folds two known intents into one, the fit's judge is asked whether their members are
+   one intent, and a refused union keeps both (each with its members; the cluster's other
+   rows go to the nearer one). Every remembered utterance whose intent changed gets a
    new assignment record with ``version`` + 1 and its ``cause``, once its input offset
    is committed (before that a redelivery of its event could write version 1 after
    it): a move not yet settled is kept as *pending* and made by a later tick as soon
@@ -82,7 +85,7 @@ from typing import Any
 import numpy as np
 
 from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, exemplar_score,
-                           new_intent_id, reconcile)
+                           make_union_view, new_intent_id, reconcile)
 
 from . import metrics
 from .app import InputProgress, Publisher
@@ -99,6 +102,14 @@ Record = tuple[str, str | bytes | None, bytes | None]
 #: ``judge_backend`` of an intent ``dialin catalog import`` made from a person's taxonomy:
 #: a consolidation never merges it away nor moves its remembered members out of it.
 IMPORTED = "import"
+
+#: Texts per side an LLM judge is shown when a consolidation asks whether two known
+#: intents are one (the engine's own union questions show as many).
+UNION_SIDE = 10
+
+#: The share of a rejected intent's region (the fitted rows its exemplars hold) above
+#: which a cluster there counts as the rejected grouping proposed again.
+SAME_GROUPING = 2 / 3
 
 #: Longest pause between retries of a failing discovery run.
 MAX_RETRY_SECONDS = 300.0
@@ -419,9 +430,11 @@ class Discovery:
             if len(rows) < max(2 * min_size, 4):
                 continue
             est = self.make_estimator()
-            est.fit(X[rows], texts=[entries[i].text for i in rows])
+            texts = [entries[i].text for i in rows]
+            est.fit(X[rows], texts=texts)
             self._fitted += len(rows)
             covered = 0
+            certified: list[Found] = []
             for intent in est.intents_:
                 verdict = intent.verdict
                 if verdict is not None:
@@ -434,27 +447,162 @@ class Discovery:
                 covered += len(intent.members)
                 members = rows[np.asarray(intent.members, dtype=int)]
                 if len(members) >= min_size:
-                    found.append(Found(members, self._redacted(intent, entries, members)))
+                    certified.append(Found(members, self._redacted(intent, entries, members)))
             self._uncertified += len(rows) - covered
             for phase, n in est.calls_by_phase_.items():
                 metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
+            if any(isinstance(entries[i], MemoryEntry) for i in rows):
+                certified = self._apart_unless_joined(est, certified, rows, texts, entries, X)
+            found += certified
         return found
 
-    def _unblocked(self, found: list[Found], X: np.ndarray) -> list[Found]:
-        """Thread body: drop clusters whose rows mostly fall in a rejected intent's region
-        (a person rejected that grouping: it is not proposed again). Their buffered
-        utterances stay buffered; counted in ``dialin_discovery_blocked_clusters``."""
+    def _apart_unless_joined(self, est: Any, found: list[Found], rows: np.ndarray,
+                             texts: list[str], entries: list[BufferEntry],
+                             X: np.ndarray) -> list[Found]:
+        """Thread body (consolidation, one role): merging two known intents is a union
+        question for the fit's own judge, not a side effect of the fit.
+
+        A certified cluster that holds most of the remembered members of two or more
+        known intents would merge them (:func:`~dialin.models.reconcile`). The judge
+        (prepared on this fit's rows by ``est.fit``) is asked whether the members of the
+        largest such intent and of each other one are one intent; a refused union keeps
+        that intent apart as its own part of the cluster, and the cluster's other rows
+        (buffered, or of intents held mostly elsewhere) go to the part with the nearest
+        centroid. Without this, a new intent found by a buffer run was merged back into
+        its nearest old one whenever a re-fit of everything put both in one cluster.
+        A side with fewer than ``discovery_min_cluster_size`` rows is merged unasked.
+        """
+        min_size = max(1, self.settings.discovery_min_cluster_size)
+        local = {int(g): k for k, g in enumerate(rows)}
+        old = {int(g): self.resolve(entries[g].intent_id) for g in rows
+               if isinstance(entries[g], MemoryEntry)}
+        held: dict[str, Counter] = {}
+        for k, f in enumerate(found):
+            for g in f.rows.tolist():
+                if old.get(g) is not None:
+                    held.setdefault(old[g], Counter())[k] += 1
+        points_at = {iid: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+                     for iid, c in held.items()}
+        X_fit = X[rows]
+        out: list[Found] = []
+        for k, f in enumerate(found):
+            claim = sorted((iid for iid, c in points_at.items() if c == k),
+                           key=lambda iid: (-held[iid][k], iid))
+            if len(claim) < 2:
+                out.append(f)
+                continue
+            members = {iid: [g for g in f.rows.tolist() if old.get(g) == iid] for iid in claim}
+            parts = {claim[0]: members[claim[0]]}
+            for other in claim[1:]:
+                if len(members[other]) < min_size or self._union_holds(
+                        est, [local[g] for g in parts[claim[0]]],
+                        [local[g] for g in members[other]], texts, X_fit):
+                    continue
+                parts[other] = members[other]
+                log.info("consolidation: intents %s and %s stay apart (the judge refused "
+                         "their union)", claim[0], other)
+            if len(parts) == 1:
+                out.append(f)
+                continue
+            out += self._parts(f, parts, entries, X)
+        return out
+
+    def _union_holds(self, est: Any, a: list[int], b: list[int], texts: list[str],
+                     X_fit: np.ndarray) -> bool:
+        """The fit's judge on "are ``a`` and ``b`` (rows of the fit) one intent?", shown
+        as the engine shows its own union questions (the texts nearest each side's centre)."""
+        view = make_union_view(a, b, texts, X_fit, per_side=UNION_SIDE,
+                               rng=self.settings.random_state)
+        verdict = est.judge.judge([view])[0]
+        metrics.JUDGE_CALLS.labels("reconcile").inc()
+        metrics.CLUSTERS_JUDGED.labels(
+            {True: "good", False: "bad", None: "invalid"}[verdict.good]).inc()
+        return verdict.is_good
+
+    def _parts(self, found: Found, parts: dict[str, list[int]], entries: list[BufferEntry],
+               X: np.ndarray) -> list[Found]:
+        """``found`` cut into ``parts`` (known intent -> its rows); every other row of it
+        joins the part whose centroid is nearest."""
+        ids = list(parts)
+        taken = {g for rows in parts.values() for g in rows}
+        centroids = np.vstack([X[parts[i]].mean(axis=0) for i in ids])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        rest = [g for g in found.rows.tolist() if g not in taken]
+        grouped = {i: list(parts[i]) for i in ids}
+        if rest:
+            for g, j in zip(rest, (X[rest] @ centroids.T).argmax(axis=1).tolist()):
+                grouped[ids[j]].append(g)
+        out = []
+        for i in ids:
+            rows = np.asarray(sorted(grouped[i]), dtype=np.int64)
+            intent = replace(found.intent, examples=())  # its own members' texts, redacted
+            out.append(Found(rows, self._redacted(intent, entries, rows)))
+        return out
+
+    def _unblocked(self, found: list[Found], entries: list[BufferEntry],
+                   X: np.ndarray) -> list[Found]:
+        """Thread body: no cluster proposes a rejected grouping again.
+
+        A cluster is that grouping again when most of its rows fall in a rejected
+        intent's region (its exemplars, by the open-set rule) and it holds at least
+        :data:`SAME_GROUPING` of the fitted rows in that region. Such a cluster is
+        fitted again on its own rows (a fresh estimator, whose judge is calibrated on
+        them): the finer intents that fit finds are proposed, since a person rejected
+        the grouping, not every intent in it; what is still the grouping is dropped, its
+        buffered utterances stay buffered, counted in
+        ``dialin_discovery_blocked_clusters``. (Blocking the whole region left its
+        utterances buffered for good: see ``bench/decisions.py``.)
+        """
+        if not found:
+            return found
+        region = self.catalog.match_rejected(X)
+        in_region = Counter(r for r in region if r is not None)
+
+        def repeated(f: Found) -> str | None:
+            hits = Counter(region[r] for r in f.rows.tolist() if region[r] is not None)
+            if not hits:
+                return None
+            rejected, n = hits.most_common(1)[0]
+            if 2 * n > len(f.rows) and n >= SAME_GROUPING * in_region[rejected]:
+                return rejected
+            return None
+
         keep = []
         for f in found:
-            hits = self.catalog.match_rejected(X[f.rows])
-            if sum(h is not None for h in hits) * 2 > len(hits):
-                metrics.DISCOVERY_BLOCKED.inc()
-                self._uncertified += len(f.rows)
-                log.info("discovery: a cluster of %d falls in a rejected intent's region (%s)",
-                         len(f.rows), Counter(h for h in hits if h).most_common(1)[0][0])
+            rejected = repeated(f)
+            if rejected is None:
+                keep.append(f)
                 continue
-            keep.append(f)
+            finer = [g for g in self._refit(f, entries, X) if repeated(g) is None]
+            keep += finer
+            covered = sum(len(g.rows) for g in finer)
+            if covered < len(f.rows):
+                self._uncertified += len(f.rows) - covered
+            if not finer:
+                metrics.DISCOVERY_BLOCKED.inc()
+                log.info("discovery: a cluster of %d proposes rejected intent %s again (%d "
+                         "of the %d fitted rows in its region)", len(f.rows), rejected,
+                         Counter(region[r] for r in f.rows.tolist())[rejected],
+                         in_region[rejected])
         return keep
+
+    def _refit(self, f: Found, entries: list[BufferEntry], X: np.ndarray) -> list[Found]:
+        """The Good clusters of a fit of ``f``'s rows alone (a blocked grouping's parts)."""
+        rows = f.rows
+        if len(rows) < max(2 * self.settings.discovery_min_cluster_size, 4):
+            return []
+        est = self.make_estimator()
+        est.fit(X[rows], texts=[entries[i].text for i in rows])
+        for phase, n in est.calls_by_phase_.items():
+            metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
+        out = []
+        for intent in est.intents_:
+            if intent.verdict is None or not intent.verdict.is_good:
+                continue
+            members = rows[np.asarray(intent.members, dtype=int)]
+            if len(members) >= self.settings.discovery_min_cluster_size:
+                out.append(Found(members, self._redacted(intent, entries, members)))
+        return out
 
     def _redacted(self, intent, entries: list[BufferEntry], members) -> Any:
         """``intent`` with the examples it will be published with, PII redacted (in the
@@ -587,7 +735,7 @@ class Discovery:
         deferred (reassignments left for the next consolidation) and uncertified
         (fitted utterances no Good verdict covers)."""
         found = await asyncio.to_thread(self._fit, entries, X)
-        found = await asyncio.to_thread(self._unblocked, found, X)
+        found = await asyncio.to_thread(self._unblocked, found, entries, X)
         planner = self._plan_consolidation if consolidate else self._plan_buffer_run
         plan, merged, moves = await asyncio.to_thread(planner, found, entries, X)
         plan = self._distinct_labels(plan, merged)
