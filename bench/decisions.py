@@ -396,7 +396,7 @@ def section(runs: list[dict], meta: dict[str, str]) -> str:
         ("buffered before the second run (left by the first run, or put back by a reject)",
          "buffered_before", "{:,.0f}"),
         ("utterances the buffer run fitted", "buffer_run_on", "{:,.0f}"),
-        ("certified clusters not proposed: in a rejected intent's region", "blocked", "{:,.0f}"),
+        ("certified clusters not proposed: the rejected grouping again", "blocked", "{:,.0f}"),
         ("fitted utterances no proposed cluster covers (they stay buffered)", "uncertified",
          "{:,.0f}"),
         ("intents created by the second run", "created", "{:,.0f}"),
@@ -427,6 +427,8 @@ def section(runs: list[dict], meta: dict[str, str]) -> str:
     d_calls = _mean(runs, "with", "judge_calls") - _mean(runs, "without", "judge_calls")
     d_created = _mean(runs, "with", "created") - _mean(runs, "without", "created")
     back = _mean(runs, "with", "buffered_before") - _mean(runs, "without", "buffered_before")
+    blocked = _mean(runs, "with", "blocked")
+    unheld = _mean(runs, "with", "unassigned")
     rejected = float(np.mean([r["review"]["reject"] for r in runs]))
     approved = float(np.mean([r["review"]["approve"] + r["review"]["merge"] for r in runs]))
     verdict = (f"With the simulated analyst's decisions the second run's NMI is {d_nmi:+.3f} "
@@ -436,9 +438,12 @@ def section(runs: list[dict], meta: dict[str, str]) -> str:
         verdict += (f" The analyst rejects more than it keeps ({rejected:.1f} against "
                     f"{approved:.1f} approved or merged per seed): the largest candidates of the "
                     "heuristic judge are broad, so few are pure. Each reject puts its "
-                    f"members back in the buffer ({back:,.0f} utterances per seed) and blocks "
-                    "its region, so a certified cluster that falls there again is not proposed "
-                    "and its utterances stay buffered.")
+                    f"members back in the buffer ({back:,.0f} utterances per seed); a cluster "
+                    "that proposes the rejected grouping again (mostly in its region and most "
+                    "of that region) is fitted once more on its own rows, its finer intents are "
+                    "proposed and what is still the grouping stays buffered "
+                    f"({blocked:,.0f} clusters, {unheld:,.0f} utterances no intent holds, per "
+                    "seed).")
     s_nmi = _mean(runs, "split", "nmi") - _mean(runs, "without", "nmi")
     s_calls = _mean(runs, "split", "judge_calls") - _mean(runs, "without", "judge_calls")
     overlap = (min(r["split"]["nmi"] for r in runs) <= max(r["without"]["nmi"] for r in runs)
@@ -477,8 +482,8 @@ split parts and what stayed; merged ones followed to their target). Scores count
 utterance no intent holds as one more group. With several seeds: mean (lowest-highest).
 
 {verdict} The heuristic judge takes no few-shot examples, so what the decisions buy
-here comes from the catalog alone (rejected candidates matched no more and blocked as a
-region, merged ones matched as one intent, split parts matched apart); an LLM judge would
+here comes from the catalog alone (rejected candidates matched no more and not proposed
+again as the same grouping, merged ones matched as one intent, split parts matched apart); an LLM judge would
 also see the decided clusters in its prompts, which this benchmark does not measure.
 
 {provenance()}

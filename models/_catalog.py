@@ -201,7 +201,7 @@ class IntentCatalog:
         """The rejected intent each row belongs to by the open-set rule (None: none).
 
         A rejected intent keeps its exemplars as a *blocked region*: discovery does not
-        propose a cluster whose rows mostly fall there again.
+        propose the same grouping there again (finer clusters inside it are proposed).
         """
         rejected = [i for i in self.in_state("rejected")]
         if not rejected or not len(X):

@@ -183,6 +183,49 @@ def test_reject_retracts_the_assignments_and_the_next_run_does_not_propose_it_ag
     assert set(lead.disco.buffer.entries) == members  # still buffered (until they age out)
 
 
+@pytest.mark.parametrize("fits", ["apart", "mixed, then apart", "always mixed"])
+def test_finer_intents_inside_a_rejected_grouping_are_proposed(fits):
+    """A person rejected a candidate that mixed two intents (directions 4 and 5). The next
+    run finds the two apart (at once, or when the mixture it made again is fitted alone):
+    each holds half of the rejected region, not the grouping, so both are proposed. A fit
+    that only ever makes the mixture proposes nothing."""
+    import numpy as np
+
+    from dialin.models import CatalogIntent
+    from dialin.streams.service.buffer import BufferStore
+    from dialin.streams.service.discovery import intent_exemplars
+
+    estimators = {"apart": [DirectionEstimator()], "always mixed": [OneCluster()],
+                  "mixed, then apart": [OneCluster(), DirectionEstimator()]}[fits]
+    finer = fits != "always mixed"
+    disco, pub = make_discovery(DirectionEstimator())
+    disco.make_estimator = lambda: estimators.pop(0) if len(estimators) > 1 else estimators[0]
+    staging = BufferStore()
+    fill(staging, [4, 5], 15, accepted_at=time.time(), tag="r")
+    X = np.vstack([e.vector() for e in staging.entries.values()])
+    exemplars, threshold = intent_exemplars(disco.settings, X)
+    disco.catalog.put(CatalogIntent(
+        intent_id="intent-mixed", label="mixed", role="customer", centroid=X.mean(axis=0),
+        size=30, exemplars=exemplars, threshold=threshold, state="rejected", event="rejected"))
+    fill(disco.buffer, [4, 5], 15, accepted_at=time.time(), tag="r")
+    blocked = counter(metrics.DISCOVERY_BLOCKED)
+    counts = asyncio.run(disco.tick(now=time.time() + 1))
+    if finer:
+        assert counts["created"] == 2 and counter(metrics.DISCOVERY_BLOCKED) == blocked
+        assert not disco.buffer.entries
+    else:
+        assert counts["created"] == 0 and counter(metrics.DISCOVERY_BLOCKED) == blocked + 1
+        assert len(disco.buffer.entries) == 30
+
+
+class OneCluster(DirectionEstimator):
+    """Every row in one Good cluster."""
+
+    def fit(self, X, texts=None):
+        super().fit(X[:, :1] * 0 + 1, texts)  # one direction for all
+        return self
+
+
 def test_retire_stops_matching_and_keeps_the_assignments():
     lead = Leader()
     lead.decide(_decision("retire", lead.ids[0], 1))

@@ -27,7 +27,8 @@ keeps their label) and moves the utterances it concerns:
   (``split``);
 - ``reject``: ``rejected``; its remembered utterances get a retraction (an assignment with
   no intent, cause ``rejected``) and go back to the buffer; its exemplars stay in the
-  catalog as a blocked region (:meth:`dialin.models.IntentCatalog.match_rejected`);
+  catalog as a blocked region (:meth:`dialin.models.IntentCatalog.match_rejected`): the
+  same grouping is not proposed again, finer intents inside it are (``Discovery._unblocked``);
 - ``retire``: ``retired`` (assignments stand; it is matched no more).
 
 Library: pydantic (the decision records).
