@@ -59,10 +59,10 @@ def review_page(s: Settings, tmp_path: Path) -> Iterator[str]:
     """``dialin review`` on 0.0.0.0 with one reviewer token, reading this test's topics;
     yields its URL once ``/readyz`` says its readers caught up.
 
-    Started once the worker has created its topics: the page's readers
-    (``TopicFollower``) take the partitions a topic has within their first 10 s, and a
-    page started before the worker made its 4-partition topics follows partition 0 only
-    (it showed 1 of 19 intents; not fixed here, it is streams/service's).
+    Started once the worker has created its topics. A page started first made the broker
+    create them (its readers asked for them: the broker's default partitions, no
+    compaction), its readers followed partition 0 only, and it showed 1 of the 19 intents
+    the worker published. Not fixed here: the readers are streams/service's.
     """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIALIN_")}
