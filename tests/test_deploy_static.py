@@ -498,6 +498,50 @@ def test_review_probe_paths_answer_on_the_real_page(broker, tmp_path):
         proc.wait(30)
 
 
+@pytest.mark.slow
+def test_review_pod_waits_for_the_workers_topics_and_creates_none(broker, tmp_path):
+    """The init container, run with the chart's command and environment, blocks while the
+    topics are missing (and asking for them creates none), and ends once a worker made them."""
+    import asyncio
+
+    from kafka.admin import KafkaAdminClient
+
+    from dialin.streams.service.app import ensure_topics
+
+    def ours() -> set[str]:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            return {t for t in admin.list_topics() if t.endswith(tag)}
+        finally:
+            admin.close()
+
+    deployment, _ = _review(_render(REVIEW_VALUES))
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"][:2] == ["python", "-c"]
+    (review,) = deployment["spec"]["template"]["spec"]["containers"]
+    review_env = _env(review)
+    assert all(review_env[name] == item for name, item in _env(init).items())
+    tag = f"w{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALIN_")}
+    env.update({name: item["value"] for name, item in _env(init).items() if "value" in item})
+    env.update({"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_TOPIC_UPDATES": f"upd-{tag}",
+                "DIALIN_TOPIC_CATALOG": f"cat-{tag}", "DIALIN_TOPIC_MEMORY": f"mem-{tag}"})
+    settings = Settings(kafka_bootstrap=broker.bootstrap, topic_updates=f"upd-{tag}",
+                        topic_catalog=f"cat-{tag}", topic_memory=f"mem-{tag}")
+    proc = subprocess.Popen([sys.executable, *init["command"][1:]], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(8)
+        assert proc.poll() is None, proc.communicate()[0]
+        assert not ours()  # asking created none
+        asyncio.run(ensure_topics(settings))  # what a worker does at start
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "waiting for topics" in out and out.strip().endswith(f"mem-{tag}, upd-{tag}")
+
+
 def test_notes_say_how_to_reach_the_review_page():
     result = _helm("install", "rel", ".", "--dry-run=client", "--namespace", "dialin",
                    *_values_args(REVIEW_VALUES))
