@@ -269,6 +269,17 @@ def test_bad_environment_variable(monkeypatch):
     assert "DIALIN_JUDGE_BUDGET" in line
 
 
+@pytest.mark.parametrize("value", ["", "not json", "[1, 2"])
+def test_an_environment_variable_that_cannot_be_parsed(monkeypatch, value):
+    """pydantic-settings parses a dict or list setting as JSON before pydantic sees it; an
+    empty or broken value raised its own SettingsError, a traceback."""
+    monkeypatch.setenv("DIALIN_REVIEW_TOKENS", value)
+    for result in (evaluate(BANKING, "--text-field", "text", "--label-field", "category"),
+                   runner.invoke(app, ["review"])):  # the engine's and the service's reading
+        line = one_line_error(result)
+        assert "DIALIN_REVIEW_TOKENS" in line and "cannot parse" in line
+
+
 # --- the command's wiring ---------------------------------------------------------------------
 
 def test_the_option_choices_are_the_settings_literals_and_the_factory_names():

@@ -30,7 +30,7 @@ import numpy as np
 import typer
 from typer.core import TyperCommand
 
-from ._exit import USER_ERROR, invalid_setting
+from ._exit import USER_ERROR, invalid_setting, unparsable_setting
 from ..settings import JudgeName, NamerName, StrategyName
 
 #: Rows embedded per progress-bar step (and per cache round trip).
@@ -63,6 +63,7 @@ def _user_errors() -> Iterator[None]:
     stays exactly one JSON object whatever a dependency prints.
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError as UnparsableSetting
 
     from dialin.models import InputError
 
@@ -76,6 +77,8 @@ def _user_errors() -> Iterator[None]:
         _fail(str(exc))
     except ValidationError as exc:  # a bad DIALIN_* variable read by get_settings()
         _fail(invalid_setting(exc))
+    except UnparsableSetting as exc:  # a DIALIN_* dict or list that is not JSON
+        _fail(unparsable_setting(exc))
     except (ValueError, TypeError, OSError, ImportError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")
 
