@@ -49,12 +49,13 @@ class TopicFollower:
     """
 
     def __init__(self, settings: Settings, topic: str, apply: Apply, idle_ms: int = 300,
-                 after_batch: AfterBatch | None = None) -> None:
+                 after_batch: AfterBatch | None = None, wait_seconds: float = 10.0) -> None:
         self.settings = settings
         self.topic = topic
         self.apply = apply
         self.idle_ms = idle_ms
         self.after_batch = after_batch
+        self.wait_seconds = wait_seconds
         self.caught_up = asyncio.Event()
         self._consumer = None
         self._task: asyncio.Task | None = None
@@ -67,20 +68,44 @@ class TopicFollower:
             enable_auto_commit=False, auto_offset_reset="earliest",
             **security_kwargs(self.settings, "aiokafka"))
         await self._consumer.start()
-        parts = None
-        for _ in range(50):  # the topic may be created a moment after the worker starts
-            parts = await self._consumer._client.fetch_all_metadata()  # noqa: SLF001
-            ids = parts.partitions_for_topic(self.topic)
-            if ids:
-                break
+        deadline = time.monotonic() + self.wait_seconds
+        ids = await self._partitions()
+        while not ids and time.monotonic() < deadline:  # created a moment after the worker starts
             await asyncio.sleep(0.2)
-        tps = [TopicPartition(self.topic, p) for p in sorted(ids or [0])]
+            ids = await self._partitions()
+        tps = [TopicPartition(self.topic, p) for p in ids]
+        if tps:
+            self._consumer.assign(tps)
+            await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run(tps), name=f"follow-{self.topic}")
+
+    async def _partitions(self) -> list[int]:
+        """The topic's partitions, from the cluster's metadata (asked for all topics, which
+        creates none); empty while the topic does not exist."""
+        parts = await self._consumer._client.fetch_all_metadata()  # noqa: SLF001
+        return sorted(parts.partitions_for_topic(self.topic) or [])
+
+    async def _await_topic(self) -> list:
+        """No topic yet (this reader started before whoever creates it): nothing to replay,
+        so caught up; poll until it exists, then read all of its partitions from the start.
+        Assigning a partition of a missing topic would make a broker that creates topics
+        on demand create it with its own defaults (partitions, no compaction) before the
+        worker creates it as it should be."""
+        from aiokafka import TopicPartition
+
+        log.warning("topic %s does not exist yet; following it once it does", self.topic)
+        self.caught_up.set()
+        while not (ids := await self._partitions()):
+            await asyncio.sleep(1.0)
+        tps = [TopicPartition(self.topic, p) for p in ids]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._run(tps), name=f"follow-{self.topic}")
+        return tps
 
     async def _run(self, tps) -> None:
         consumer = self._consumer
+        if not tps:
+            tps = await self._await_topic()
         ends = await consumer.end_offsets(tps)
         while True:
             try:

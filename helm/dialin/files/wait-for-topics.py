@@ -1,8 +1,7 @@
 # Init container of the review page: wait until the workers have created the topics the
-# page reads. The page's readers must not be the first to ask for a topic: a broker that
-# creates topics on demand would make it with its own defaults (partitions, no
-# compaction) and the readers would follow partition 0 only. Listing the topics creates
-# none. Settings (topics, Kafka address and security) come from the DIALIN_* variables.
+# page reads, so the page opens on the catalog rather than an empty list. (The page's
+# readers themselves create no topic and wait for a missing one; see TopicFollower.)
+# Listing the topics creates none. Settings (topics, Kafka address and security) come from the DIALIN_* variables.
 # Libraries: kafka-python (admin client), the dialin package in the image.
 import sys
 import time
