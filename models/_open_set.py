@@ -226,6 +226,25 @@ def new_intent_id(role: str | None, member_ids: Sequence[str]) -> str:
     return f"intent-{digest.hexdigest()[:12]}"
 
 
+def claims(old_ids: Sequence[str | None], new_labels: Sequence[int]) -> dict[int, list[str]]:
+    """Per cluster, the known intents that point at it, heir first (:func:`reconcile`'s
+    first two rules): an intent points at the cluster holding most of its rows (ties: the
+    lower label); the heir has the largest overlap, then more rows in the fit, then the
+    smaller id. Two or more claimants are a merge, unless someone stops it."""
+    labels = np.asarray(new_labels).tolist()
+    overlap: dict[str, Counter] = {}
+    sizes = Counter(i for i in old_ids if i is not None)
+    for old, new in zip(old_ids, labels):
+        if old is not None and new >= 0:
+            overlap.setdefault(old, Counter())[new] += 1
+    out: dict[int, list[str]] = {}
+    for old, c in overlap.items():
+        out.setdefault(min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0], []).append(old)
+    for cluster, claim in out.items():
+        claim.sort(key=lambda old: (-overlap[old][cluster], -sizes[old], old))
+    return out
+
+
 def reconcile(old_ids: Sequence[str | None], new_labels: Sequence[int],
               row_ids: Sequence[str], role: str | None = None) -> Reconciliation:
     """Map a re-fit's clusters onto the intents its rows belonged to before it.
@@ -244,18 +263,11 @@ def reconcile(old_ids: Sequence[str | None], new_labels: Sequence[int],
     """
     old_ids = list(old_ids)
     labels = np.asarray(new_labels)
-    overlap: dict[str, Counter] = {}
-    sizes = Counter(i for i in old_ids if i is not None)
-    for old, new in zip(old_ids, labels.tolist()):
-        if old is not None and new >= 0:
-            overlap.setdefault(old, Counter())[new] += 1
-    points_at = {old: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-                 for old, c in overlap.items()}
+    claimed = claims(old_ids, labels)
     out = Reconciliation()
     for cluster in sorted(int(c) for c in set(labels.tolist()) if c >= 0):
-        claim = [old for old, c in points_at.items() if c == cluster]
+        claim = claimed.get(cluster, [])
         if claim:
-            claim.sort(key=lambda old: (-overlap[old][cluster], -sizes[old], old))
             heir = claim[0]
             out.intent_of[cluster] = heir
             out.continued.append(heir)

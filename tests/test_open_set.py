@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from dialin.models import OpenSetMatcher, exemplar_score, new_intent_id, reconcile
+from dialin.models import OpenSetMatcher, claims, exemplar_score, new_intent_id, reconcile
 
 
 def blobs(centers: int, n: int, dim: int = 16, noise: float = 0.15, seed: int = 0):
@@ -100,6 +100,18 @@ def test_a_broad_intent_split_keeps_its_id_on_the_larger_part():
 def test_two_intents_in_one_cluster_merge_into_the_larger_overlap():
     rec = reconcile(["A"] * 5 + ["B"] * 3, [0] * 8, ids(8))
     assert rec.intent_of == {0: "A"} and rec.merged == {"B": "A"}
+
+
+def test_claims_name_the_heir_first_by_overlap_then_rows_in_the_fit_then_id():
+    """The rule reconcile merges by, which a consolidation also asks the judge about."""
+    # Z holds more rows of cluster 0 than A; B ties A there but has more rows in the fit
+    # (its other rows went to cluster 1, which holds fewer of them); C points at 1.
+    old = ["A"] * 3 + ["B"] * 3 + ["Z"] * 4 + ["B"] * 2 + ["C"] * 3
+    labels = [0] * 3 + [0] * 3 + [0] * 4 + [1] * 2 + [1] * 3
+    assert claims(old, labels) == {0: ["Z", "B", "A"], 1: ["C"]}
+    assert claims(["A", "B", None], [0, 0, 0]) == {0: ["A", "B"]}  # a tie all through: id
+    assert claims(["A", "A"], [-1, -1]) == {}  # uncertified rows point nowhere
+    assert reconcile(old, labels, ids(len(old))).merged == {"B": "Z", "A": "Z"}
 
 
 def test_a_cluster_of_buffered_rows_only_is_new_without_parent_and_uncertified_rows_are_ignored():

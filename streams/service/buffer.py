@@ -61,29 +61,38 @@ class TopicFollower:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
             enable_auto_commit=False, auto_offset_reset="earliest",
             **security_kwargs(self.settings, "aiokafka"))
         await self._consumer.start()
-        deadline = time.monotonic() + self.wait_seconds
-        ids = await self._partitions()
-        while not ids and time.monotonic() < deadline:  # created a moment after the worker starts
-            await asyncio.sleep(0.2)
-            ids = await self._partitions()
+        # the topic may be created a moment after the worker starts
+        ids = await self._partitions(until=time.monotonic() + self.wait_seconds, every=0.2)
+        tps = await self._assign(ids)
+        self._task = asyncio.create_task(self._run(tps), name=f"follow-{self.topic}")
+
+    async def _partitions(self, until: float | None, every: float) -> list[int]:
+        """The topic's partitions, from the cluster's metadata (asked for all topics, which
+        creates none), polled every ``every`` seconds while the topic does not exist, until
+        the ``until`` of ``time.monotonic`` (None: until it does); empty if it never did."""
+        while True:
+            parts = await self._consumer._client.fetch_all_metadata()  # noqa: SLF001
+            ids = sorted(parts.partitions_for_topic(self.topic) or [])
+            if ids or (until is not None and time.monotonic() >= until):
+                return ids
+            await asyncio.sleep(every)
+
+    async def _assign(self, ids: list[int]) -> list:
+        """Read partitions ``ids`` of the topic from the start; their TopicPartitions."""
+        from aiokafka import TopicPartition
+
         tps = [TopicPartition(self.topic, p) for p in ids]
         if tps:
             self._consumer.assign(tps)
             await self._consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._run(tps), name=f"follow-{self.topic}")
-
-    async def _partitions(self) -> list[int]:
-        """The topic's partitions, from the cluster's metadata (asked for all topics, which
-        creates none); empty while the topic does not exist."""
-        parts = await self._consumer._client.fetch_all_metadata()  # noqa: SLF001
-        return sorted(parts.partitions_for_topic(self.topic) or [])
+        return tps
 
     async def _await_topic(self) -> list:
         """No topic yet (this reader started before whoever creates it): nothing to replay,
@@ -91,16 +100,9 @@ class TopicFollower:
         Assigning a partition of a missing topic would make a broker that creates topics
         on demand create it with its own defaults (partitions, no compaction) before the
         worker creates it as it should be."""
-        from aiokafka import TopicPartition
-
         log.warning("topic %s does not exist yet; following it once it does", self.topic)
         self.caught_up.set()
-        while not (ids := await self._partitions()):
-            await asyncio.sleep(1.0)
-        tps = [TopicPartition(self.topic, p) for p in ids]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        return tps
+        return await self._assign(await self._partitions(until=None, every=1.0))
 
     async def _run(self, tps) -> None:
         consumer = self._consumer

@@ -84,8 +84,8 @@ from typing import Any
 
 import numpy as np
 
-from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, exemplar_score,
-                           make_union_view, new_intent_id, reconcile)
+from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, claims,
+                           exemplar_score, make_union_view, new_intent_id, reconcile)
 
 from . import metrics
 from .app import InputProgress, Publisher
@@ -157,6 +157,14 @@ class Found:
 
     rows: np.ndarray
     intent: Any
+
+
+def labels_of(found: list[Found], n: int) -> np.ndarray:
+    """Each of ``n`` fitted rows' certified cluster (its index in ``found``; -1: none)."""
+    labels = np.full(n, -1)
+    for k, f in enumerate(found):
+        labels[f.rows] = k
+    return labels
 
 
 class Discovery:
@@ -424,41 +432,51 @@ class Discovery:
         self._judged = self._good = 0
         self._fitted = self._uncertified = 0
         roles = sorted({e.role or "" for e in entries})
-        min_size = self.settings.discovery_min_cluster_size
         for role in roles:
             rows = np.array([i for i, e in enumerate(entries) if (e.role or "") == role])
-            if len(rows) < max(2 * min_size, 4):
+            if not self._fittable(rows):
                 continue
-            est = self.make_estimator()
-            texts = [entries[i].text for i in rows]
-            est.fit(X[rows], texts=texts)
+            est, certified, covered = self._fit_rows(rows, entries, X)
             self._fitted += len(rows)
-            covered = 0
-            certified: list[Found] = []
-            for intent in est.intents_:
-                verdict = intent.verdict
-                if verdict is not None:
-                    self._judged += 1
-                    self._good += int(verdict.is_good)
-                    metrics.CLUSTERS_JUDGED.labels(
-                        {True: "good", False: "bad", None: "invalid"}[verdict.good]).inc()
-                if verdict is None or not verdict.is_good:
-                    continue
-                covered += len(intent.members)
-                members = rows[np.asarray(intent.members, dtype=int)]
-                if len(members) >= min_size:
-                    certified.append(Found(members, self._redacted(intent, entries, members)))
             self._uncertified += len(rows) - covered
-            for phase, n in est.calls_by_phase_.items():
-                metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
             if any(isinstance(entries[i], MemoryEntry) for i in rows):
-                certified = self._apart_unless_joined(est, certified, rows, texts, entries, X)
+                certified = self._apart_unless_joined(est, certified, rows, entries, X)
             found += certified
         return found
 
+    def _fittable(self, rows: np.ndarray) -> bool:
+        """Enough rows for a fit to find two clusters of ``discovery_min_cluster_size``."""
+        return len(rows) >= max(2 * self.settings.discovery_min_cluster_size, 4)
+
+    def _fit_rows(self, rows: np.ndarray, entries: list[BufferEntry],
+                  X: np.ndarray) -> tuple[Any, list[Found], int]:
+        """Thread body: a fresh estimator fitted on ``rows`` of ``entries``; returns it, its
+        clusters with a Good verdict and at least ``discovery_min_cluster_size`` rows
+        (examples redacted), and how many rows a Good verdict covers. Verdicts and judge
+        calls are counted in the metrics."""
+        est = self.make_estimator()
+        est.fit(X[rows], texts=[entries[i].text for i in rows])
+        covered = 0
+        certified: list[Found] = []
+        for intent in est.intents_:
+            verdict = intent.verdict
+            if verdict is not None:
+                self._judged += 1
+                self._good += int(verdict.is_good)
+                metrics.CLUSTERS_JUDGED.labels(
+                    {True: "good", False: "bad", None: "invalid"}[verdict.good]).inc()
+            if verdict is None or not verdict.is_good:
+                continue
+            covered += len(intent.members)
+            members = rows[np.asarray(intent.members, dtype=int)]
+            if len(members) >= self.settings.discovery_min_cluster_size:
+                certified.append(Found(members, self._redacted(intent, entries, members)))
+        for phase, n in est.calls_by_phase_.items():
+            metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
+        return est, certified, covered
+
     def _apart_unless_joined(self, est: Any, found: list[Found], rows: np.ndarray,
-                             texts: list[str], entries: list[BufferEntry],
-                             X: np.ndarray) -> list[Found]:
+                             entries: list[BufferEntry], X: np.ndarray) -> list[Found]:
         """Thread body (consolidation, one role): merging two known intents is a union
         question for the fit's own judge, not a side effect of the fit.
 
@@ -473,21 +491,15 @@ class Discovery:
         A side with fewer than ``discovery_min_cluster_size`` rows is merged unasked.
         """
         min_size = max(1, self.settings.discovery_min_cluster_size)
+        texts = [entries[i].text for i in rows]
         local = {int(g): k for k, g in enumerate(rows)}
         old = {int(g): self.resolve(entries[g].intent_id) for g in rows
                if isinstance(entries[g], MemoryEntry)}
-        held: dict[str, Counter] = {}
-        for k, f in enumerate(found):
-            for g in f.rows.tolist():
-                if old.get(g) is not None:
-                    held.setdefault(old[g], Counter())[k] += 1
-        points_at = {iid: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-                     for iid, c in held.items()}
+        claimed = claims([old.get(int(g)) for g in rows], labels_of(found, len(entries))[rows])
         X_fit = X[rows]
         out: list[Found] = []
         for k, f in enumerate(found):
-            claim = sorted((iid for iid, c in points_at.items() if c == k),
-                           key=lambda iid: (-held[iid][k], iid))
+            claim = claimed.get(k, [])
             if len(claim) < 2:
                 out.append(f)
                 continue
@@ -558,19 +570,20 @@ class Discovery:
         region = self.catalog.match_rejected(X)
         in_region = Counter(r for r in region if r is not None)
 
-        def repeated(f: Found) -> str | None:
+        def repeated(f: Found) -> tuple[str, int] | None:
+            """(the rejected intent, its rows in ``f``) when ``f`` is its grouping again."""
             hits = Counter(region[r] for r in f.rows.tolist() if region[r] is not None)
             if not hits:
                 return None
             rejected, n = hits.most_common(1)[0]
             if 2 * n > len(f.rows) and n >= SAME_GROUPING * in_region[rejected]:
-                return rejected
+                return rejected, n
             return None
 
         keep = []
         for f in found:
-            rejected = repeated(f)
-            if rejected is None:
+            again = repeated(f)
+            if again is None:
                 keep.append(f)
                 continue
             finer = [g for g in self._refit(f, entries, X) if repeated(g) is None]
@@ -580,29 +593,15 @@ class Discovery:
                 self._uncertified += len(f.rows) - covered
             if not finer:
                 metrics.DISCOVERY_BLOCKED.inc()
+                rejected, n = again
                 log.info("discovery: a cluster of %d proposes rejected intent %s again (%d "
-                         "of the %d fitted rows in its region)", len(f.rows), rejected,
-                         Counter(region[r] for r in f.rows.tolist())[rejected],
+                         "of the %d fitted rows in its region)", len(f.rows), rejected, n,
                          in_region[rejected])
         return keep
 
     def _refit(self, f: Found, entries: list[BufferEntry], X: np.ndarray) -> list[Found]:
         """The Good clusters of a fit of ``f``'s rows alone (a blocked grouping's parts)."""
-        rows = f.rows
-        if len(rows) < max(2 * self.settings.discovery_min_cluster_size, 4):
-            return []
-        est = self.make_estimator()
-        est.fit(X[rows], texts=[entries[i].text for i in rows])
-        for phase, n in est.calls_by_phase_.items():
-            metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
-        out = []
-        for intent in est.intents_:
-            if intent.verdict is None or not intent.verdict.is_good:
-                continue
-            members = rows[np.asarray(intent.members, dtype=int)]
-            if len(members) >= self.settings.discovery_min_cluster_size:
-                out.append(Found(members, self._redacted(intent, entries, members)))
-        return out
+        return self._fit_rows(f.rows, entries, X)[1] if self._fittable(f.rows) else []
 
     def _redacted(self, intent, entries: list[BufferEntry], members) -> Any:
         """``intent`` with the examples it will be published with, PII redacted (in the
@@ -663,9 +662,7 @@ class Discovery:
         {old id: new id} for remembered rows outside any certified cluster).
         """
         now = utc_now()
-        labels = np.full(len(entries), -1)
-        for k, f in enumerate(found):
-            labels[f.rows] = k
+        labels = labels_of(found, len(entries))
         old = [self.resolve(e.intent_id) if isinstance(e, MemoryEntry) else None for e in entries]
         plan, merged, moves = [], [], {}
         for role in sorted({e.role or "" for e in entries}):
