@@ -48,3 +48,60 @@ def test_a_reader_started_before_its_topic_reads_every_partition_and_creates_not
         assert seen == {b"k0": b"v0", b"k1": b"v1", b"k2": b"v2"}  # all three partitions
     finally:
         admin.close()
+
+
+def test_a_reader_catches_up_while_its_topic_keeps_being_written(kafka_settings):
+    """A leader elected during traffic reads the buffer while ingestion keeps writing to it.
+    It must count as caught up once the history present at its start is applied, without
+    waiting for a pause in the traffic (before, it waited for a poll that brought nothing,
+    so under steady traffic the leader never ran discovery), and not before that history
+    is applied."""
+    import threading
+    import time
+
+    topic = f"busy-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap, linger_ms=5)
+    history = [f"h{i}".encode() for i in range(5000)]  # more than one poll brings
+    for key in history:
+        producer.send(topic, key=key, value=b"x" * 200)
+    producer.flush()
+    stop = threading.Event()
+
+    def keep_writing() -> None:  # about 200 records/s, spread over the partitions
+        i = 0
+        while not stop.is_set():
+            producer.send(topic, key=f"live{i}".encode(), value=b"x" * 200)
+            i += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    applied_before: set[bytes] = set()  # history keys applied before caught_up was set
+
+    async def run() -> float:
+        def apply(key: bytes, value: bytes) -> None:
+            if not follower.caught_up.is_set():
+                applied_before.add(key)
+
+        follower = TopicFollower(kafka_settings, topic, apply)
+        started = time.monotonic()
+        await follower.start()
+        try:
+            await asyncio.wait_for(follower.caught_up.wait(), 20)
+            return time.monotonic() - started
+        finally:
+            await follower.stop()
+
+    writer.start()
+    time.sleep(1.0)  # the traffic is flowing before the reader starts
+    try:
+        took = asyncio.run(run())
+    finally:
+        stop.set()
+        writer.join()
+        producer.close()
+        admin.close()
+    missing = set(history) - applied_before
+    assert not missing, f"caught up with {len(missing)} records of the history not yet applied"
+    assert took < 10, f"caught up after {took:.1f} s of steady traffic"

@@ -11,9 +11,14 @@ reads the topic back from the beginning with its own non-group aiokafka consumer
 Kafka, not in any worker's memory. The catalog topic (``dialin-catalog``) is read
 the same way by every worker.
 
-The reader catches up by reading until the end offsets are passed AND a poll comes
-back empty: the embedded tansu broker reports a high watermark that can under-count
-(see :mod:`.broker`).
+The reader is caught up when, on every partition, it has passed the end offset read at
+start AND it has seen that partition's present: a poll that brought nothing for it, or a
+record written after the reader started. The end offset alone is not enough: the embedded
+tansu broker reports a high watermark that can under-count (see :mod:`.broker`). An
+empty poll of the whole topic is not required: under steady traffic every poll brings
+something, and a leader elected during traffic waited for a pause that never came, so it
+never ran discovery (measured: a replay at 100/s reached the leader's buffer only
+after it ended).
 
 Library: aiokafka.
 """
@@ -108,7 +113,9 @@ class TopicFollower:
         consumer = self._consumer
         if not tps:
             tps = await self._await_topic()
+        started_ms = int(time.time() * 1000)
         ends = await consumer.end_offsets(tps)
+        history = set(tps)  # partitions whose records from before the start are not all applied
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=self.idle_ms, max_records=2000)
@@ -132,9 +139,13 @@ class TopicFollower:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the hook must not stop the reader
                     log.warning("after reading %s: %s: %s", self.topic, type(exc).__name__, exc)
-            if not batches and not self.caught_up.is_set():
-                positions = {tp: await consumer.position(tp) for tp in tps}
-                if all(positions[tp] >= ends[tp] for tp in tps):
+            if history:
+                for tp in list(history):
+                    records = batches.get(tp)
+                    now_seen = not records or records[-1].timestamp >= started_ms
+                    if now_seen and await consumer.position(tp) >= ends[tp]:
+                        history.discard(tp)
+                if not history:
                     self.caught_up.set()
 
     async def sync(self, timeout: float = 10.0) -> None:
