@@ -53,7 +53,7 @@ from dialin.models import ari, nmi
 from dialin.streams.tools.broker import EmbeddedBroker, free_port
 from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
-from dialin.streams.tools.supervise import WorkerProcess
+from dialin.streams.tools.supervise import WorkerProcess, metric
 from dialin.streams.tools.tally import read_tally
 from dialin.streams.tools.watch import read_topic
 
@@ -141,6 +141,9 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
             stats = replay(iter(events(texts, prefix)), settings, rate=args.rate)
             if stats.failed:
                 sys.exit(f"the broker refused {stats.failed} records: {stats.errors[:1]}")
+            # Discovery must run while the traffic flows, or this measures one batch run
+            # after the stream (a leader that never caught up under traffic did exactly that).
+            runs_during = metric(worker.metrics(), "dialin_discovery_runs_total")
             expected = set(ids)
             deadline = time.monotonic() + args.timeout
             last_change, last_count = time.monotonic(), -1
@@ -156,6 +159,7 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
                 time.sleep(2)
             else:
                 log("  settle timeout: reporting the state at the deadline")
+            runs_total = metric(worker.metrics(), "dialin_discovery_runs_total")
             produced = {}
             for rec in read_topic(settings, settings.topic_utterances):
                 if isinstance(rec.data, dict):
@@ -171,6 +175,8 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
     return {"final": final, "produced_ms": [produced.get(u) for u in ids],
             "updates_ms": updates_ms, "missing": len(expected - tally.accepted),
             "lost": len(tally.lost), "violations": len(tally.violations),
+            "runs_during": runs_during,
+            "runs": runs_total,
             "reassigned": float(np.mean([v > 1 for v in versions])) if versions else 0.0,
             "versions": float(np.mean(versions)) if versions else 0.0,
             # the latest record's cause per reassigned utterance (consolidation, merge, split)
@@ -242,14 +248,17 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                      f"run {r['run']} | {fmt(r['stream'])} |")
     lines += ["", "What the churn costs a subscriber: the share of utterances whose assignment changed "
               "after the first record (a consolidation split, merged or regrouped their intent), "
-              "and the mean number of decisions (versions) per utterance; and the delivery audit.", "",
+              "and the mean number of decisions (versions) per utterance; the discovery runs "
+              "(buffer runs and consolidations) the worker finished before the replay's last "
+              "utterance was sent, and in all; and the delivery audit.", "",
               "| set | run | reassigned | by the cause of its latest record | versions per utterance | "
-              "lost | audit violations |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+              "discovery runs during the replay / in all | lost | audit violations |",
+              "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in results:
         causes = ", ".join(f"{c} {n:,}" for c, n in sorted(r["causes"].items())) or "none"
         lines.append(f"| {r['set']} | {r['run']} | {100 * r['reassigned']:.0f}% | {causes} | "
-                     f"{r['versions']:.2f} | {r['lost']} | {r['violations']} |")
+                     f"{r['versions']:.2f} | {r['runs_during']:.0f} / {r['runs']:.0f} | {r['lost']} | "
+                     f"{r['violations']} |")
     later = [r for r in results if r.get("emergence") and r["run"] > 1]
     for r in results:
         if not r.get("emergence") or r["run"] > 1:
@@ -317,7 +326,8 @@ def main() -> None:
                        "command": command, "stream": score(gold, pred),
                        "missing": stream["missing"], "lost": stream["lost"],
                        "violations": stream["violations"], "reassigned": stream["reassigned"],
-                       "versions": stream["versions"], "causes": stream["causes"]}
+                       "versions": stream["versions"], "causes": stream["causes"],
+                       "runs_during": stream["runs_during"], "runs": stream["runs"]}
                 log(f"  stream, run {run}: {json.dumps(row['stream'])}")
                 if held:
                     row["emergence"] = emergence(gold, stream["final"], held, stream["produced_ms"],
