@@ -105,3 +105,45 @@ def test_a_reader_catches_up_while_its_topic_keeps_being_written(kafka_settings)
     missing = set(history) - applied_before
     assert not missing, f"caught up with {len(missing)} records of the history not yet applied"
     assert took < 10, f"caught up after {took:.1f} s of steady traffic"
+
+
+def test_reading_a_topic_once_ends_under_steady_traffic(kafka_settings):
+    """``read_topic`` (tally, rediscover, the catalog export) on a topic that keeps being
+    written returns the history present at its start within seconds, not at its timeout
+    (before, it waited for two polls that brought nothing, which steady traffic never gives)."""
+    import threading
+    import time
+
+    from dialin.streams.tools.watch import read_topic
+
+    topic = f"live-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap, linger_ms=5)
+    history = {f"h{i}" for i in range(3000)}
+    for key in sorted(history):
+        producer.send(topic, key=key.encode(), value=b"{}")
+    producer.flush()
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        i = 0
+        while not stop.is_set():
+            producer.send(topic, key=f"live{i}".encode(), value=b"{}")
+            i += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    writer.start()
+    time.sleep(1.0)
+    try:
+        started = time.monotonic()
+        records = read_topic(kafka_settings, topic, timeout=30)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        writer.join()
+        producer.close()
+        admin.close()
+    assert history <= {r.key_str for r in records}
+    assert took < 10, f"read for {took:.1f} s under steady traffic"

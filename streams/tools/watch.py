@@ -9,8 +9,11 @@ a small ``max_poll_interval_ms``). Security settings come from
 :func:`dialin.streams.service.kafka_config.security_kwargs`.
 
 Reading "to the end" does not trust the reported end offsets: the embedded tansu 0.6
-reports the last batch's base offset + 1 as the high watermark, so a topic is read
-until the consumer is past the reported end and a poll comes back empty.
+reports the last batch's base offset + 1 as the high watermark, so each partition is read
+until the consumer is past the reported end and has seen the partition's present twice
+in a row: a poll that brought nothing for it, or a record written after the read began.
+Not an empty poll of the whole topic: under steady traffic (a live ``intent-assignments``)
+there is none, and the read ran to its timeout.
 """
 
 from __future__ import annotations
@@ -104,15 +107,19 @@ def read_topic(settings: Settings, topic: str, *, wait_for_topic: float = 0.0,
         tps = _assign(consumer, topic, True, time.monotonic() + wait_for_topic)
         if not tps:
             return []
+        started_ms = int(time.time() * 1000)
         ends = consumer.end_offsets(tps)
         out: list[Record] = []
-        empty = 0
+        at_present = dict.fromkeys(tps, 0)  # consecutive polls that saw the partition's present
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=300, max_records=5000)
             out.extend(_records(batch))
-            past_end = all(consumer.position(tp) >= ends[tp] for tp in tps)
-            empty = empty + 1 if not batch else 0
-            if past_end and empty >= idle_polls:
+            for tp in tps:
+                records = batch.get(tp)
+                now_seen = not records or records[-1].timestamp >= started_ms
+                at_present[tp] = at_present[tp] + 1 if now_seen else 0
+            if all(n >= idle_polls for n in at_present.values()) and \
+                    all(consumer.position(tp) >= ends[tp] for tp in tps):
                 break
         out.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
         return out
