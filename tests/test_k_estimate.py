@@ -1,0 +1,56 @@
+"""Label-free estimates of the number of intents on synthetic blobs of known k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dialin.models.cluster._kestimate import ESTIMATORS, estimate_n_intents
+
+K = 8
+
+
+@pytest.fixture(params=[0, 1])
+def seed(request) -> int:
+    return request.param
+
+
+def _blobs(per_blob: int, seed: int, k: int = K, dim: int = 32, spread: float = 0.25) -> np.ndarray:
+    """``k`` well-separated blobs of ``per_blob`` unit rows around orthogonal directions."""
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(dim, k)))[0].T
+    X = np.repeat(centres, per_blob, axis=0)
+    X = X + spread * rng.normal(size=X.shape) / np.sqrt(dim)
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("per_blob", [12, 150])
+@pytest.mark.parametrize("method", ["eigengap", "cosine-cut"])
+def test_finds_separate_blobs_at_two_densities(method, per_blob, seed):
+    assert estimate_n_intents(_blobs(per_blob, seed), method, random_state=seed) == K
+
+
+def test_cosine_cut_counts_blobs_whatever_the_number_of_rows(seed):
+    """The cut is read off random pairs, a figure that does not grow with the rows."""
+    sparse, dense = _blobs(6, seed, k=20), _blobs(120, seed, k=20)
+    assert estimate_n_intents(sparse, "cosine-cut", random_state=seed) == 20
+    assert estimate_n_intents(dense, "cosine-cut", random_state=seed) == 20
+
+
+@pytest.mark.parametrize("method", ESTIMATORS)
+def test_every_estimator_returns_a_count_in_range(method, seed):
+    X = _blobs(20, seed)
+    k = estimate_n_intents(X, method, random_state=seed)
+    assert isinstance(k, int) and 1 <= k <= X.shape[0]
+
+
+def test_bad_input_is_one_clear_error():
+    X = _blobs(10, 0)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        estimate_n_intents(X, "guess")
+    with pytest.raises(ValueError, match="n >= 4"):
+        estimate_n_intents(X[:3], "eigengap")
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_n_intents(np.full((10, 4), np.nan), "eigengap")
+    with pytest.raises(ValueError, match="distance"):
+        estimate_n_intents(X, "cosine-cut", distance=3.0)
