@@ -1,10 +1,14 @@
-"""Label-free estimates of the number of intents on synthetic blobs of known k."""
+"""Label-free estimates of the number of intents on synthetic blobs of known k, and
+``BudgetITLClustering``'s opt-in ``k_hint`` anchor they could feed."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 
+from dialin.models import BudgetITLClustering, ClusterView, Judge, OracleJudge, Verdict, nmi
 from dialin.models.cluster._kestimate import ESTIMATORS, estimate_n_intents
 
 K = 8
@@ -54,3 +58,45 @@ def test_bad_input_is_one_clear_error():
         estimate_n_intents(np.full((10, 4), np.nan), "eigengap")
     with pytest.raises(ValueError, match="distance"):
         estimate_n_intents(X, "cosine-cut", distance=3.0)
+
+
+class _AlwaysGood(Judge):
+    """Says Good to everything: without a stop, merging joins every group."""
+
+    backend = "always-good"
+    deterministic = True
+
+    def cache_key(self, view: ClusterView) -> tuple:
+        return (tuple(sorted(view.members)), view.repetition)
+
+    def judge(self, views):
+        return [Verdict(good=True, confidence=1.0, backend=self.backend) for _ in views]
+
+
+def test_k_hint_stops_merging_at_the_hint(seed):
+    X = _blobs(40, seed)
+    free = BudgetITLClustering(_AlwaysGood(), budget=1.0, random_state=seed).fit(X)
+    anchored = BudgetITLClustering(_AlwaysGood(), budget=1.0, k_hint=5, random_state=seed).fit(X)
+    assert free.n_clusters_ < 5
+    assert anchored.n_clusters_ == 5
+
+
+def test_k_hint_from_the_estimate_keeps_sparse_intents(seed):
+    """Four rows per intent: the default's coarse clusters of 15 mix intents and its
+    groups under 8 rows are dissolved; anchored at the estimate, each blob is one intent."""
+    X, y = _blobs(4, seed, k=10), np.repeat(np.arange(10), 4)
+    hint = estimate_n_intents(X, "cosine-cut", random_state=seed)
+    assert hint == 10
+    judge = OracleJudge(y, accuracy=1.0, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = BudgetITLClustering(judge, budget=1.0, random_state=seed).fit(X)
+    anchored = BudgetITLClustering(judge, budget=1.0, k_hint=hint, random_state=seed).fit(X)
+    assert free.n_clusters_ < 10
+    assert anchored.n_clusters_ == 10 and nmi(y, anchored.labels_) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("k_hint", [0, 2.5, "7"])
+def test_bad_k_hint_fails_in_fit(k_hint):
+    with pytest.raises(ValueError, match="k_hint"):
+        BudgetITLClustering(_AlwaysGood(), k_hint=k_hint).fit(_blobs(10, 0))

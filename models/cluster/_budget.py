@@ -93,6 +93,12 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
     confirm : bool or None
         Ask every Good verdict a second time before acting on it (noise robustness);
         None turns it on for rich budgets (``budget >= 0.75``).
+    k_hint : int or None
+        Opt-in anchor, off by default: about how many intents the input holds (e.g. a
+        label-free estimate, ``dialin.models.cluster._kestimate``). With n rows, the coarse
+        clusters are made no larger than ``n / k_hint`` rows, groups down to half that size
+        are kept, and merging stops once ``k_hint`` groups are left; it never makes a fit
+        coarser than the defaults. What it changes: ``bench/k_estimate.py``.
     random_state : int, RandomState or None
 
     Attributes
@@ -109,7 +115,7 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
                  micro_size: float | None = None, growth_share: float = 0.85,
                  min_group_size: int = 8, n_neighbors: int = 10, confirm_share: float = 0.15,
                  stop_window: int = 80, stop_rate: float = 0.05, sample_size: int = 20,
-                 union_side: int = 10, confirm: bool | None = None,
+                 union_side: int = 10, confirm: bool | None = None, k_hint: int | None = None,
                  random_state=None) -> None:
         self.judge = judge
         self.namer = namer
@@ -126,6 +132,7 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         self.sample_size = sample_size
         self.union_side = union_side
         self.confirm = confirm
+        self.k_hint = k_hint
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -141,6 +148,8 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         budget = self.budget if self.budget is not None else self.judge.default_budget
         if not budget > 0:
             raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
+        if self.k_hint is not None and not (isinstance(self.k_hint, (int, np.integer)) and self.k_hint >= 1):
+            raise ValueError(f"k_hint must be None or an integer >= 1, got {self.k_hint!r}")
         started = time.perf_counter()
         run = _BudgetFit(self, X, given if given is not None else placeholder_texts(n),
                          float(budget))
@@ -183,6 +192,13 @@ class _BudgetFit:
         self.verdicts: dict[int, Verdict] = {}
         self.group_verdicts: dict[int, Verdict] = {}
         self.confirm = budget >= 0.75 if est.confirm is None else bool(est.confirm)
+        # The opt-in anchor: no coarser than k_hint intents of n / k_hint rows would be.
+        self.k_hint = est.k_hint
+        self.coarse_size, self.min_group_size = est.coarse_size, est.min_group_size
+        if est.k_hint is not None:
+            size = n / int(est.k_hint)
+            self.coarse_size = min(est.coarse_size, max(2.0, size))
+            self.min_group_size = min(est.min_group_size, max(2, round(size / 2)))
         self.log: list[dict] = []
         # Large inputs are partitioned once; the coarse k-means and the Ward micro-clusters
         # run inside the parts, so they grow as n rather than n^2 (one part up to 5,000 rows).
@@ -202,7 +218,7 @@ class _BudgetFit:
         return self.cap - self.ledger.n_calls
 
     def _coarse(self, n: int) -> list[np.ndarray]:
-        k = int(round(n / self.est.coarse_size))
+        k = int(round(n / self.coarse_size))
         k = max(1, min(k, n, int(0.5 * self.cap)))
         if len(self.parts) == 1:
             labels = _kmeans(self.X, k, self.rng)
@@ -309,6 +325,8 @@ class _BudgetFit:
         window = self.est.stop_window
         recent: deque[bool] = deque(maxlen=window)
         while heap and self._left() > 0:
+            if self.k_hint is not None and len(state.members) <= self.k_hint:
+                break  # the anchor: as many groups as the hint says intents
             neg, a, b = heapq.heappop(heap)
             if not state.open(a, b) or -neg != score(a, b):
                 continue  # merged away, forbidden, or a stale entry
@@ -335,7 +353,7 @@ class _BudgetFit:
     def _assign_leftovers(self, groups: list[np.ndarray], n: int) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression
 
-        kept = [g for g in groups if len(g) >= self.est.min_group_size]
+        kept = [g for g in groups if len(g) >= self.min_group_size]
         kept.sort(key=len, reverse=True)
         labels = np.full(n, -1, dtype=np.int64)
         for c, members in enumerate(kept):
