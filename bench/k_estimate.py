@@ -3,7 +3,7 @@
 The offline default (``BudgetITLClustering`` with the label-free ``HeuristicJudge``) ends
 with about one cluster per ~40 utterances whatever the data. This study asks whether a
 label-free estimate of the number of intents holds across densities, so that it could
-anchor the judge's search: for every estimator of ``dialin.models.cluster._kestimate``
+anchor the judge's search: for every estimator of ``dialin.models.estimate_n_intents``
 (eigengap of a kNN-graph Laplacian, silhouette and Calinski-Harabasz curves over k-means
 k, stability of k-means under halving, components of a thresholded mutual kNN graph,
 average-linkage cuts), the estimate over the true number of intents, and its seconds, on
@@ -72,7 +72,7 @@ def effective_k(y: np.ndarray) -> float:
 
 
 def measure(sets, estimators: list[str], seed: int, with_heuristic: bool) -> list[dict]:
-    from dialin.models.cluster._kestimate import estimate_n_intents
+    from dialin.models import estimate_n_intents
 
     from dialin.models import BudgetITLClustering
 
@@ -238,12 +238,12 @@ average into their neighbours) and over-counts when few intents are densely samp
 
 
 def main() -> None:
-    from dialin.models.cluster._kestimate import ESTIMATORS
+    from dialin.models import K_ESTIMATORS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS))
+    ap.add_argument("--estimators", nargs="+", choices=K_ESTIMATORS, default=list(K_ESTIMATORS))
     ap.add_argument("--no-heuristic", action="store_true",
                     help="leave out the reference fits of the heuristic default and the anchor table")
     args = ap.parse_args()

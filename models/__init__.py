@@ -12,6 +12,7 @@ from ._io import InputError, Table, load_table
 from .cluster._ledger import JudgeLedger
 from .judges._oracle import OracleJudge, SampledOracleJudge
 from .cluster._budget import BudgetITLClustering
+from .cluster._kestimate import K_ESTIMATORS, estimate_n_intents
 from .cluster._contract import FITTED_ATTRIBUTES
 from .text._embedders import CachedEmbedder, LSAEmbedder, SentenceTransformerEmbedder, get_embedder
 from .cluster._clusterers import CLUSTERERS, cluster
@@ -63,6 +64,8 @@ __all__ = [
     "infer_roles",
     "merge_by_label",
     "BudgetITLClustering",
+    "K_ESTIMATORS",
+    "estimate_n_intents",
     "AGENT_ACTIONS",
     "CLUSTERERS",
     "CUSTOMER_ACTIONS",

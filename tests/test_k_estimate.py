@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dialin.models import BudgetITLClustering, ClusterView, Judge, OracleJudge, Verdict, nmi
-from dialin.models.cluster._kestimate import ESTIMATORS, estimate_n_intents
+from dialin.models import K_ESTIMATORS, estimate_n_intents
 
 K = 8
 
@@ -41,7 +41,7 @@ def test_cosine_cut_counts_blobs_whatever_the_number_of_rows(seed):
     assert estimate_n_intents(dense, "cosine-cut", random_state=seed) == 20
 
 
-@pytest.mark.parametrize("method", ESTIMATORS)
+@pytest.mark.parametrize("method", K_ESTIMATORS)
 def test_every_estimator_returns_a_count_in_range(method, seed):
     X = _blobs(20, seed)
     k = estimate_n_intents(X, method, random_state=seed)

@@ -43,7 +43,7 @@ from .._vectors import nearest_rows, unit
 from ._clusterers import cluster
 
 #: The estimators :func:`estimate_n_intents` knows, in the order the study reports them.
-ESTIMATORS = ("eigengap", "silhouette", "calinski", "stability", "components", "jump",
+K_ESTIMATORS = ("eigengap", "silhouette", "calinski", "stability", "components", "jump",
               "cosine-cut")
 _NEIGHBOURS = 10
 _STABLE_ARI = 0.8
@@ -58,8 +58,8 @@ def estimate_n_intents(X: np.ndarray, method: str = "eigengap", *, distance: flo
                        random_state=None) -> int:
     """The number of groups in the rows of ``X`` (unit-length embeddings) by ``method``;
     ``distance`` fixes the cosine distance of ``cosine-cut`` (None: read off the data)."""
-    if method not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {method!r}; choose one of {', '.join(ESTIMATORS)}")
+    if method not in K_ESTIMATORS:
+        raise ValueError(f"unknown estimator {method!r}; choose one of {', '.join(K_ESTIMATORS)}")
     X = np.ascontiguousarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] < 4:
         raise ValueError(f"X must be an (n, d) array with n >= 4, got shape {X.shape}")
