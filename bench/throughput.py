@@ -202,6 +202,7 @@ def run_setup(setup: Setup, args: argparse.Namespace, base: dict[str, str], tmp:
     if not setup.discovery:
         env["DIALIN_DISCOVERY_MIN_UTTERANCES"] = str(10**9)
         env["DIALIN_DISCOVERY_MAX_AGE_SECONDS"] = str(10**9)
+        env["DIALIN_DISCOVERY_IDLE_SECONDS"] = "0"
     workers = [WorkerProcess(env, metrics_port=free_port(), log_path=f"{tmp}/{setup.key}-{i}.log")
                for i in range(setup.workers)]
     result, prefixes = Measured(setup), {}

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     discovery_min_utterances: int = 200
     discovery_max_age_seconds: float = 600.0
     discovery_interval_seconds: float = 5.0
+    discovery_idle_seconds: float = Field(
+        30.0, ge=0, description="when no utterance arrived for this long, what arrived since "
+        "the last run is examined at once (a buffer run or a consolidation); 0: never")
     buffer_cap: int = 20000
     buffer_max_age_seconds: float = 86400.0
     # --- worker internals (appended by the streaming worker) -----------------------

@@ -22,7 +22,8 @@ from dialin.streams.tools.replay import replay
 pytestmark = pytest.mark.slow
 
 #: No discovery during the test: every utterance is a lone event through ingest.
-QUIET = {"DIALIN_DISCOVERY_MIN_UTTERANCES": "100000", "DIALIN_DISCOVERY_MAX_AGE_SECONDS": "100000"}
+QUIET = {"DIALIN_DISCOVERY_MIN_UTTERANCES": "100000", "DIALIN_DISCOVERY_MAX_AGE_SECONDS": "100000",
+         "DIALIN_DISCOVERY_IDLE_SECONDS": "0"}
 
 
 def _first_timestamps(settings, topics, key_of) -> dict[str, int]:

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: An lsa worker starts in seconds; discovery never runs in these tests.
 ENV = {"DIALIN_EMBEDDER": "lsa", "DIALIN_EMBEDDER_FIT_FILE": str(ROOT / "tests/data/banking77_sample.csv"),
        "DIALIN_DISCOVERY_MIN_UTTERANCES": "1000000", "DIALIN_DISCOVERY_MAX_AGE_SECONDS": "1e9",
+       "DIALIN_DISCOVERY_IDLE_SECONDS": "0",
        "DIALIN_LAG_INTERVAL_SECONDS": "1", "DIALIN_BATCH_SECONDS": "0.2"}
 
 

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from dialin.streams.cli import main; main()"]
 ENV = {"DIALIN_EMBEDDER": "lsa", "DIALIN_EMBEDDER_FIT_FILE": str(ROOT / "tests/data/banking77_sample.csv"),
        "DIALIN_DISCOVERY_MIN_UTTERANCES": "1000000", "DIALIN_DISCOVERY_MAX_AGE_SECONDS": "1e9",
+       "DIALIN_DISCOVERY_IDLE_SECONDS": "0",
        "DIALIN_BATCH_SECONDS": "0.2"}
 
 

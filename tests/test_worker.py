@@ -279,6 +279,26 @@ def test_discovery_publishes_good_clusters_in_a_crash_safe_order():
     assert sorted(disco.buffer.entries) == [f"a2-{i}" for i in range(10)]  # the Bad cluster stays
 
 
+def test_a_pause_in_the_traffic_examines_what_arrived_at_once():
+    """Below the size trigger nothing runs while utterances keep arriving; once none arrived
+    for discovery_idle_seconds, what arrived is examined: the buffer, then (the memory now
+    holding what arrived since the last consolidation) one consolidation; then nothing
+    until something new arrives. 0 turns it off."""
+    disco, _ = make_discovery(DirectionEstimator(), discovery_idle_seconds=30)
+    t0 = time.time()
+    fill(disco.buffer, [0, 1], 5, accepted_at=t0)  # 10 buffered: under the size trigger of 20
+    assert asyncio.run(disco.tick(now=t0 + 29)) is None  # still within the pause
+    assert asyncio.run(disco.tick(now=t0 + 31))["created"] == 2
+    # what the run assigned arrived since the last consolidation (none): one consolidation
+    assert asyncio.run(disco.tick(now=t0 + 62))["updated"] == 2
+    assert asyncio.run(disco.tick(now=t0 + 93)) is None  # nothing arrived since: no more
+    remember(disco, [2], 3, "intent-old", "m", accepted_at=t0 + 100)  # under the growth trigger
+    assert not disco.should_consolidate(t0 + 120) and disco.should_consolidate(t0 + 131)
+    off, _ = make_discovery(DirectionEstimator(), discovery_idle_seconds=0)
+    fill(off.buffer, [0, 1], 5, accepted_at=t0)
+    assert asyncio.run(off.tick(now=t0 + 3600)) is None
+
+
 class Shouting:
     """Stands in for the PII redactor: upper-cases every text it is given."""
 
@@ -764,6 +784,7 @@ def test_worker_survives_sigkill_with_its_buffer_and_catalog(workers, kafka_sett
     fit_file = "tests/data/crosswoz_sample.jsonl"
     env = {"DIALIN_EMBEDDER": "lsa", "DIALIN_EMBEDDER_FIT_FILE": fit_file,
            "DIALIN_DISCOVERY_MIN_UTTERANCES": "1000000", "DIALIN_DISCOVERY_MAX_AGE_SECONDS": "1e9",
+           "DIALIN_DISCOVERY_IDLE_SECONDS": "0",
            "DIALIN_DISCOVERY_INTERVAL_SECONDS": "1", "DIALIN_BATCH_SIZE": "32"}
     data_dir = tmp_path / "shared-data"
     worker = workers.start(env, data_dir=data_dir)

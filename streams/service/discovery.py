@@ -22,7 +22,10 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    cores go to ingestion; counted in ``dialin_consolidations_deferred``);
    otherwise a *buffer run* when the buffer holds >= ``discovery_min_utterances`` with
    enough new entries since the last run, or its oldest entry is older than
-   ``discovery_max_age_seconds``. The engine's estimator is
+   ``discovery_max_age_seconds``. When the traffic pauses (no utterance for
+   ``discovery_idle_seconds``), what arrived is examined at once: the buffer, then one
+   consolidation, so the end of a burst is settled in seconds, not after the age
+   trigger (under steady traffic this never fires). The engine's estimator is
    fitted per role in a worker thread: on the buffer alone, or on the memory and the
    buffer together;
 4. **reconcile** (consolidation): each certified cluster continues the known intent
@@ -397,7 +400,19 @@ class Discovery:
         by_size = n >= s.discovery_min_utterances and fresh >= max(1, s.discovery_min_utterances // 4)
         by_age = (self.buffer.oldest_age(now) >= s.discovery_max_age_seconds
                   and now - self.last_run_at >= s.discovery_max_age_seconds)
-        return by_size or by_age
+        return by_size or by_age or (fresh > 0 and self.idle(now))
+
+    def idle(self, now: float) -> bool:
+        """No utterance arrived for ``discovery_idle_seconds`` (0: never idle): the traffic
+        paused, so what arrived since the last run is examined now, on cores the traffic
+        left free, instead of waiting for a size trigger it will not reach or for
+        ``discovery_max_age_seconds``. Under steady traffic it never fires."""
+        wait = self.settings.discovery_idle_seconds
+        if wait <= 0:
+            return False
+        latest = max((e.accepted_at for store in (self.memory, self.buffer)
+                      for e in store.entries.values()), default=None)
+        return latest is not None and now - latest >= wait
 
     def should_consolidate(self, now: float) -> bool:
         """A consolidation is due: while the memory fills up, when the utterances that
@@ -416,6 +431,8 @@ class Discovery:
         if fresh == 0:
             return False
         since = now - self.last_consolidation_at
+        if self.idle(now):
+            return True
         if n >= s.memory_cap:  # full: a fixed cost per run, so a fixed pace
             return since >= s.consolidation_interval_seconds
         base = max(self.memory_at_consolidation, s.discovery_min_utterances)
