@@ -24,7 +24,10 @@ Sets (fixed seeds, so a re-run draws the same rows):
 Utterances still buffered when the stream has settled are *unassigned*: they count as one
 group of their own in NMI/ARI (a subscriber received nothing for them) and lower the share
 assigned. The stream has settled when every utterance is accounted for on the topics and
-no assignment has arrived for ``--quiet`` seconds. Every loop has a deadline.
+no assignment has arrived for ``--quiet`` seconds (the worker examines what arrived once
+the traffic pauses, ``DIALIN_DISCOVERY_IDLE_SECONDS``, so settled means after that). What
+subscribers held at the moment the last utterance was accounted for is reported beside
+it. Every loop has a deadline.
 
 The same rows replayed twice at the same rate do not give the same figures: when each
 discovery run starts depends on the worker's pace, and a different first split of the
@@ -147,10 +150,14 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
             expected = set(ids)
             deadline = time.monotonic() + args.timeout
             last_change, last_count = time.monotonic(), -1
+            at_end = None  # what subscribers hold once the last utterance is accounted for
             while time.monotonic() < deadline:
                 if not worker.alive:
                     sys.exit(f"worker died: {worker.log_tail(1)}")
                 tally = read_tally(settings)
+                if at_end is None and tally.accepted >= expected:
+                    at_end = [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents)
+                              for u in ids]
                 count = len(tally.assigned)
                 if count != last_count:
                     last_change, last_count = time.monotonic(), count
@@ -172,7 +179,7 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
             worker.stop()
     final = [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents) for u in ids]
     versions = [int(tally.assigned.get(u, {}).get("version") or 1) for u in ids if u in tally.assigned]
-    return {"final": final, "produced_ms": [produced.get(u) for u in ids],
+    return {"final": final, "at_end": at_end or final, "produced_ms": [produced.get(u) for u in ids],
             "updates_ms": updates_ms, "missing": len(expected - tally.accepted),
             "lost": len(tally.lost), "violations": len(tally.violations),
             "runs_during": runs_during,
@@ -250,15 +257,18 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
               "after the first record (a consolidation split, merged or regrouped their intent), "
               "and the mean number of decisions (versions) per utterance; the discovery runs "
               "(buffer runs and consolidations) the worker finished before the replay's last "
-              "utterance was sent, and in all; and the delivery audit.", "",
+              "utterance was sent, and in all; what subscribers held when the last utterance "
+              "was accounted for (assigned or buffered), before the runs that follow the end "
+              "of the traffic (the table above is the settled state); and the delivery audit.", "",
               "| set | run | reassigned | by the cause of its latest record | versions per utterance | "
-              "discovery runs during the replay / in all | lost | audit violations |",
-              "|---|---:|---:|---|---:|---:|---:|---:|"]
+              "discovery runs during the replay / in all | at the end of the traffic: NMI / ARI / "
+              "intents / assigned | lost | audit violations |",
+              "|---|---:|---:|---|---:|---:|---|---:|---:|"]
     for r in results:
         causes = ", ".join(f"{c} {n:,}" for c, n in sorted(r["causes"].items())) or "none"
         lines.append(f"| {r['set']} | {r['run']} | {100 * r['reassigned']:.0f}% | {causes} | "
-                     f"{r['versions']:.2f} | {r['runs_during']:.0f} / {r['runs']:.0f} | {r['lost']} | "
-                     f"{r['violations']} |")
+                     f"{r['versions']:.2f} | {r['runs_during']:.0f} / {r['runs']:.0f} | "
+                     f"{fmt(r['at_end']).replace(' | ', ' / ')} | {r['lost']} | {r['violations']} |")
     later = [r for r in results if r.get("emergence") and r["run"] > 1]
     for r in results:
         if not r.get("emergence") or r["run"] > 1:
@@ -327,7 +337,8 @@ def main() -> None:
                        "missing": stream["missing"], "lost": stream["lost"],
                        "violations": stream["violations"], "reassigned": stream["reassigned"],
                        "versions": stream["versions"], "causes": stream["causes"],
-                       "runs_during": stream["runs_during"], "runs": stream["runs"]}
+                       "runs_during": stream["runs_during"], "runs": stream["runs"],
+                       "at_end": score(gold, as_labels(stream["at_end"]))}
                 log(f"  stream, run {run}: {json.dumps(row['stream'])}")
                 if held:
                     row["emergence"] = emergence(gold, stream["final"], held, stream["produced_ms"],
