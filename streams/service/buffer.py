@@ -43,6 +43,13 @@ Apply = Callable[[bytes | None, bytes | None], None]
 AfterBatch = Callable[[], Awaitable[None]]
 
 
+def shows_present(records: list | None, started_ms: int) -> bool:
+    """Whether one poll's records of a partition (aiokafka or kafka-python records) show
+    that partition's present to a reader that started at ``started_ms``: it brought
+    nothing, or its newest record was written after the start."""
+    return not records or records[-1].timestamp >= started_ms
+
+
 class TopicFollower:
     """Reads one topic from the beginning, then follows it, calling ``apply(key, value)``.
 
@@ -141,9 +148,8 @@ class TopicFollower:
                     log.warning("after reading %s: %s: %s", self.topic, type(exc).__name__, exc)
             if history:
                 for tp in list(history):
-                    records = batches.get(tp)
-                    now_seen = not records or records[-1].timestamp >= started_ms
-                    if now_seen and await consumer.position(tp) >= ends[tp]:
+                    if shows_present(batches.get(tp), started_ms) and \
+                            await consumer.position(tp) >= ends[tp]:
                         history.discard(tp)
                 if not history:
                     self.caught_up.set()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..service.buffer import shows_present
 from ..settings import Settings
 
 
@@ -115,9 +116,7 @@ def read_topic(settings: Settings, topic: str, *, wait_for_topic: float = 0.0,
             batch = consumer.poll(timeout_ms=300, max_records=5000)
             out.extend(_records(batch))
             for tp in tps:
-                records = batch.get(tp)
-                now_seen = not records or records[-1].timestamp >= started_ms
-                at_present[tp] = at_present[tp] + 1 if now_seen else 0
+                at_present[tp] = at_present[tp] + 1 if shows_present(batch.get(tp), started_ms) else 0
             if all(n >= idle_polls for n in at_present.values()) and \
                     all(consumer.position(tp) >= ends[tp] for tp in tps):
                 break
