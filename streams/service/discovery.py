@@ -421,7 +421,8 @@ class Discovery:
         one fit of the full memory), or when any arrived and the last one is older than
         ``discovery_max_age_seconds`` (no decision stays unexamined longer than the
         buffer's own age trigger); once the memory is full, every
-        ``consolidation_interval_seconds`` when anything arrived."""
+        ``consolidation_interval_seconds`` when anything arrived; and, full or not, once
+        the traffic pauses (:meth:`idle`) when anything arrived since the last one."""
         s = self.settings
         n = len(self.memory)
         if n == 0 or now < self.retry_at:
