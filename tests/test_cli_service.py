@@ -130,7 +130,10 @@ def test_watch_follows_new_updates_only_by_default(cli_env):
 
 def test_broker_command_runs_in_the_foreground_and_refuses_a_busy_port(broker):
     port = free_port()
-    proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: a suite started in the background by a shell without
+    # job control inherits SIGINT ignored, and so would the command (it then ran on).
+    proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: answers_metadata(f"127.0.0.1:{port}"), 60, message="the broker command")
         busy = subprocess.run([*CLI, "broker", "--port", str(broker.port)], capture_output=True,
@@ -139,7 +142,7 @@ def test_broker_command_runs_in_the_foreground_and_refuses_a_busy_port(broker):
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(30)
-        except subprocess.TimeoutExpired:  # once in CI: say what the command was doing
+        except subprocess.TimeoutExpired:  # say what the command was doing
             proc.kill()
             pytest.fail(f"still running 30 s after SIGINT; its stderr: {proc.communicate()[1][-2000:]}")
         assert code == 0

@@ -25,8 +25,11 @@ pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data"
 
 #: Worker settings that make discovery run early and often on a small stream.
+#: No idle-time runs (DIALIN_DISCOVERY_IDLE_SECONDS): the tests that use FAST wait until the
+#: intents settle, then act on them (decisions, reviews); a consolidation 30 s after the
+#: traffic stopped would change them under the test (seen in CI: test_decisions).
 FAST = {"DIALIN_DISCOVERY_MIN_UTTERANCES": "60", "DIALIN_DISCOVERY_INTERVAL_SECONDS": "1",
-        "DIALIN_BATCH_SECONDS": "0.2", "DIALIN_BATCH_SIZE": "32"}
+        "DIALIN_BATCH_SECONDS": "0.2", "DIALIN_BATCH_SIZE": "32", "DIALIN_DISCOVERY_IDLE_SECONDS": "0"}
 
 #: (raw payload, a word its dead-letter reason must contain)
 MALFORMED = [

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,26 +48,7 @@ def answers_metadata(bootstrap: str, **client_kwargs) -> bool:
     """True when the broker answers a Kafka metadata request (kafka-python admin client).
 
     ``client_kwargs`` go to the client as they are (e.g. TLS settings).
-
-    The client runs on a (daemon) thread of its own while the caller waits in ``join``:
-    kafka-python runs its event loop on the calling thread and logs and drops whatever a
-    task raises, so a signal handler's exception (Ctrl-C, SIGTERM) must not land there
-    (``dialin demo`` lost a SIGTERM that way). Handlers run on the main thread, which here
-    only waits. A precaution: ``dialin broker`` once ran on for 30 s after Ctrl-C in CI,
-    and where the signal landed was not found (a signal sent from inside the client's
-    bootstrap, or at 15 moments of repeated checks, reached the caller either way).
     """
-    answer: list[bool] = []
-    check = threading.Thread(target=lambda: answer.append(_ask_metadata(bootstrap, client_kwargs)),
-                             name="metadata-check", daemon=True)
-    check.start()
-    while check.is_alive():
-        check.join(0.2)
-    return bool(answer and answer[0])
-
-
-def _ask_metadata(bootstrap: str, client_kwargs: dict) -> bool:
-    """The metadata request itself (on the checking thread)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
