@@ -128,6 +128,11 @@ def final_intent(intent_id: str | None, intents: dict[str, dict]) -> str | None:
     return intent_id
 
 
+def finals(tally, ids: list[str]) -> list[str | None]:
+    """Each utterance's intent as a subscriber of ``tally``'s topics holds it (merges followed)."""
+    return [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents) for u in ids]
+
+
 def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: str) -> dict:
     """Replay ``texts`` through one worker; final intent per row and first-update times."""
     with EmbeddedBroker(free_port(), log_path=tmp / "broker.log") as broker:
@@ -156,8 +161,7 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
                     sys.exit(f"worker died: {worker.log_tail(1)}")
                 tally = read_tally(settings)
                 if at_end is None and tally.accepted >= expected:
-                    at_end = [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents)
-                              for u in ids]
+                    at_end = finals(tally, ids)
                 count = len(tally.assigned)
                 if count != last_count:
                     last_change, last_count = time.monotonic(), count
@@ -177,7 +181,7 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
                     updates_ms.setdefault(rec.data["intent_id"], []).append(rec.timestamp_ms)
         finally:
             worker.stop()
-    final = [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents) for u in ids]
+    final = finals(tally, ids)
     versions = [int(tally.assigned.get(u, {}).get("version") or 1) for u in ids if u in tally.assigned]
     return {"final": final, "at_end": at_end or final, "produced_ms": [produced.get(u) for u in ids],
             "updates_ms": updates_ms, "missing": len(expected - tally.accepted),

@@ -17,8 +17,8 @@ worker is busy but not overloaded. In one run, on the same texts:
    measured stream is mostly matched, as in steady state), then stops; its topics are
    copied into every setting's own broker, so each starts from the same state alone;
 3. per setting (one worker on all cores; one worker on 1 thread; two workers on two
-   partitions with 1 thread each), each on its own broker, with discovery held off (trigger above the stream)
-   and then with discovery on its normal triggers (``DIALIN_DISCOVERY_*`` defaults):
+   partitions with 1 thread each), each on its own broker, with discovery held off
+   (trigger above the stream) and then with discovery on its normal triggers (``DIALIN_DISCOVERY_*`` defaults):
    capacity = texts produced at once over the time from the first produce to the last
    output record (assignment or buffer entry), from the records' broker timestamps; then
    paced streams at 10, 50 and 80% of that capacity (and at 50/s, the issue's target, with

@@ -95,7 +95,7 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         None turns it on for rich budgets (``budget >= 0.75``).
     k_hint : int or None
         Opt-in anchor, off by default: about how many intents the input holds (e.g. a
-        label-free estimate, ``dialin.models.cluster._kestimate``). With n rows, the coarse
+        label-free estimate, :func:`dialin.models.estimate_n_intents`). With n rows, the coarse
         clusters are made no larger than ``n / k_hint`` rows, groups down to half that size
         are kept, and merging stops once ``k_hint`` groups are left; it never makes a fit
         coarser than the defaults. What it changes: ``bench/k_estimate.py``.
