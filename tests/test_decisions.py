@@ -13,7 +13,7 @@ import uuid
 import pytest
 from kafka_harness import records_of, wait_for
 from pydantic import ValidationError
-from test_worker import DirectionEstimator, counter, fill, make_discovery
+from test_worker import DirectionEstimator, counter, fill, make_discovery, remember
 
 from dialin.streams.service import metrics
 from dialin.streams.service.decisions import DecisionApplier, DecisionQueue
@@ -438,3 +438,18 @@ def test_an_utterance_assigned_again_after_a_retraction_gets_a_higher_version():
     again = {a["utterance_id"]: a for a in lead.assignments()}
     assert set(again) == set(retracted)
     assert all(a["version"] == 3 and a["intent_id"] == "imported-1" for a in again.values()), again
+
+
+def test_a_new_cluster_of_a_persons_intent_does_not_claim_to_have_split_from_it():
+    # The machine re-fits a renamed (pinned) intent into two clusters: its members stay,
+    # so the second cluster, made of buffered utterances only, is new but no split.
+    lead = Leader()
+    kept = lead.ids[0]
+    lead.decide(_decision("rename", kept, 1, label="Card lost or stolen"))
+    lead.pub.sent.clear()
+    remember(lead.disco, [4], 10, kept, tag="m", accepted_at=time.time())
+    fill(lead.disco.buffer, [4], 4, accepted_at=time.time() + 1, tag="b")
+    asyncio.run(lead.disco.tick(now=time.time() + 2))
+    assert lead.disco.consolidations == 1
+    created = [u for u in lead.updates() if u["event"] == "created"]
+    assert created and all(u["split_from"] is None for u in created), created

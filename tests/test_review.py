@@ -420,6 +420,7 @@ def test_the_worker_applies_what_the_page_decides(kafka_settings, workers, redac
     from test_e2e_service import FAST, banking_events
 
     from dialin.streams.tools.replay import replay
+    from dialin.streams.tools.supervise import metric
 
     tag = kafka_settings.app_id
     s = kafka_settings.model_copy(update={"topic_events": f"ev-{tag}",
@@ -427,8 +428,12 @@ def test_the_worker_applies_what_the_page_decides(kafka_settings, workers, redac
     env = {**FAST, "DIALIN_TOPIC_EVENTS": s.topic_events,
            "DIALIN_TOPIC_DECISIONS": s.topic_decisions,
            "DIALIN_TOPIC_VOLUME": f"vol-{tag}", "DIALIN_ACTIVATION_MIN_SIZE": "100000"}
-    workers.start(env)
-    replay(iter(banking_events(300)), s)
+    worker = workers.start(env)
+    assert replay(iter(banking_events(300)), s).sent == 300
+    # Every event decided first: a run on events still to come would change the intents
+    # after they looked settled, and the decisions below would be stale.
+    wait_for(lambda: metric(worker.metrics(), "dialin_events_total") >= 300, 240,
+             message="the worker to decide on every event")
     with running(ReviewServer(s, "127.0.0.1", 0, redactor=redactor)) as url:
         def settled():  # three candidates with examples to split, and no run changing them
             before = {i: v["version"] for i, v in _state(url).items()}

@@ -789,6 +789,8 @@ class Discovery:
                      and not self._held(entries[r], intent.intent_id)]
             if intent.status == "created" and len(alive) < min_size:
                 continue
+            if intent.split_from is not None and not self._split_off(alive, entries, intent):
+                intent = replace(intent, split_from=None)
             intents.append(intent)
             owner.update({r: intent for r in alive})
         by_id = {i.intent_id: i for i in intents}
@@ -853,6 +855,16 @@ class Discovery:
         was = self.catalog.get(self.resolve(entry.intent_id))
         return (was is not None and was.active and kept_whole(was)
                 and was.intent_id != intent_id)
+
+    def _split_off(self, rows: list[int], entries: list[BufferEntry],
+                   intent: CatalogIntent) -> bool:
+        """A created intent split off its ``split_from`` only if at least half of the rows
+        it takes were members of that parent: the fit counted the rows a person's intent
+        keeps (:meth:`_held`), and a new cluster of buffered utterances beside a pinned
+        intent took none of its members."""
+        parent = sum(1 for r in rows if isinstance(entries[r], MemoryEntry)
+                     and self.resolve(entries[r].intent_id) == intent.split_from)
+        return 2 * parent >= len(rows) > 0
 
     def _alive(self, entry: BufferEntry) -> bool:
         """Still where the fit found it (memory entries stay; buffered ones may age out)."""
