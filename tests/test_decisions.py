@@ -332,7 +332,11 @@ def test_decisions_on_the_topic_are_applied_by_the_worker_and_survive_a_restart(
         events = [e for e in history if e["intent_id"] == intent_id]
         assert events[0]["event"] == "created" and events[-1]["event"] == last
         assert [e["version"] for e in events] == list(range(1, len(events) + 1))
-    retracted = [a for a in _latest(s, s.topic_assignments).values() if a["cause"] == "rejected"]
+    # Every record, not the latest per utterance: the retracted members go back to the
+    # buffer, where a later run may assign them again (finer intents inside the rejected
+    # region), and then their latest record is that run's (seen in CI).
+    retracted = [r.data for r in records_of(s, s.topic_assignments)
+                 if isinstance(r.data, dict) and r.data["cause"] == "rejected"]
     assert retracted and all(a["intent_id"] is None for a in retracted)
     stale = metric(worker.metrics(), "dialin_decisions_total", action="approve", result="stale")
     assert stale == 1  # the last decision: decided on a version the rename had replaced
