@@ -16,7 +16,8 @@ Sets (fixed seeds, so a re-run draws the same rows):
 * ``test``: BANKING77 test (3,080 utterances, 77 intents), shuffled;
 * ``dense``: 6,000 utterances of BANKING77 train drawn at random (about 78 per intent);
 * ``emergence``: BANKING77 test with 17 intents (drawn with the seed) held back to the last
-  quarter of the stream. A held-back intent counts as *discovered* when one published intent
+  quarter of the stream; ``emergence-train`` is the same scenario on 40 utterances of each
+  intent (all of the few that have fewer) drawn from BANKING77 train (tuning data: choose settings there, not on test). A held-back intent counts as *discovered* when one published intent
   holds at least 60% of its utterances and they are that intent's majority; its delay is the
   time from the produce timestamp of its first utterance to the first ``intent-updates``
   record of the intent that ends up holding it.
@@ -82,7 +83,12 @@ def make_set(name: str, data: Path, seed: int) -> tuple[list[str], list[str], se
         texts, labels = banking77(data, "train")
         order = rng.permutation(len(texts))[:6000]
         return [texts[i] for i in order], [labels[i] for i in order], set()
-    texts, labels = banking77(data, "test")
+    texts, labels = banking77(data, "train" if name == "emergence-train" else "test")
+    if name == "emergence-train":  # as many of each intent as BANKING77 test has (40; some 35)
+        of = {label: [j for j, y in enumerate(labels) if y == label] for label in sorted(set(labels))}
+        rows = [i for members in of.values()
+                for i in rng.choice(members, min(40, len(members)), replace=False)]
+        texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
     order = rng.permutation(len(texts))
     if name == "test":
         return [texts[i] for i in order], [labels[i] for i in order], set()
@@ -312,7 +318,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--sets", nargs="+", default=["test", "dense", "emergence"],
-                        choices=["test", "dense", "emergence"])
+                        choices=["test", "dense", "emergence", "emergence-train"])
     parser.add_argument("--rate", type=float, default=100.0, help="utterances per second")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", type=float, default=60.0,

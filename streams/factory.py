@@ -364,6 +364,7 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
         from dialin.models import BudgetITLClustering
 
         estimator = BudgetITLClustering(judge, namer=namer, budget=resolved_budget(settings, judge),
+                                        k_hint=None if settings.k_hint == "off" else settings.k_hint,
                                         random_state=settings.random_state)
     else:
         from dialin.models import LLMITLClustering

@@ -9,7 +9,7 @@ instance, so tests and the CLI can change the environment first.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     judge_budget: float | None = Field(
         None, gt=0, description="judge calls per utterance per discovery run; unset: the judge's "
         "default (0.3 for LLM judges, 0.6 for the free offline heuristic)")
+    k_hint: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
+        "off", description="the budget strategy's anchor on how many intents one fit holds: "
+        "auto (a label-free estimate of its input, so a small discovery run of many intents "
+        "does not collapse into a few broad ones), off, or a number >= 1")
     merge_threshold: float = Field(0.15, ge=0, le=2, description="label-embedding cosine distance θ")
     random_state: int = 0
 

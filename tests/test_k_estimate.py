@@ -96,7 +96,31 @@ def test_k_hint_from_the_estimate_keeps_sparse_intents(seed):
     assert anchored.n_clusters_ == 10 and nmi(y, anchored.labels_) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("k_hint", [0, 2.5, "7"])
+def test_k_hint_auto_is_the_cosine_cut_estimate_of_the_input(seed):
+    X, y = _blobs(4, seed, k=10), np.repeat(np.arange(10), 4)
+    judge = OracleJudge(y, accuracy=1.0, random_state=seed)
+    auto = BudgetITLClustering(judge, budget=1.0, k_hint="auto", random_state=seed).fit(X)
+    assert auto.k_hint_ == estimate_n_intents(X, "cosine-cut", random_state=0) == 10
+    assert auto.n_clusters_ == 10 and nmi(y, auto.labels_) == pytest.approx(1.0)
+    off = BudgetITLClustering(judge, budget=1.0, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert off.fit(X).k_hint_ is None
+
+
+def test_k_hint_auto_leaves_the_fit_of_a_densely_sampled_input_alone(seed):
+    """The estimate is seeded on its own: where it asks for no finer start than the
+    defaults, the fit is the fit without a hint, row for row."""
+    X, y = _blobs(40, seed), np.repeat(np.arange(K), 40)
+    free = BudgetITLClustering(OracleJudge(y, accuracy=1.0, random_state=seed), budget=0.5,
+                               random_state=seed).fit(X)
+    auto = BudgetITLClustering(OracleJudge(y, accuracy=1.0, random_state=seed), budget=0.5,
+                               k_hint="auto", random_state=seed).fit(X)
+    assert auto.k_hint_ == K
+    assert np.array_equal(free.labels_, auto.labels_)
+
+
+@pytest.mark.parametrize("k_hint", [0, 2.5, "7", "Auto"])
 def test_bad_k_hint_fails_in_fit(k_hint):
     with pytest.raises(ValueError, match="k_hint"):
         BudgetITLClustering(_AlwaysGood(), k_hint=k_hint).fit(_blobs(10, 0))

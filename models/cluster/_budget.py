@@ -43,6 +43,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -52,6 +53,7 @@ from .._base import ClusterView, Judge, Namer, Verdict
 from ._clusterers import cluster, kmeans_in_parts, split_rows
 from ._contract import StrategyMixin, check_no_y
 from ._intents import NothingCertifiedWarning, build_intents, placeholder_texts
+from ._kestimate import estimate_n_intents
 from ._ledger import JudgeLedger
 from ._sampling import make_union_view, make_view
 from .._threads import single_threaded
@@ -93,12 +95,15 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
     confirm : bool or None
         Ask every Good verdict a second time before acting on it (noise robustness);
         None turns it on for rich budgets (``budget >= 0.75``).
-    k_hint : int or None
-        Opt-in anchor, off by default: about how many intents the input holds (e.g. a
-        label-free estimate, :func:`dialin.models.estimate_n_intents`). With n rows, the coarse
-        clusters are made no larger than ``n / k_hint`` rows, groups down to half that size
-        are kept, and merging stops once ``k_hint`` groups are left; it never makes a fit
-        coarser than the defaults. What it changes: ``bench/k_estimate.py``.
+    k_hint : int, "auto" or None
+        An anchor, off by default: about how many intents the input holds. With n rows,
+        the coarse clusters are made no larger than ``n / k_hint`` rows, groups down to
+        half that size are kept, and merging stops once ``k_hint`` groups are left; it
+        never makes a fit coarser than the defaults. ``"auto"`` takes the label-free
+        cosine-cut estimate of the input (:func:`dialin.models.estimate_n_intents`, seeded
+        on its own so the fit's random stream is the one it has without a hint): it keeps
+        a small input of many intents from collapsing into a few broad groups, which is
+        what a service's first discovery runs see. What it changes: ``bench/k_estimate.py``.
     random_state : int, RandomState or None
 
     Attributes
@@ -108,6 +113,8 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         one dict per phase (``coarse``, ``growth``, ``merge``, ``leftovers``).
     budget_, ledger_summary_, seconds_
         The budget used (calls per utterance), the ledger's figures and the fit's time.
+    k_hint_
+        The anchor the fit used (the estimate when ``k_hint="auto"``), None without one.
     """
 
     def __init__(self, judge: Judge, namer: Namer | None = None, budget: float | None = None,
@@ -115,7 +122,8 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
                  micro_size: float | None = None, growth_share: float = 0.85,
                  min_group_size: int = 8, n_neighbors: int = 10, confirm_share: float = 0.15,
                  stop_window: int = 80, stop_rate: float = 0.05, sample_size: int = 20,
-                 union_side: int = 10, confirm: bool | None = None, k_hint: int | None = None,
+                 union_side: int = 10, confirm: bool | None = None,
+                 k_hint: int | Literal["auto"] | None = None,
                  random_state=None) -> None:
         self.judge = judge
         self.namer = namer
@@ -148,14 +156,16 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         budget = self.budget if self.budget is not None else self.judge.default_budget
         if not budget > 0:
             raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
-        if self.k_hint is not None and not (isinstance(self.k_hint, (int, np.integer)) and self.k_hint >= 1):
-            raise ValueError(f"k_hint must be None or an integer >= 1, got {self.k_hint!r}")
+        if self.k_hint is not None and self.k_hint != "auto" and not (
+                isinstance(self.k_hint, (int, np.integer)) and self.k_hint >= 1):
+            raise ValueError(f"k_hint must be None, 'auto' or an integer >= 1, got {self.k_hint!r}")
         started = time.perf_counter()
         run = _BudgetFit(self, X, given if given is not None else placeholder_texts(n),
                          float(budget))
         labels = run.fit()
 
         self.budget_ = run.budget
+        self.k_hint_ = run.k_hint
         self.labels_ = labels
         self.log_ = run.log
         self.n_judge_calls_ = run.ledger.n_calls
@@ -192,11 +202,13 @@ class _BudgetFit:
         self.verdicts: dict[int, Verdict] = {}
         self.group_verdicts: dict[int, Verdict] = {}
         self.confirm = budget >= 0.75 if est.confirm is None else bool(est.confirm)
-        # The opt-in anchor: no coarser than k_hint intents of n / k_hint rows would be.
+        # The anchor: no coarser than k_hint intents of n / k_hint rows would be.
         self.k_hint = est.k_hint
+        if self.k_hint == "auto":
+            self.k_hint = estimate_n_intents(X, "cosine-cut", random_state=0) if n >= 4 else None
         self.coarse_size, self.min_group_size = est.coarse_size, est.min_group_size
-        if est.k_hint is not None:
-            size = n / int(est.k_hint)
+        if self.k_hint is not None:
+            size = n / int(self.k_hint)
             self.coarse_size = min(est.coarse_size, max(2.0, size))
             self.min_group_size = min(est.min_group_size, max(2, round(size / 2)))
         self.log: list[dict] = []
