@@ -36,10 +36,10 @@ class Settings(BaseSettings):
         None, gt=0, description="judge calls per utterance per discovery run; unset: the judge's "
         "default (0.3 for LLM judges, 0.6 for the free offline heuristic)")
     k_hint: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
-        "auto", description="the budget strategy's anchor on how many intents one fit holds: "
+        "off", description="the budget strategy's anchor on how many intents one fit holds: "
         "auto (a label-free estimate of its input, so a small discovery run of many intents "
-        "does not collapse into a few broad ones; chosen on tuning data, bench/k_estimate.py "
-        "and bench/stream_quality.py --sets dense emergence-train), off, or a number >= 1")
+        "does not collapse into a few broad ones, but a small run of a few intents is "
+        "over-split), off, or a number >= 1")
     merge_threshold: float = Field(0.15, ge=0, le=2, description="label-embedding cosine distance θ")
     random_state: int = 0
 
