@@ -4,8 +4,8 @@ Public objects are re-exported here from their private modules (scikit-learn sty
 """
 
 from ._catalog import CatalogIntent, EmbeddingSpaceError, IntentCatalog
-from ._open_set import (OpenSetMatcher, Reconciliation, claims, exemplar_score, new_intent_id,
-                        reconcile)
+from ._open_set import (OpenSetMatcher, Reconciliation, came_from, claims, exemplar_score,
+                        new_intent_id, reconcile)
 from ._base import (BAD, GOOD, ChatClient, ClusterView, Completion, Embedder, Intent, Judge, Namer,
                     Pruner, Verdict)
 from ._io import InputError, Table, load_table
@@ -55,6 +55,7 @@ __all__ = [
     "Reconciliation",
     "new_intent_id",
     "reconcile",
+    "came_from",
     "claims",
     "PruningWarning",
     "RoleAwareClustering",

@@ -245,6 +245,13 @@ def claims(old_ids: Sequence[str | None], new_labels: Sequence[int]) -> dict[int
     return out
 
 
+def came_from(old_ids: Sequence[str | None], parent: str | None) -> bool:
+    """A cluster whose rows were members of ``old_ids`` (None: buffered) split off
+    ``parent`` when at least half of them were its members (:func:`reconcile`'s rule for
+    ``split_from``; the service asks it again of the rows a new intent really takes)."""
+    return parent is not None and 0 < len(old_ids) <= 2 * sum(o == parent for o in old_ids)
+
+
 def reconcile(old_ids: Sequence[str | None], new_labels: Sequence[int],
               row_ids: Sequence[str], role: str | None = None) -> Reconciliation:
     """Map a re-fit's clusters onto the intents its rows belonged to before it.
@@ -280,7 +287,7 @@ def reconcile(old_ids: Sequence[str | None], new_labels: Sequence[int],
         out.created.append(iid)
         came = Counter(old_ids[r] for r in rows if old_ids[r] is not None)
         if came:
-            parent, n = came.most_common(1)[0]
-            if 2 * n >= len(rows):
+            parent = came.most_common(1)[0][0]
+            if came_from([old_ids[r] for r in rows], parent):
                 out.split_from[iid] = parent
     return out

@@ -87,8 +87,8 @@ from typing import Any
 
 import numpy as np
 
-from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, claims,
-                           exemplar_score, make_union_view, new_intent_id, reconcile)
+from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redactor, came_from,
+                           claims, exemplar_score, make_union_view, new_intent_id, reconcile)
 
 from . import metrics
 from .app import InputProgress, Publisher
@@ -681,7 +681,7 @@ class Discovery:
         """
         now = utc_now()
         labels = labels_of(found, len(entries))
-        old = [self.resolve(e.intent_id) if isinstance(e, MemoryEntry) else None for e in entries]
+        old = [self._remembered_in(e) for e in entries]
         plan, merged, moves = [], [], {}
         for role in sorted({e.role or "" for e in entries}):
             rows = np.array([i for i, e in enumerate(entries) if (e.role or "") == role])
@@ -789,7 +789,9 @@ class Discovery:
                      and not self._held(entries[r], intent.intent_id)]
             if intent.status == "created" and len(alive) < min_size:
                 continue
-            if intent.split_from is not None and not self._split_off(alive, entries, intent):
+            if intent.split_from is not None and not came_from(
+                    [self._remembered_in(entries[r]) for r in alive], intent.split_from):
+                # the fit counted members a person's intent keeps (_held): none of them moved
                 intent = replace(intent, split_from=None)
             intents.append(intent)
             owner.update({r: intent for r in alive})
@@ -803,7 +805,7 @@ class Discovery:
         for r, e in enumerate(entries):
             if not self._alive(e):
                 continue
-            was = self.resolve(e.intent_id) if isinstance(e, MemoryEntry) else None
+            was = self._remembered_in(e)
             now_in = owner.get(r)
             if now_in is None and was in moves and moves[was] in by_id:
                 now_in = by_id[moves[was]]  # its intent was merged; it was in no cluster
@@ -856,15 +858,9 @@ class Discovery:
         return (was is not None and was.active and kept_whole(was)
                 and was.intent_id != intent_id)
 
-    def _split_off(self, rows: list[int], entries: list[BufferEntry],
-                   intent: CatalogIntent) -> bool:
-        """A created intent split off its ``split_from`` only if at least half of the rows
-        it takes were members of that parent: the fit counted the rows a person's intent
-        keeps (:meth:`_held`), and a new cluster of buffered utterances beside a pinned
-        intent took none of its members."""
-        parent = sum(1 for r in rows if isinstance(entries[r], MemoryEntry)
-                     and self.resolve(entries[r].intent_id) == intent.split_from)
-        return 2 * parent >= len(rows) > 0
+    def _remembered_in(self, entry: BufferEntry) -> str | None:
+        """The intent a remembered utterance is in now (merges followed); None if buffered."""
+        return self.resolve(entry.intent_id) if isinstance(entry, MemoryEntry) else None
 
     def _alive(self, entry: BufferEntry) -> bool:
         """Still where the fit found it (memory entries stay; buffered ones may age out)."""
