@@ -17,7 +17,8 @@ Sets (fixed seeds, so a re-run draws the same rows):
 * ``dense``: 6,000 utterances of BANKING77 train drawn at random (about 78 per intent);
 * ``emergence``: BANKING77 test with 17 intents (drawn with the seed) held back to the last
   quarter of the stream; ``emergence-train`` is the same scenario on 40 utterances of each
-  intent (all of the few that have fewer) drawn from BANKING77 train (tuning data: choose settings there, not on test). A held-back intent counts as *discovered* when one published intent
+  intent (all of the few that have fewer) drawn from BANKING77 train (tuning data: choose
+  settings there, not on test). A held-back intent counts as *discovered* when one published intent
   holds at least 60% of its utterances and they are that intent's majority; its delay is the
   time from the produce timestamp of its first utterance to the first ``intent-updates``
   record of the intent that ends up holding it.

@@ -91,18 +91,18 @@ def _events(n: int) -> list[tuple[bytes, bytes]]:
             for i, r in enumerate(rows)]
 
 
-def _send_at_one_time(events: list[tuple[bytes, bytes]], settings) -> None:
-    """Produce ``events`` with one timestamp. A replay reads in (timestamp, partition,
-    offset) order, and the fit depends on the order: records sent a millisecond apart
-    interleave the partitions differently from one test run to the next, and so would the
-    intents the tests build their live catalog from (seen: a rejected twin not found in
-    two of ten runs)."""
+def _produce(settings, topic: str, records: list[tuple[bytes, bytes]],
+             timestamp_ms: int | None = None) -> None:
+    """Write ``records`` to ``topic`` (``timestamp_ms``: all with that one timestamp) and
+    fail unless the broker acknowledged every one."""
     producer = make_producer(settings, acks="all")
-    at = int(time.time() * 1000)
-    for key, value in events:
-        producer.send(settings.topic_utterances, key=key, value=value, timestamp_ms=at)
-    producer.flush()
-    producer.close()
+    try:
+        sent = [producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
+                for key, value in records]
+        for future in sent:
+            future.get(timeout=30)
+    finally:
+        producer.close()
 
 
 @pytest.fixture
@@ -110,7 +110,12 @@ def replayable(kafka_settings, llm_server, monkeypatch, clean_settings, tmp_path
     """120 BANKING77 utterances (and one bad record) on the input topic; the DIALIN_*
     variables of a deployment with an LLM judge and namer on the test server."""
     settings = kafka_settings.model_copy(update={"topic_llm_responses": kafka_settings.app_id + "-r"})
-    _send_at_one_time([*_events(120), (b"bad", b"not json")], settings)
+    # One timestamp: a replay reads in (timestamp, partition, offset) order and the fit
+    # depends on the order; records sent a millisecond apart interleave the partitions
+    # differently from one test run to the next, and so would the intents the tests build
+    # their live catalog from (seen: a rejected twin not found in two of ten runs).
+    _produce(settings, settings.topic_utterances, [*_events(120), (b"bad", b"not json")],
+             timestamp_ms=int(time.time() * 1000))
     env = {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "TOPIC_UTTERANCES": settings.topic_utterances,
            "TOPIC_CATALOG": settings.topic_catalog, "TOPIC_LLM_RESPONSES": settings.topic_llm_responses,
            "JUDGE": "openai", "NAMER": "openai", "LLM_URL": llm_server.url,
@@ -240,12 +245,8 @@ def _live_catalog_with_decisions(settings, run) -> dict[str, str]:
                    decisions=("d3",)),
         transition(into, "updated", "alice", now, pinned=True, decisions=("d3",)),
     ]
-    producer = make_producer(settings, acks="all")
-    for e in entries:
-        producer.send(settings.topic_catalog, key=e.intent_id.encode(),
-                      value=json.dumps(e.to_record(run.embedder)).encode())
-    producer.flush()
-    producer.close()
+    _produce(settings, settings.topic_catalog,
+             [(e.intent_id.encode(), json.dumps(e.to_record(run.embedder)).encode()) for e in entries])
     return {"rejected": gone.intent_id, "renamed": named.intent_id,
             "merged": merged.intent_id, "into": into.intent_id}
 
