@@ -10,9 +10,9 @@ and one ``dialin serve`` child, as the end-to-end tests start it):
 1. calibrate: a burst of ``--calibrate`` utterances produced at once gives the
    worker's throughput T on this machine now (unless ``--rate`` is given);
 2. overload: produce at ``--overload`` x T for ``--minutes``, sampling every
-   ``--every`` seconds the worker's RSS (``/proc/PID/status`` VmRSS), its
-   ``dialin_buffer_utterances``, ``dialin_consumer_lag`` (end offset minus committed,
-   summed over partitions), processed events and aged-out entries;
+   ``--every`` seconds the worker's RSS (``/proc/PID/status`` VmRSS, with its encoder
+   process), its ``dialin_buffer_utterances``, ``dialin_consumer_lag`` (end offset
+   minus committed, summed over partitions), processed events and aged-out entries;
 3. recover: stop producing and time until the backlog (produced minus processed) and
    the exported lag are both zero;
 4. account: the worker must still be alive, and every produced utterance_id must be
@@ -57,14 +57,33 @@ PROOF_START, PROOF_END = markers("soak-proof")
 
 
 def rss_mb(pid: int | None) -> float:
-    """Resident set size of ``pid`` in MB from /proc (Linux); nan when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return float("nan")
+    """Resident set size of ``pid`` and its descendants in MB from /proc (Linux): the
+    worker's encoder runs in a child process; nan when the worker is gone."""
+    total, found = 0.0, False
+    for p in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+                    found = found or p == pid
+        except (OSError, ValueError):
+            pass
+    return total if found else float("nan")
+
+
+def descendants(pid: int | None) -> list[int]:
+    """Every process below ``pid`` (``/proc/PID/task/*/children``)."""
+    out: list[int] = []
+    todo = [pid] if pid is not None else []
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 def processed(samples) -> float:

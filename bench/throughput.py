@@ -9,7 +9,7 @@ acknowledged publishing, and how long one utterance waits for its assignment whe
 worker is busy but not overloaded. In one run, on the same texts:
 
 1. plain encode: MiniLM ``encode`` (sentence-transformers, the fastest of batch 16, 32
-   and 64) of the texts, on a thread set up exactly as the worker's encoder thread
+   and 64) of the texts, on a thread set up exactly as the worker's encoder
    (:func:`dialin.streams.factory.embedder_thread_setup`: torch threads and
    ``OMP_WAIT_POLICY``), with 1 thread and with all cores; once before the workers and
    once after (the machine may be shared), the mean reported;
@@ -122,7 +122,7 @@ _MODEL: list = []
 
 def plain_encode(texts: list[str], threads: int) -> float:
     """Texts per second of plain ``SentenceTransformer.encode`` on a thread set up as the
-    worker's encoder thread with ``threads`` threads (0: all cores): the best of batch
+    worker's encoder with ``threads`` threads (0: all cores): the best of batch
     sizes 16, 32 (the library's default) and 64, after one warm-up batch each."""
     out: dict[str, float] = {}
 
@@ -327,7 +327,7 @@ def restore_state(state: dict[str, list[tuple[bytes, bytes]]], settings: Setting
 
 
 def run(args: argparse.Namespace) -> dict:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worker's encoder thread sets it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worker's encoder sets it
     texts = load_texts(args.data, "test", args.n)
     warm = load_texts(args.data, "train", args.warmup)
     cores = embedder_threads(Settings())
@@ -424,7 +424,8 @@ def section(r: dict) -> str:
         "(`dialin_embedding_batch_duration_seconds`), and the batches they took. "
         f"Plain encode: MiniLM `encode` of the burst's first {r['encode_n']} texts, the fastest of "
         "batch 16, 32 and 64, on a thread set up "
-        "as the worker's encoder thread (same torch threads and `OMP_WAIT_POLICY`), the mean of "
+        "as the worker's encoder (same torch threads and `OMP_WAIT_POLICY`; the worker encodes in a "
+        "process of its own, `DIALIN_ENCODER_PROCESS`), the mean of "
         "one run before and one after the workers. Discovery on: its default triggers "
         "(`DIALIN_DISCOVERY_MIN_UTTERANCES` 200, every 5 s).",
         "",

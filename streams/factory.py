@@ -187,6 +187,17 @@ def encoder_batch_threads(settings: Settings) -> Callable[[int], int]:
     return for_batch
 
 
+def build_encoder(settings: Settings, embedder: Embedder) -> Any:
+    """The worker's :mod:`~.service.encoder`: ``embedder`` in a process of its own
+    (``DIALIN_ENCODER_PROCESS``, the default) or on a thread of the worker, with the
+    threads :func:`embedder_thread_setup` and :func:`encoder_batch_threads` give it."""
+    from .service.encoder import ProcessEncoder, ThreadEncoder
+
+    if settings.encoder_process:
+        return ProcessEncoder(embedder, settings)
+    return ThreadEncoder(embedder, embedder_thread_setup(settings), encoder_batch_threads(settings))
+
+
 #: Simulated judges that read the gold labels: ``dialin evaluate`` and benchmarks only.
 SIMULATED_JUDGES: dict[str, type[OracleJudge]] = {"oracle": OracleJudge,
                                                   "oracle-sampled": SampledOracleJudge}

@@ -124,6 +124,83 @@ def test_a_batch_that_cannot_be_embedded_is_dead_lettered_not_lost():
     assert json.loads(dead["payload"])["text"] == "hello" and dead["utterance_id"].startswith("u-")
 
 
+def test_the_encoder_process_embeds_as_a_thread_does_and_outlives_its_death(lsa, english_sample):
+    """DIALIN_ENCODER_PROCESS: the embeddings that come back from the encoder's process are
+    the thread's; when the process dies (killed for memory, say), the batch in flight is
+    embedded by a new one, not dead-lettered."""
+    import os
+    import signal
+
+    from dialin.streams.service.encoder import ProcessEncoder, ThreadEncoder
+    from dialin.streams.service.ingest import Inbound, Ingestor
+
+    s = Settings(embedder="lsa", match_threshold=0.9)
+    texts = english_sample.texts[:20]
+    encoder = ProcessEncoder(lsa, s)
+    try:
+        there = asyncio.run(encoder.encode(texts))
+        here = asyncio.run(ThreadEncoder(lsa).encode(texts))
+        assert there.dtype == np.float32 and there.shape == (20, lsa.n_components_)
+        np.testing.assert_allclose(there, here, atol=1e-6)
+
+        [pid] = list(encoder._pool._processes)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists()
+                 or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], 10,
+                 message="the encoder process to die")
+        ingestor = Ingestor(s, lsa, IntentCatalog(lsa.name), RecordingPublisher(), encoder=encoder)
+        raws = [json.dumps({"call_id": f"c{i}", "text": t}).encode() for i, t in enumerate(texts[:3])]
+        counts = asyncio.run(ingestor.process([Inbound(key=b"k", value=r) for r in raws]))
+        assert counts == {"assigned": 0, "buffered": 3, "invalid": 0, "duplicate": 0}
+        assert encoder.restarts == 1 and not ingestor.publisher.on(s.topic_dlq)
+        assert list(encoder._pool._processes) != [pid]
+    finally:
+        encoder.close()
+
+
+ENCODING_PARENT = """
+import asyncio, sys, time
+from dialin.models import LSAEmbedder
+from dialin.streams.service.encoder import ProcessEncoder
+from dialin.streams.settings import Settings
+
+if __name__ == "__main__":
+    texts = ["where is my card", "my card has not arrived", "cancel my transfer", "top up failed"]
+    encoder = ProcessEncoder(LSAEmbedder(n_components=2).fit(texts), Settings(embedder="lsa"))
+    asyncio.run(encoder.encode(texts))
+    print(*encoder._pool._processes, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_encoder_process_exits_when_the_worker_is_killed(tmp_path):
+    """A worker killed without its shutdown (SIGKILL, the OOM killer) leaves no encoder
+    process behind holding the model's memory."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(ENCODING_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert Path(f"/proc/{child}").exists()
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+
+    def gone() -> bool:
+        try:
+            return os.waitpid(child, os.WNOHANG) != (0, 0)  # not ours: raises ChildProcessError
+        except ChildProcessError:
+            stat = Path(f"/proc/{child}/stat")
+            return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+    wait_for(gone, 15, message="the orphaned encoder process to exit")
+
+
 def _failing_route(ingestor, monkeypatch, fail_calls: set[int]) -> list[int]:
     """Make ``ingestor._route`` raise on the given call numbers (1-based); return the calls."""
     calls: list[int] = []

@@ -5,8 +5,8 @@ embedder is free (``stream.noack_take(batch_size, within=batch_seconds)``, where
 ``batch_seconds`` is only the short linger after the embedder frees up), so at low load a
 batch is one or a few utterances that leave at once, and under load the batch grows by
 itself, up to ``batch_size``, with what arrived while the previous one was embedded.
-One batch is embedded at a time on the encoder's own thread (all cores by default,
-``DIALIN_EMBED_THREADS``); while the next batch is embedded, the last one is matched
+One batch is embedded at a time by the encoder, in a process of its own (all cores by
+default, ``DIALIN_EMBED_THREADS``; :mod:`.encoder` says why a process); while the next batch is embedded, the last one is matched
 (FAISS) and its output records serialised on a second thread, then published and
 acknowledged from the event loop. No encoding, search or serialising on the loop
 (robinhood/faust#404).
@@ -51,6 +51,7 @@ from dialin.models import Embedder, IntentCatalog
 
 from . import metrics
 from .app import Publisher
+from .encoder import Encoder, ThreadEncoder
 from .records import (Assignment, BufferEntry, DeadLetter, MemoryEntry, Rejection, Utterance, dumps,
                       validate_event)
 from ..settings import Settings
@@ -113,23 +114,18 @@ def _one_openmp_thread() -> None:
 class Ingestor:
     """The body of the ingest agent, independent of faust so tests can drive it.
 
-    ``encoder_setup`` runs once on the encoder's thread before its first encode (the
-    factory's :func:`~..factory.embedder_thread_setup`: how many cores it encodes with);
-    ``encoder_batch``, when given, is called there with each batch's size first (the
-    factory's :func:`~..factory.encoder_batch_threads`: a small batch on one thread).
+    ``encoder`` embeds the batches (:mod:`.encoder`; the worker's runs in a process of its
+    own); without one, ``embedder`` encodes on a thread of this process.
     """
 
     def __init__(self, settings: Settings, embedder: Embedder, catalog: IntentCatalog,
-                 publisher: Publisher, encoder_setup: Callable[[], object] | None = None,
-                 encoder_batch: Callable[[int], object] | None = None) -> None:
+                 publisher: Publisher, encoder: Encoder | None = None) -> None:
         self.settings = settings
-        self.encoder_batch = encoder_batch
         self.embedder = embedder
+        self.encoder = encoder if encoder is not None else ThreadEncoder(embedder)
         self.catalog = catalog
         self.publisher = publisher
         self.recent = RecentIds(settings.dedup_window)
-        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="dialin-encode",
-                                           initializer=encoder_setup)
         self._matcher = ThreadPoolExecutor(1, thread_name_prefix="dialin-match",
                                            initializer=_one_openmp_thread)
         self._lanes: dict[asyncio.AbstractEventLoop, tuple[asyncio.Lock, asyncio.Lock]] = {}
@@ -143,18 +139,8 @@ class Ingestor:
         return self._lanes[loop]
 
     async def warm_up(self) -> None:
-        """Load the model on the encoder's thread (and set its threads) before the first batch."""
-        await asyncio.get_running_loop().run_in_executor(self._encoder, self.embedder.encode,
-                                                         ["warm-up"])
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """Encoder thread: one batch's embeddings."""
-        if self.encoder_batch is not None:
-            self.encoder_batch(len(texts))
-        started = time.perf_counter()
-        X = np.asarray(self.embedder.encode(texts), dtype=np.float32)
-        metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
-        return X
+        """Load the model where it encodes (and set its threads) before the first batch."""
+        await self.encoder.encode(["warm-up"], timed=False)
 
     def _match_and_route(self, valid: list[tuple[Utterance, Inbound]], X: np.ndarray,
                          counts) -> list:
@@ -266,11 +252,9 @@ class Ingestor:
         embed); a failure is returned, not raised, and counts as the batch's first try."""
         if not valid:
             return None
-        loop = asyncio.get_running_loop()
         async with encoder:
             try:
-                return await loop.run_in_executor(self._encoder, self._encode,
-                                                  [u.text for u, _ in valid])
+                return await self.encoder.encode([u.text for u, _ in valid])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried by process

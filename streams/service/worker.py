@@ -118,8 +118,7 @@ class Worker:
         self.publisher = Publisher(self.app)
         self.readiness = Readiness()
         self.ingestor = Ingestor(settings, self.embedder, self.catalog, self.publisher,
-                                 encoder_setup=factory.embedder_thread_setup(settings),
-                                 encoder_batch=factory.encoder_batch_threads(settings))
+                                 encoder=factory.build_encoder(settings, self.embedder))
         self._lag_probe = LagProbe(settings)
         self.discovery = Discovery(settings, self.catalog, self.buffer, self.publisher,
                                    make_estimator, memory=self.memory, redactor=redactor,
@@ -176,7 +175,7 @@ class Worker:
             self.health = HealthServer(self.readiness, self.settings.metrics_port)
             port = await self.health.start()
             log.info("health and metrics on port %s", port)
-        await self.ingestor.warm_up()  # load the model on the encoder thread before ready
+        await self.ingestor.warm_up()  # start the encoder and load the model before ready
         await ensure_topics(self.settings)
         self.readiness.kafka = True
         await self._catalog_reader.start()

@@ -1,0 +1,154 @@
+"""Where the worker's embedder runs: on a thread of the worker, or in a process of its own.
+
+Why a process (the default, ``DIALIN_ENCODER_PROCESS``): the worker's event loop, its
+matcher and its discovery fits are threads of one Python process, and they share one
+interpreter lock. Measured beside issue 17: while one other thread ran pure-Python code,
+a one-thread MiniLM ``encode`` fell from 150 to 9.5 texts/s, because torch hands the
+lock back at every operator and waits up to a switch interval (5 ms) to get it again;
+in a 1,500-utterance burst the all-cores worker used one core of two while its encoder
+was busy the whole time. In a process of its own the encoder has its own interpreter:
+only the texts go there and the embeddings come back (a pickled ``float32`` array, about
+1.5 KB per text for MiniLM).
+
+The process is started with ``spawn`` (a ``fork`` after torch, OpenMP or the Kafka client
+started their threads can deadlock the child), builds nothing itself: it is given the
+worker's embedder before its first load (a sentence-transformers model is loaded lazily,
+an ``lsa`` one is a few fitted arrays), and sets its own threads with the factory's rules
+(:func:`~..factory.embedder_thread_setup`, :func:`~..factory.encoder_batch_threads`).
+If the process dies (killed for memory, say), the batch's try fails, a new process is
+started, and the batch is tried again (:meth:`.ingest.Ingestor.process`).
+
+Library: :class:`concurrent.futures.ProcessPoolExecutor` (one worker process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait
+from typing import Protocol
+
+import numpy as np
+
+from dialin.models import Embedder
+
+from . import metrics
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Encoder(Protocol):
+    """Embeds one batch at a time off the event loop."""
+
+    async def encode(self, texts: list[str], *, timed: bool = True) -> np.ndarray:
+        """The batch's embeddings (``float32``, one row per text); ``timed``: its seconds
+        go to the embedding histogram (not the warm-up's)."""
+        ...
+
+
+class ThreadEncoder:
+    """The embedder on one thread of the worker (tests, and ``DIALIN_ENCODER_PROCESS=false``).
+
+    ``setup`` runs once on that thread before its first encode (how many cores it encodes
+    with); ``batch_threads``, when given, is called there with each batch's size first
+    (a small batch on one thread).
+    """
+
+    def __init__(self, embedder: Embedder, setup: Callable[[], object] | None = None,
+                 batch_threads: Callable[[int], object] | None = None) -> None:
+        self.embedder = embedder
+        self.batch_threads = batch_threads
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dialin-encode", initializer=setup)
+
+    def _encode(self, texts: list[str], timed: bool) -> np.ndarray:
+        if self.batch_threads is not None:
+            self.batch_threads(len(texts))
+        started = time.perf_counter()
+        X = np.asarray(self.embedder.encode(texts), dtype=np.float32)
+        if timed:
+            metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+        return X
+
+    async def encode(self, texts: list[str], *, timed: bool = True) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._encode,
+                                                                texts, timed)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+# --- the encoder process's side ---------------------------------------------------------
+_embedder: Embedder | None = None
+_batch_threads: Callable[[int], object] | None = None
+
+
+def _start(embedder: Embedder, settings: Settings) -> None:
+    """Initializer of the encoder process: its threads, then the embedder it keeps."""
+    global _embedder, _batch_threads
+    from .. import factory
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops us
+    threading.Thread(target=_exit_with_parent, name="dialin-encoder-watch", daemon=True).start()
+    factory.embedder_thread_setup(settings)()
+    _batch_threads = factory.encoder_batch_threads(settings)
+    _embedder = embedder
+
+
+def _exit_with_parent() -> None:
+    """Encoder process thread: exit when the worker is gone. A worker killed without its
+    shutdown (SIGKILL, the kernel's OOM killer) never tells the pool's process, which
+    would wait for work forever holding the model's memory."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+
+def _encode_there(texts: Sequence[str]) -> tuple[np.ndarray, float]:
+    """In the encoder process: the batch's embeddings and the seconds the encode took."""
+    assert _embedder is not None and _batch_threads is not None, "encoder process not started"
+    _batch_threads(len(texts))
+    started = time.perf_counter()
+    X = np.asarray(_embedder.encode(list(texts)), dtype=np.float32)
+    return X, time.perf_counter() - started
+
+
+class ProcessEncoder:
+    """The embedder in a process of its own (see the module docstring)."""
+
+    def __init__(self, embedder: Embedder, settings: Settings) -> None:
+        self.embedder = embedder
+        self.settings = settings
+        self.restarts = 0
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start, initargs=(self.embedder, self.settings))
+
+    async def encode(self, texts: list[str], *, timed: bool = True) -> np.ndarray:
+        pool = self._pool
+        try:
+            X, seconds = await asyncio.wrap_future(pool.submit(_encode_there, texts))
+        except BrokenProcessPool:
+            if pool is self._pool:  # the first batch to see it starts the next process
+                self.restarts += 1
+                log.error("the encoder process died; starting another (restart %d)", self.restarts)
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if timed:
+            metrics.EMBED_SECONDS.observe(seconds)
+        return X
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
