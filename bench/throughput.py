@@ -424,8 +424,9 @@ def section(r: dict) -> str:
         "(`dialin_embedding_batch_duration_seconds`), and the batches they took. "
         f"Plain encode: MiniLM `encode` of the burst's first {r['encode_n']} texts, the fastest of "
         "batch 16, 32 and 64, on a thread set up "
-        "as the worker's encoder (same torch threads and `OMP_WAIT_POLICY`; the worker encodes in a "
-        "process of its own, `DIALIN_ENCODER_PROCESS`), the mean of "
+        "as the worker's encoder (same torch threads and `OMP_WAIT_POLICY`; the worker embeds in "
+        "processes of its own, `DIALIN_ENCODER_PROCESSES`: all cores is two processes of one thread "
+        "here, 1 thread one process), the mean of "
         "one run before and one after the workers. Discovery on: its default triggers "
         "(`DIALIN_DISCOVERY_MIN_UTTERANCES` 200, every 5 s).",
         "",

@@ -187,14 +187,29 @@ def encoder_batch_threads(settings: Settings) -> Callable[[int], int]:
     return for_batch
 
 
+#: The most encoder processes ``DIALIN_ENCODER_PROCESSES=auto`` starts: each holds a copy
+#: of the model. On the 2-core machine two processes of one thread each kept more of plain
+#: ``encode``'s speed in the worker than one of two threads (docs/benchmarks.md); more
+#: cores were not measured, so they become threads of these two.
+AUTO_ENCODER_PROCESSES = 2
+
+
+def encoder_processes(settings: Settings) -> int:
+    """How many processes the worker embeds in (0: on a thread of the worker)."""
+    if settings.encoder_processes == "auto":
+        return min(AUTO_ENCODER_PROCESSES, embedder_threads(settings))
+    return settings.encoder_processes
+
+
 def build_encoder(settings: Settings, embedder: Embedder) -> Any:
-    """The worker's :mod:`~.service.encoder`: ``embedder`` in a process of its own
-    (``DIALIN_ENCODER_PROCESS``, the default) or on a thread of the worker, with the
-    threads :func:`embedder_thread_setup` and :func:`encoder_batch_threads` give it."""
+    """The worker's :mod:`~.service.encoder`: ``embedder`` in processes of its own
+    (:func:`encoder_processes`) or on a thread of the worker, with the threads
+    :func:`embedder_thread_setup` and :func:`encoder_batch_threads` give it."""
     from .service.encoder import ProcessEncoder, ThreadEncoder
 
-    if settings.encoder_process:
-        return ProcessEncoder(embedder, settings)
+    processes = encoder_processes(settings)
+    if processes > 0:
+        return ProcessEncoder(embedder, settings, processes)
     return ThreadEncoder(embedder, embedder_thread_setup(settings), encoder_batch_threads(settings))
 
 

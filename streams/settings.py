@@ -129,9 +129,11 @@ class Settings(BaseSettings):
     embed_threads: int = Field(
         0, ge=0, description="threads the worker's embedder encodes with; 0: every core the "
         "process may run on (matching and publishing run on other threads)")
-    encoder_process: bool = Field(
-        True, description="embed in a process of the worker's own, so its other threads "
-        "(event loop, matching, discovery) do not slow the encoder down; false: on a thread")
+    encoder_processes: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="processes the worker embeds in, so its other threads (event loop, "
+        "matching, discovery) do not slow the encoder down; each gets its share of the embed "
+        "threads and a large batch is cut between them; 0: on a thread of the worker; auto: "
+        "one per embed thread, up to 2")
     # --- PII (appended by the redaction work, issue 7) ------------------------------
     pii_redaction: bool = Field(
         True, description="redact PII from utterances sent to an LLM and from published examples")

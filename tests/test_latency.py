@@ -83,7 +83,7 @@ def _worker(tmp_path, embedder, **overrides):
     from dialin.streams.service.worker import Worker
 
     settings = Settings(data_dir=str(tmp_path), app_id="t-latency", match_threshold=0.5,
-                        encoder_process=False, **overrides)  # the test's embedders record here
+                        encoder_processes=0, **overrides)  # the test's embedders record here
     return Worker(settings, embedder=embedder, make_estimator=lambda: None)
 
 

@@ -125,9 +125,9 @@ def test_a_batch_that_cannot_be_embedded_is_dead_lettered_not_lost():
 
 
 def test_the_encoder_process_embeds_as_a_thread_does_and_outlives_its_death(lsa, english_sample):
-    """DIALIN_ENCODER_PROCESS: the embeddings that come back from the encoder's process are
-    the thread's; when the process dies (killed for memory, say), the batch in flight is
-    embedded by a new one, not dead-lettered."""
+    """DIALIN_ENCODER_PROCESSES: the embeddings that come back from the encoder's processes
+    are the thread's, also from a batch cut between two; when the process dies (killed for
+    memory, say), the batch in flight is embedded by a new one, not dead-lettered."""
     import os
     import signal
 
@@ -142,6 +142,14 @@ def test_the_encoder_process_embeds_as_a_thread_does_and_outlives_its_death(lsa,
         here = asyncio.run(ThreadEncoder(lsa).encode(texts))
         assert there.dtype == np.float32 and there.shape == (20, lsa.n_components_)
         np.testing.assert_allclose(there, here, atol=1e-6)
+        two = ProcessEncoder(lsa, s, processes=2)
+        try:
+            many = english_sample.texts[:90]
+            assert [len(p) for p in two._parts(many)] == [45, 45]
+            np.testing.assert_allclose(asyncio.run(two.encode(many)),
+                                       asyncio.run(ThreadEncoder(lsa).encode(many)), atol=1e-6)
+        finally:
+            two.close()
 
         [pid] = list(encoder._pool._processes)
         os.kill(pid, signal.SIGKILL)

@@ -1,6 +1,6 @@
-"""Where the worker's embedder runs: on a thread of the worker, or in a process of its own.
+"""Where the worker's embedder runs: in processes of its own, or on a thread of the worker.
 
-Why a process (the default, ``DIALIN_ENCODER_PROCESS``): the worker's event loop, its
+Why processes (the default, ``DIALIN_ENCODER_PROCESSES``): the worker's event loop, its
 matcher and its discovery fits are threads of one Python process, and they share one
 interpreter lock. Measured beside issue 17: while one other thread ran pure-Python code,
 a one-thread MiniLM ``encode`` fell from 150 to 9.5 texts/s, because torch hands the
@@ -10,15 +10,21 @@ was busy the whole time. In a process of its own the encoder has its own interpr
 only the texts go there and the embeddings come back (a pickled ``float32`` array, about
 1.5 KB per text for MiniLM).
 
-The process is started with ``spawn`` (a ``fork`` after torch, OpenMP or the Kafka client
-started their threads can deadlock the child), builds nothing itself: it is given the
-worker's embedder before its first load (a sentence-transformers model is loaded lazily,
-an ``lsa`` one is a few fitted arrays), and sets its own threads with the factory's rules
-(:func:`~..factory.embedder_thread_setup`, :func:`~..factory.encoder_batch_threads`).
-If the process dies (killed for memory, say), the batch's try fails, a new process is
-started, and the batch is tried again (:meth:`.ingest.Ingestor.process`).
+Why more than one: torch's intra-op threads wait for each other at every operator, and
+the worker's own threads take cores from them; two processes of one thread, each
+embedding half of a large batch, wait for nobody (``bench/throughput.py`` measures both).
+Each process holds a copy of the model.
 
-Library: :class:`concurrent.futures.ProcessPoolExecutor` (one worker process).
+The processes are started with ``spawn`` (a ``fork`` after torch, OpenMP or the Kafka
+client started their threads can deadlock the child) and build nothing themselves: they
+are given the worker's embedder before its first load (a sentence-transformers model is
+loaded lazily, an ``lsa`` one is a few fitted arrays), load it as they start, and set
+their threads with the factory's rules (:func:`~..factory.embedder_thread_setup`,
+:func:`~..factory.encoder_batch_threads`). If a process dies (killed for memory, say),
+the batch's try fails, the processes are started again, and the batch is tried again
+(:meth:`.ingest.Ingestor.process`).
+
+Library: :class:`concurrent.futures.ProcessPoolExecutor`.
 """
 
 from __future__ import annotations
@@ -54,9 +60,13 @@ class Encoder(Protocol):
         go to the embedding histogram (not the warm-up's)."""
         ...
 
+    async def warm_up(self) -> None:
+        """Load the model where it encodes, before the first batch."""
+        ...
+
 
 class ThreadEncoder:
-    """The embedder on one thread of the worker (tests, and ``DIALIN_ENCODER_PROCESS=false``).
+    """The embedder on one thread of the worker (tests, and ``DIALIN_ENCODER_PROCESSES=0``).
 
     ``setup`` runs once on that thread before its first encode (how many cores it encodes
     with); ``batch_threads``, when given, is called there with each batch's size first
@@ -82,6 +92,9 @@ class ThreadEncoder:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._encode,
                                                                 texts, timed)
 
+    async def warm_up(self) -> None:
+        await self.encode(["warm-up"], timed=False)
+
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
@@ -92,7 +105,8 @@ _batch_threads: Callable[[int], object] | None = None
 
 
 def _start(embedder: Embedder, settings: Settings) -> None:
-    """Initializer of the encoder process: its threads, then the embedder it keeps."""
+    """Initializer of an encoder process: its threads, then the embedder it keeps, loaded
+    here so that the first batch a process takes does not wait for the model."""
     global _embedder, _batch_threads
     from .. import factory
 
@@ -100,6 +114,7 @@ def _start(embedder: Embedder, settings: Settings) -> None:
     threading.Thread(target=_exit_with_parent, name="dialin-encoder-watch", daemon=True).start()
     factory.embedder_thread_setup(settings)()
     _batch_threads = factory.encoder_batch_threads(settings)
+    embedder.encode(["warm-up"])
     _embedder = embedder
 
 
@@ -113,42 +128,64 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
 
-def _encode_there(texts: Sequence[str]) -> tuple[np.ndarray, float]:
-    """In the encoder process: the batch's embeddings and the seconds the encode took."""
+def _encode_there(texts: Sequence[str]) -> np.ndarray:
+    """In an encoder process: the embeddings of a batch, or of a part of one."""
     assert _embedder is not None and _batch_threads is not None, "encoder process not started"
     _batch_threads(len(texts))
-    started = time.perf_counter()
-    X = np.asarray(_embedder.encode(list(texts)), dtype=np.float32)
-    return X, time.perf_counter() - started
+    return np.asarray(_embedder.encode(list(texts)), dtype=np.float32)
 
 
 class ProcessEncoder:
-    """The embedder in a process of its own (see the module docstring)."""
+    """The embedder in processes of its own (see the module docstring).
 
-    def __init__(self, embedder: Embedder, settings: Settings) -> None:
+    With ``processes`` > 1 a batch of :data:`~..factory.SMALL_BATCH_TEXTS` texts or more
+    is cut into that many parts, embedded side by side, each process on its share of the
+    encoder's threads; a smaller batch goes to one process.
+    """
+
+    def __init__(self, embedder: Embedder, settings: Settings, processes: int = 1) -> None:
+        from ..factory import embedder_threads
+
         self.embedder = embedder
-        self.settings = settings
+        self.processes = max(1, processes)
+        threads = max(1, embedder_threads(settings) // self.processes)
+        self.settings = settings.model_copy(update={"embed_threads": threads})
         self.restarts = 0
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start, initargs=(self.embedder, self.settings))
+
+    def _parts(self, texts: list[str]) -> list[list[str]]:
+        from ..factory import SMALL_BATCH_TEXTS
+
+        if self.processes == 1 or len(texts) < SMALL_BATCH_TEXTS:
+            return [texts]
+        bounds = np.linspace(0, len(texts), self.processes + 1).round().astype(int)
+        return [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    async def warm_up(self) -> None:
+        """Start every encoder process (each loads the model as it starts)."""
+        await asyncio.gather(*(self.encode(["warm-up"], timed=False) for _ in range(self.processes)))
 
     async def encode(self, texts: list[str], *, timed: bool = True) -> np.ndarray:
         pool = self._pool
+        started = time.perf_counter()
         try:
-            X, seconds = await asyncio.wrap_future(pool.submit(_encode_there, texts))
+            futures = [pool.submit(_encode_there, part) for part in self._parts(texts)]
+            parts = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         except BrokenProcessPool:
-            if pool is self._pool:  # the first batch to see it starts the next process
+            if pool is self._pool:  # the first batch to see it starts the next processes
                 self.restarts += 1
-                log.error("the encoder process died; starting another (restart %d)", self.restarts)
+                log.error("an encoder process died; starting the encoder again (restart %d)",
+                          self.restarts)
                 self._pool = self._new_pool()
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
         if timed:
-            metrics.EMBED_SECONDS.observe(seconds)
-        return X
+            metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+        return parts[0] if len(parts) == 1 else np.vstack(parts)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

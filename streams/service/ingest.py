@@ -140,7 +140,7 @@ class Ingestor:
 
     async def warm_up(self) -> None:
         """Load the model where it encodes (and set its threads) before the first batch."""
-        await self.encoder.encode(["warm-up"], timed=False)
+        await self.encoder.warm_up()
 
     def _match_and_route(self, valid: list[tuple[Utterance, Inbound]], X: np.ndarray,
                          counts) -> list:
