@@ -269,7 +269,7 @@ def section(r: dict) -> str:
          f"(cap {r['cap']}) | {r['buffer_peak']} / {r['buffer_max']} |"),
         (f"| aged out to the DLQ (`dialin_buffer_aged_out_total`) | {r['aged_out']['cap']} by cap, "
          f"{r['aged_out']['age']} by age |"),
-        (f"| worker RSS: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
+        (f"| worker RSS, its encoder processes included: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
          f"{r['rss_first_load']:.0f} / {r['rss_max']:.0f} / {r['rss_end']:.0f} MB |"),
         f"| worker alive at the end; exit code after SIGTERM | {r['alive_at_end']}; {r['exit_code']} |",
         (f"| accounting (topics, `read_tally`) | {r['expected']} utterance ids: {r['assigned']} "
