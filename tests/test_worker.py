@@ -156,11 +156,13 @@ def test_the_encoder_process_embeds_as_a_thread_does_and_outlives_its_death(lsa,
         wait_for(lambda: not Path(f"/proc/{pid}").exists()
                  or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], 10,
                  message="the encoder process to die")
+        restarts = counter(metrics.ENCODER_RESTARTS)
         ingestor = Ingestor(s, lsa, IntentCatalog(lsa.name), RecordingPublisher(), encoder=encoder)
         raws = [json.dumps({"call_id": f"c{i}", "text": t}).encode() for i, t in enumerate(texts[:3])]
         counts = asyncio.run(ingestor.process([Inbound(key=b"k", value=r) for r in raws]))
         assert counts == {"assigned": 0, "buffered": 3, "invalid": 0, "duplicate": 0}
         assert encoder.restarts == 1 and not ingestor.publisher.on(s.topic_dlq)
+        assert counter(metrics.ENCODER_RESTARTS) == restarts + 1
         assert list(encoder._pool._processes) != [pid]
     finally:
         encoder.close()

@@ -106,6 +106,12 @@ def build() -> dashboard.Dashboard:
             "Embedding batch latency", "Wall time to embed one micro-batch.", "s",
             *_quantiles("dialin_embedding_batch_duration_seconds", ""),
         ))
+        .with_panel(_series(
+            "Encoder restarts", "Times a worker's encoder processes were started again after one "
+            "died (killed for memory, say), in the last hour: raise the memory limit or lower "
+            "DIALIN_ENCODER_PROCESSES.", "short",
+            ("sum by (instance) (increase(dialin_encoder_restarts_total[1h]))", "{{instance}}"),
+        ))
         .with_row(dashboard.Row("Unassigned buffer"))
         .with_panel(_series(
             "Buffer size and cap", "Utterances waiting for discovery (exported by the leader, which "

@@ -178,6 +178,7 @@ class ProcessEncoder:
         except BrokenProcessPool:
             if pool is self._pool:  # the first batch to see it starts the next processes
                 self.restarts += 1
+                metrics.ENCODER_RESTARTS.inc()
                 log.error("an encoder process died; starting the encoder again (restart %d)",
                           self.restarts)
                 self._pool = self._new_pool()

@@ -81,6 +81,10 @@ EMBED_SECONDS = Histogram(
     "dialin_embedding_batch_duration_seconds", "Wall time to embed one micro-batch.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY,
 )
+ENCODER_RESTARTS = Counter(
+    "dialin_encoder_restarts", "Times the encoder's processes were started again after one "
+    "died (killed for memory, say); each time one batch is embedded again.", registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "dialin_consumer_lag", "End offset minus committed offset, per partition.",
     ["topic", "partition"], registry=REGISTRY,
