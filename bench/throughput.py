@@ -484,6 +484,10 @@ def section(r: dict) -> str:
         "",
         *[f"- {v}" for v in verdicts],
         "",
+        "One run of each setting. The rows with discovery on depend on whether a discovery run "
+        "(a fit on the leader) falls inside a paced stream, and vary from run to run more than "
+        "the others: a verdict on them from one run is not a guarantee.",
+        "",
         provenance(prefix=""),
         END,
     ])
