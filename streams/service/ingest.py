@@ -5,11 +5,11 @@ embedder is free (``stream.noack_take(batch_size, within=batch_seconds)``, where
 ``batch_seconds`` is only the short linger after the embedder frees up), so at low load a
 batch is one or a few utterances that leave at once, and under load the batch grows by
 itself, up to ``batch_size``, with what arrived while the previous one was embedded.
-One batch is embedded at a time by the encoder, in a process of its own (all cores by
-default, ``DIALIN_EMBED_THREADS``; :mod:`.encoder` says why a process); while the next batch is embedded, the last one is matched
-(FAISS) and its output records serialised on a second thread, then published and
-acknowledged from the event loop. No encoding, search or serialising on the loop
-(robinhood/faust#404).
+One batch is embedded at a time by the encoder, in processes of its own (all cores by
+default, ``DIALIN_EMBED_THREADS``; :mod:`.encoder` says why processes); while the next
+batch is embedded, the last one is matched (FAISS) and its output records serialised on a
+second thread, then published and acknowledged from the event loop. No encoding, search
+or serialising on the loop (robinhood/faust#404).
 
 Invalid payloads go to the DLQ with the reason and the raw bytes. An utterance that
 belongs to a known intent by the open-set rule (:meth:`dialin.models.IntentCatalog.match`:
@@ -114,7 +114,7 @@ def _one_openmp_thread() -> None:
 class Ingestor:
     """The body of the ingest agent, independent of faust so tests can drive it.
 
-    ``encoder`` embeds the batches (:mod:`.encoder`; the worker's runs in a process of its
+    ``encoder`` embeds the batches (:mod:`.encoder`; the worker's runs in processes of its
     own); without one, ``embedder`` encodes on a thread of this process.
     """
 
