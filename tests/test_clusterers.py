@@ -50,3 +50,36 @@ def test_bad_input_gets_a_clear_error(english_lsa):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         cluster(bad, 3)
+
+
+def test_single_threaded_limits_the_pools_inside_nested_calls_and_restores_them():
+    """The engine's numeric work runs on one thread (models/_threads.py), nested calls
+    included, and the pools are given back after; the reused controller is cheap."""
+    import timeit
+
+    from threadpoolctl import threadpool_info
+
+    from dialin.models._threads import single_threaded
+
+    def threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info()}
+
+    before = threads()
+    seen: dict[str, set[int]] = {}
+
+    @single_threaded
+    def inner():
+        seen["inner"] = threads()
+
+    @single_threaded
+    def outer():
+        seen["outer before"] = threads()
+        inner()
+        seen["outer after"] = threads()
+
+    outer()
+    assert seen == {"outer before": {1}, "inner": {1}, "outer after": {1}}
+    assert threads() == before
+    # A limit made per call rescanned every loaded library (ms per call with torch loaded).
+    per_call = timeit.timeit(single_threaded(lambda: None), number=200) / 200
+    assert per_call < 0.0005, f"single_threaded costs {per_call * 1000:.2f} ms per call"
