@@ -239,6 +239,21 @@ def build_spend_cap(settings: Settings, ledger: Any = None, on_fallback: Callabl
                     ledger=ledger, on_fallback=on_fallback)
 
 
+def fits_in_process(settings: Settings) -> bool:
+    """Whether the worker's discovery fits run in a process of their own
+    (:mod:`~.service.fitter`): asked for, and nothing in the fit talks to an LLM (the
+    offline judge and namer; the worker's estimator has no pruner)."""
+    return (settings.discovery_process and settings.judge == "heuristic"
+            and settings.namer == "keywords")
+
+
+def build_fitter(settings: Settings) -> Any:
+    """Where the worker's discovery fits run (:func:`fits_in_process`)."""
+    from .service.fitter import ProcessFitter, ThreadFitter
+
+    return ProcessFitter() if fits_in_process(settings) else ThreadFitter()
+
+
 def build_judge(settings: Settings, *, y_true: Sequence | None = None, accuracy: float = 0.96,
                 on_call: Callable | None = None, spend: Any = None, responses: Any = None,
                 examples: Any = None, **overrides: Any) -> Judge:

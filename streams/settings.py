@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         2000, ge=0, description="a due consolidation waits while the input's consumer lag "
         "(all partitions) is above this: under overload the cores go to ingestion first")
     discovery_min_cluster_size: int = Field(3, ge=1, description="smaller clusters stay buffered")
+    discovery_process: bool = Field(
+        True, description="fit discovery in a process of its own at a lower CPU priority, so a "
+        "fit does not hold the event loop up (the offline judge and namer only: an LLM judge "
+        "or namer fits on a thread of the worker)")
     dedup_window: int = Field(100000, ge=0, description="recent utterance_ids remembered per worker")
     kafka_session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move")

@@ -183,16 +183,37 @@ if __name__ == "__main__":
 """
 
 
-def test_the_encoder_process_exits_when_the_worker_is_killed(tmp_path):
-    """A worker killed without its shutdown (SIGKILL, the OOM killer) leaves no encoder
-    process behind holding the model's memory."""
+FITTING_PARENT = """
+import time
+import numpy as np
+from dialin.streams import factory
+from dialin.streams.service.fitter import ProcessFitter
+from dialin.streams.settings import Settings
+
+if __name__ == "__main__":
+    s = Settings()
+    X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    fitter = ProcessFitter()
+    fitter.fit(factory.build_estimator(s, factory.build_judge(s), factory.build_namer(s)),
+               X, [f"text {i}" for i in range(40)])
+    print(*fitter._pool._processes, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("parent_script", [ENCODING_PARENT, FITTING_PARENT],
+                         ids=["encoder", "discovery fit"])
+def test_a_helper_process_exits_when_the_worker_is_killed(tmp_path, parent_script):
+    """A worker killed without its shutdown (SIGKILL, the OOM killer) leaves no encoder or
+    fit process behind holding its memory."""
     import os
     import signal
     import subprocess
     import sys
 
     script = tmp_path / "parent.py"
-    script.write_text(ENCODING_PARENT)
+    script.write_text(parent_script)
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
@@ -208,7 +229,59 @@ def test_the_encoder_process_exits_when_the_worker_is_killed(tmp_path):
             stat = Path(f"/proc/{child}/stat")
             return not stat.exists() or stat.read_text().split()[2] == "Z"
 
-    wait_for(gone, 15, message="the orphaned encoder process to exit")
+    wait_for(gone, 15, message="the orphaned helper process to exit")
+
+
+def test_the_discovery_fit_runs_in_a_lower_priority_process_and_outlives_its_death(
+        english_sample, english_lsa):
+    """DIALIN_DISCOVERY_PROCESS: the offline fit runs in a process of its own, at a lower
+    CPU priority than the worker, and finds what the same fit on a thread finds; the judge
+    comes back prepared (a consolidation asks it union questions after the fit). A fit
+    process that dies fails that fit only: the next fit starts another."""
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from dialin.streams import factory
+    from dialin.streams.service.fitter import FIT_NICENESS, ProcessFitter, ThreadFitter
+
+    s = Settings()
+    assert factory.fits_in_process(s) and isinstance(factory.build_fitter(s), ProcessFitter)
+    for other in (Settings(discovery_process=False),
+                  Settings(judge="openai", llm_url="http://127.0.0.1:9/v1")):
+        assert isinstance(factory.build_fitter(other), ThreadFitter)
+
+    X, texts = english_lsa[:240], english_sample.texts[:240]
+
+    def estimator():
+        return factory.build_estimator(s, factory.build_judge(s), factory.build_namer(s))
+
+    fitter = ProcessFitter()
+    try:
+        there = fitter.fit(estimator(), X, texts)
+        here = ThreadFitter().fit(estimator(), X, texts)
+        assert there.n_clusters_ > 1
+        np.testing.assert_array_equal(there.labels_, here.labels_)
+        assert [i.label for i in there.intents_] == [i.label for i in here.intents_]
+        assert there.calls_by_phase_ == here.calls_by_phase_
+        assert there.judge.X_.shape == X.shape  # prepared there, usable here
+        [pid] = list(fitter._pool._processes)
+        assert pid != os.getpid()
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + FIT_NICENESS
+
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists()
+                 or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], 10,
+                 message="the fit process to die")
+        time.sleep(0.5)  # the pool's manager thread notices
+        with pytest.raises(BrokenProcessPool):
+            fitter.fit(estimator(), X, texts)
+        assert fitter.restarts == 1
+        again = fitter.fit(estimator(), X, texts)
+        np.testing.assert_array_equal(again.labels_, here.labels_)
+        assert list(fitter._pool._processes) != [pid]
+    finally:
+        fitter.close()
 
 
 def _failing_route(ingestor, monkeypatch, fail_calls: set[int]) -> list[int]:

@@ -26,8 +26,8 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    ``discovery_idle_seconds``), what arrived is examined at once: the buffer, then one
    consolidation, so the end of a burst is settled in seconds, not after the age
    trigger (under steady traffic this never fires). The engine's estimator is
-   fitted per role in a worker thread: on the buffer alone, or on the memory and the
-   buffer together;
+   fitted per role, in a process of its own (:mod:`.fitter`) or on a worker thread: on
+   the buffer alone, or on the memory and the buffer together;
 4. **reconcile** (consolidation): each certified cluster continues the known intent
    whose remembered members it mostly holds (:func:`dialin.models.reconcile`); known
    intents it also absorbed are ``merged`` into it; a cluster continuing nothing is
@@ -93,6 +93,7 @@ from dialin.models import (CatalogIntent, IntentCatalog, OpenSetMatcher, Redacto
 from . import metrics
 from .app import InputProgress, Publisher
 from .buffer import BufferStore
+from .fitter import Fitter, ThreadFitter
 from .records import (Assignment, BufferEntry, DeadLetter, IntentUpdate, JudgeInfo, MemoryEntry,
                       dumps, utc_now)
 from .lifecycle import transition
@@ -176,6 +177,8 @@ class Discovery:
     ``redactor`` (a :class:`dialin.models.Redactor`, the worker's from
     :func:`~dialin.streams.factory.build_redactor`) redacts the label and examples of
     every intent before it is published; None publishes them as the engine made them.
+    ``fitter`` (:mod:`.fitter`, the worker's from :func:`~dialin.streams.factory.build_fitter`)
+    runs each fit: in a process of its own, or (None) on the run's thread.
     ``progress`` (the worker's :meth:`~.app.LagProbe.progress`) says where the consumer
     group stands on the input: a consolidation waits while the lag is above
     ``consolidation_max_lag``, and reassigns only utterances whose input offset is
@@ -185,7 +188,8 @@ class Discovery:
     def __init__(self, settings: Settings, catalog: IntentCatalog, buffer: BufferStore,
                  publisher: Publisher, make_estimator: Callable[[], Any],
                  memory: BufferStore | None = None, redactor: Redactor | None = None,
-                 progress: Callable[[], Awaitable[InputProgress]] | None = None) -> None:
+                 progress: Callable[[], Awaitable[InputProgress]] | None = None,
+                 fitter: Fitter | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.buffer = buffer
@@ -194,6 +198,7 @@ class Discovery:
         self.make_estimator = make_estimator
         self.redactor = redactor
         self.progress = progress
+        self.fitter = fitter if fitter is not None else ThreadFitter()
         #: Moves a consolidation decided for utterances whose input offset was not yet
         #: committed: utterance_id -> (intent_id, cause). Leader-local: a new leader's
         #: first consolidation decides again.
@@ -472,8 +477,7 @@ class Discovery:
         clusters with a Good verdict and at least ``discovery_min_cluster_size`` rows
         (examples redacted), and how many rows a Good verdict covers. Verdicts and judge
         calls are counted in the metrics."""
-        est = self.make_estimator()
-        est.fit(X[rows], texts=[entries[i].text for i in rows])
+        est = self.fitter.fit(self.make_estimator(), X[rows], [entries[i].text for i in rows])
         covered = 0
         certified: list[Found] = []
         for intent in est.intents_:

@@ -32,14 +32,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.connection import wait
 from typing import Protocol
 
 import numpy as np
@@ -47,6 +43,7 @@ import numpy as np
 from dialin.models import Embedder
 
 from . import metrics
+from .child import start_child
 from .. import factory
 from ..settings import Settings
 
@@ -112,22 +109,11 @@ def _start(embedder: Embedder, settings: Settings) -> None:
     """Initializer of an encoder process: its threads, then the embedder it keeps, loaded
     here so that the first batch a process takes does not wait for the model."""
     global _embedder, _batch_threads
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops us
-    threading.Thread(target=_exit_with_parent, name="dialin-encoder-watch", daemon=True).start()
+    start_child("encoder")
     factory.embedder_thread_setup(settings)()
     _batch_threads = factory.encoder_batch_threads(settings)
     embedder.encode(["warm-up"])
     _embedder = embedder
-
-
-def _exit_with_parent() -> None:
-    """Encoder process thread: exit when the worker is gone. A worker killed without its
-    shutdown (SIGKILL, the kernel's OOM killer) never tells the pool's process, which
-    would wait for work forever holding the model's memory."""
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        wait([parent.sentinel])
-        os._exit(0)
 
 
 def _encode_there(texts: Sequence[str]) -> np.ndarray:

@@ -104,6 +104,8 @@ class Worker:
         self.responses = factory.build_response_log(settings)
         # The clusters reviewers decided, refreshed by the decisions step (issue 15, part 3).
         self.decided = DecidedExamples(limit=settings.decision_examples)
+        # A test's own estimator fits on the run's thread (it need not pickle).
+        fitter = factory.build_fitter(settings) if make_estimator is None else None
         make_estimator = make_estimator or estimator_builder(settings, self.spend, self.responses,
                                                              self.decided)
         # Built (and checked) at start: a bad DIALIN_PII_ENTITIES fails now, not at the first run.
@@ -122,7 +124,8 @@ class Worker:
         self._lag_probe = LagProbe(settings)
         self.discovery = Discovery(settings, self.catalog, self.buffer, self.publisher,
                                    make_estimator, memory=self.memory, redactor=redactor,
-                                   progress=self._lag_probe.progress)
+                                   progress=self._lag_probe.progress,
+                                   fitter=fitter)
         self.catalog_ready = asyncio.Event()
         self.health: HealthServer | None = None
         self.catalog_errors: list[str] = []  # catalog records from another embedding space
