@@ -1029,3 +1029,36 @@ def test_a_judge_that_answers_bad_to_everything_publishes_nothing(workers, kafka
     buffered = _latest(records_of(s, s.topic_buffer))
     assert len(buffered) == 80 and all(v is not None for v in buffered.values())
     assert "80 of 80 fitted utterances are covered by no Good verdict" in worker.log_tail(200)
+
+
+def test_send_all_keeps_a_bounded_number_of_records_in_flight_and_returns_when_all_are_acked():
+    """A discovery run publishes thousands of records in one step; the publisher hands
+    them to the producer a chunk at a time (the next once those are acknowledged), so the
+    ingest agent's records never queue behind all of them (issue 17), and it still
+    returns only when every record is acknowledged."""
+    from dialin.streams.service.app import SEND_CHUNK, Publisher
+
+    state = {"in_flight": 0, "most": 0, "acked": 0}
+
+    class Topic:
+        async def send(self, key, value):
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+            ack = asyncio.get_running_loop().create_future()
+
+            def acked():
+                state["in_flight"] -= 1
+                state["acked"] += 1
+                ack.set_result(None)
+
+            asyncio.get_running_loop().call_later(0.001, acked)
+            return ack
+
+    class App:
+        def topic(self, *args, **kwargs):
+            return Topic()
+
+    n = 3 * SEND_CHUNK + 17
+    asyncio.run(Publisher(App()).send_all([("t", f"k{i}", b"v") for i in range(n)]))
+    assert state["acked"] == n and state["in_flight"] == 0
+    assert state["most"] == SEND_CHUNK

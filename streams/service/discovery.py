@@ -115,6 +115,11 @@ UNION_SIDE = 10
 #: which a cluster there counts as the rejected grouping proposed again.
 SAME_GROUPING = 2 / 3
 
+#: Entries a run's publishing decides (an assignment and a memory record each, built on
+#: the event loop, whose state it reads) before it lets the loop run other tasks: a
+#: consolidation decides thousands, and in one go that held the ingest agent up (issue 17).
+BUILD_SLICE = 100
+
 #: Longest pause between retries of a failing discovery run.
 MAX_RETRY_SECONDS = 300.0
 
@@ -807,6 +812,8 @@ class Discovery:
         remembered: list[Record] = []
         done: list[str] = []
         for r, e in enumerate(entries):
+            if r % BUILD_SLICE == BUILD_SLICE - 1:
+                await asyncio.sleep(0)  # the ingest agent's turn (see BUILD_SLICE)
             if not self._alive(e):
                 continue
             was = self._remembered_in(e)
