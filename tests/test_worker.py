@@ -530,6 +530,35 @@ def test_known_traffic_is_matched_and_a_consolidation_continues_the_same_ids():
     assert {(u["status"], u["version"], u["size"]) for u in second} == {("updated", 2, 15 + 15)}
 
 
+def test_a_consolidation_continues_an_intent_a_crashed_run_published_without_its_members():
+    """A run killed after publishing an intent's catalog record and ``created`` update,
+    before its assignments, leaves the intent in the catalog and its members buffered.
+    A consolidation that finds the same cluster gets the same id (it comes from the
+    members): it continues that intent, and never publishes ``created`` for it again
+    under a suffixed label (seen in test_delivery's random SIGKILLs)."""
+    from dialin.models import new_intent_id
+
+    disco, pub = make_discovery(DirectionEstimator())
+    s = disco.settings
+    fill(disco.buffer, [0, 1], 15, accepted_at=time.time())
+    asyncio.run(disco.tick())  # intents topic-0 and topic-1, their members remembered
+    known = next(u["intent_id"] for _, u in pub.on(s.topic_updates))
+    # the crashed run's intent: published, its 15 members still buffered
+    fill(disco.buffer, [2], 15, accepted_at=time.time() + 1, tag="b")
+    crashed = new_intent_id("customer", sorted(disco.buffer.entries))
+    disco.catalog.put(replace(disco.catalog.get(known), intent_id=crashed, label="topic-2",
+                              examples=("text 2 0",)))
+    fill(disco.buffer, [0], 15, accepted_at=time.time() + 1, tag="c")  # a consolidation is due
+    pub.sent.clear()
+    asyncio.run(disco.tick(now=time.time() + 2))
+    assert disco.consolidations == 1
+    updates = [u for _, u in pub.on(s.topic_updates) if u["intent_id"] == crashed]
+    assert [(u["status"], u["label"]) for u in updates] == [("updated", "topic-2")], updates
+    assert not [u for _, u in pub.on(s.topic_updates) if u["status"] == "created"]
+    assert {a["intent_id"] for _, a in pub.on(s.topic_assignments)
+            if a["utterance_id"].startswith("b2-")} == {crashed}
+
+
 def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_cause():
     disco, pub = make_discovery(DirectionEstimator())
     now = time.time()

@@ -697,7 +697,11 @@ class Discovery:
             rec = reconcile([old[i] for i in rows], labels[rows],
                             [entries[i].utterance_id for i in rows], role or None)
             for k, iid in rec.intent_of.items():
-                known = self.catalog.get(iid) if iid in rec.continued else None
+                # A new cluster's id comes from its members, so a cluster a crashed run
+                # published (catalog and update out, its assignments not) has its id
+                # again: the same intent, continued, never created a second time.
+                known = self.catalog.get(iid) if iid in rec.continued or iid in self.catalog \
+                    else None
                 if known is not None and not known.active:
                     continue  # retired or rejected: never continued, its members stay put
                 plan.append((self._entry(found[k], X, role or None, iid, now, known,
@@ -725,7 +729,7 @@ class Discovery:
             # "Card-Lost", "card_lost" and "card lost" read as one name
             return role, " ".join(label.casefold().replace("-", " ").replace("_", " ").split())
 
-        gone = {m.intent_id for m in merged}
+        gone = {m.intent_id for m in merged} | {i.intent_id for i, _ in plan}  # never itself
         taken = {key(i.role, i.label) for i in self.catalog.active() if i.intent_id not in gone}
         taken |= {key(i.role, i.label) for i, _ in plan if i.status != "created"}
         out = []
