@@ -73,6 +73,8 @@ LOADS = (0.1, 0.5, 0.8)
 #: The issue's targets: p99 below this at TARGET_RATE utterances/s with discovery on, and
 #: the worker's capacity at least this share of plain encode under the same threads.
 TARGET_P99_MS, TARGET_RATE, TARGET_RATIO = 500.0, 50.0, 0.85
+#: The label of the stream at the target rate (with discovery on).
+TARGET_LABEL = f"{TARGET_RATE:.0f}/s"
 
 
 @dataclass(frozen=True)
@@ -280,9 +282,9 @@ def run_setup(setup: Setup, args: argparse.Namespace, base: dict[str, str], tmp:
         print(f"  ~{rough:.0f} texts/s", file=sys.stderr)
         streams = [(f"{100 * share:.0f}%", max(1.0, share * rough)) for share in LOADS]
         if setup.discovery:  # the target is at a fixed rate
-            streams.append((f"{TARGET_RATE:.0f}/s", TARGET_RATE))
+            streams.append((TARGET_LABEL, TARGET_RATE))
         for label, rate in streams if setup.latency else ():
-            seconds = args.target_seconds if label == f"{TARGET_RATE:.0f}/s" else args.latency_seconds
+            seconds = args.target_seconds if label == TARGET_LABEL else args.latency_seconds
             n = max(args.min_latency_n, int(rate * seconds))
             stream = (texts * (1 + n // len(texts)))[:n]
             prefix = prefixes[label] = f"{setup.key}-lat{len(prefixes)}"
@@ -468,7 +470,7 @@ def section(r: dict) -> str:
             verdicts.append(f"{s['title']}: {100 * ratio:.0f}% of plain encode "
                             f"({'meets' if ratio >= TARGET_RATIO else 'misses'} the "
                             f"{100 * TARGET_RATIO:.0f}% target)")
-        at_target = s["latency"].get(f"{TARGET_RATE:.0f}/s")
+        at_target = s["latency"].get(TARGET_LABEL)
         if at_target is not None:
             runs = at_target.get("discovery_runs")
             during = (f", {runs:.0f} discovery run{'' if runs == 1 else 's'} finished during "

@@ -697,11 +697,10 @@ class Discovery:
             rec = reconcile([old[i] for i in rows], labels[rows],
                             [entries[i].utterance_id for i in rows], role or None)
             for k, iid in rec.intent_of.items():
-                # A new cluster's id comes from its members, so a cluster a crashed run
-                # published (catalog and update out, its assignments not) has its id
-                # again: the same intent, continued, never created a second time.
-                known = self.catalog.get(iid) if iid in rec.continued or iid in self.catalog \
-                    else None
+                # A continued id is in the catalog; so is a new cluster's id (it comes from
+                # its members) when a crashed run published the cluster (catalog and update
+                # out, its assignments not): the same intent, continued, never created twice.
+                known = self.catalog.get(iid)
                 if known is not None and not known.active:
                     continue  # retired or rejected: never continued, its members stay put
                 plan.append((self._entry(found[k], X, role or None, iid, now, known,
