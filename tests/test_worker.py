@@ -145,7 +145,10 @@ def test_the_encoder_process_embeds_as_a_thread_does_and_outlives_its_death(lsa,
         two = ProcessEncoder(lsa, s, processes=2)
         try:
             many = english_sample.texts[:90]
-            assert [len(p) for p in two._parts(many)] == [45, 45]
+            (short, long), _ = two._cut(many)
+            assert len(short) + len(long) == 90 and max(map(len, short)) <= min(map(len, long))
+            work = [sum(len(t) + 20 for t in part) for part in (short, long)]
+            assert abs(work[0] - work[1]) <= max(len(t) + 20 for t in many)  # equal work
             np.testing.assert_allclose(asyncio.run(two.encode(many)),
                                        asyncio.run(ThreadEncoder(lsa).encode(many)), atol=1e-6)
         finally:
