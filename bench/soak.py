@@ -49,41 +49,12 @@ from dialin.streams.tools.supervise import WorkerProcess, metric
 from dialin.streams.tools.tally import read_tally
 
 from _doc import markers, write_section
+from _procfs import rss_mb
 from throughput import events, load_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = markers("soak")
 PROOF_START, PROOF_END = markers("soak-proof")
-
-
-def rss_mb(pid: int | None) -> float:
-    """Resident set size of ``pid`` and its descendants in MB from /proc (Linux): the
-    worker's encoder runs in a child process; nan when the worker is gone."""
-    total, found = 0.0, False
-    for p in [pid, *descendants(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-                    found = found or p == pid
-        except (OSError, ValueError):
-            pass
-    return total if found else float("nan")
-
-
-def descendants(pid: int | None) -> list[int]:
-    """Every process below ``pid`` (``/proc/PID/task/*/children``)."""
-    out: list[int] = []
-    todo = [pid] if pid is not None else []
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-            try:
-                kids = [int(k) for k in task.read_text().split()]
-            except (OSError, ValueError):
-                continue
-            out += kids
-            todo += kids
-    return out
 
 
 def processed(samples) -> float:

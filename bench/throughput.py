@@ -44,6 +44,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -63,6 +64,7 @@ from dialin.streams.tools.supervise import WorkerProcess, metric
 from dialin.streams.tools.watch import read_topic
 
 from _doc import markers, provenance, write_section
+from _procfs import cpu_seconds, descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = markers("throughput")
@@ -108,7 +110,36 @@ class Measured:
     discovery_runs: float = 0.0
     embed_seconds: float = 0.0  # the encoder's busy time during the capacity burst
     embed_batches: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # cores each part used during the burst
     latency: dict[str, dict[str, float]] = field(default_factory=dict)  # by stream label
+
+
+#: The parts of the machine whose CPU time the burst accounts for, in the section's order.
+CPU_PARTS = ("encoders", "worker", "broker", "bench")
+
+
+def cpu_by_process(workers: list[WorkerProcess], broker_pid: int | None) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process taking part, with its part of ``CPU_PARTS``:
+    the workers' child processes (their encoders, and a discovery fit if one runs), the
+    workers' own processes (consuming, matching, publishing), the embedded broker (which
+    a deployment runs elsewhere), and this script (producing, polling metrics)."""
+    out = {os.getpid(): ("bench", cpu_seconds(os.getpid()))}
+    if broker_pid is not None:
+        out[broker_pid] = ("broker", cpu_seconds(broker_pid))
+    for w in workers:
+        out[w.pid] = ("worker", cpu_seconds(w.pid))
+        out.update((kid, ("encoders", cpu_seconds(kid))) for kid in descendants(w.pid))
+    return out
+
+
+def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+             seconds: float) -> dict[str, float]:
+    """Cores each part used between the two readings (a process started between them
+    counts from 0; one that ended is not counted)."""
+    used = dict.fromkeys(CPU_PARTS, 0.0)
+    for pid, (part, end) in after.items():
+        used[part] += end - before.get(pid, (part, 0.0))[1]
+    return {part: cpu / seconds for part, cpu in used.items()}
 
 
 def load_texts(data: Path, split: str, n: int, seed: int = 0) -> list[str]:
@@ -249,13 +280,15 @@ def topic_times(settings: Settings) -> tuple[dict[str, int], dict[str, int], dic
 
 
 def run_setup(setup: Setup, args: argparse.Namespace, base: dict[str, str], tmp: str,
-              texts: list[str]) -> tuple[Measured, dict[str, str]]:
+              texts: list[str], broker_pid: int | None) -> tuple[Measured, dict[str, str]]:
     """Start the setup's workers, produce the burst and the paced streams; return what was
     measured on the fly and the prefix of each stream (timestamps are read at the end)."""
     env = {**base, "DIALIN_EMBED_THREADS": str(setup.threads)}
     if not setup.discovery:
+        # Above the epoch's seconds: a consolidation is also due when the last one (at 0
+        # for a new leader) is older than the age limit, and 10**9 s had passed (2001).
         env["DIALIN_DISCOVERY_MIN_UTTERANCES"] = str(10**9)
-        env["DIALIN_DISCOVERY_MAX_AGE_SECONDS"] = str(10**9)
+        env["DIALIN_DISCOVERY_MAX_AGE_SECONDS"] = str(10**12)
         env["DIALIN_DISCOVERY_IDLE_SECONDS"] = "0"
     workers = [WorkerProcess(env, metrics_port=free_port(), log_path=f"{tmp}/{setup.key}-{i}.log")
                for i in range(setup.workers)]
@@ -272,9 +305,11 @@ def run_setup(setup: Setup, args: argparse.Namespace, base: dict[str, str], tmp:
         print(f"{setup.key}: {len(texts)} texts produced at once ...", file=sys.stderr)
         already = processed(workers)
         before = [embedder_busy(w) for w in workers]
+        cpu_before = cpu_by_process(workers, broker_pid)
         started = time.monotonic()
         replay(iter(events(texts, prefix)), settings)
         seconds = wait_processed(workers, already + len(texts), 900) - started
+        result.cpu = cpu_used(cpu_before, cpu_by_process(workers, broker_pid), seconds)
         after = [embedder_busy(w) for w in workers]
         result.embed_seconds = sum(a[0] - b[0] for a, b in zip(after, before))
         result.embed_batches = sum(a[1] - b[1] for a, b in zip(after, before))
@@ -302,9 +337,12 @@ def run_setup(setup: Setup, args: argparse.Namespace, base: dict[str, str], tmp:
     return result, prefixes
 
 
-def fill_from_topics(results: list[tuple[Measured, dict]], settings: Settings) -> None:
-    """Capacity and latency percentiles of every setup from the broker timestamps."""
+def fill_from_topics(results: list[tuple[Measured, dict]], settings: Settings) -> dict:
+    """Capacity and latency percentiles of every setup from the broker timestamps; returns,
+    per setup and stream, each utterance's (produce timestamp, ms to its assignment), which
+    ``--keep`` writes out to line the slow seconds up with the workers' logs."""
     produced, assigned, buffered = topic_times(settings)
+    timelines: dict[str, dict[str, list[tuple[int, int]]]] = {}
 
     def of(prefix: str) -> list[str]:
         return [u for u in produced if u.startswith(prefix + "-")]
@@ -319,11 +357,14 @@ def fill_from_topics(results: list[tuple[Measured, dict]], settings: Settings) -
             result.assigned_share = sum(u in assigned for u in burst) / len(burst)
         for label, row in result.latency.items():
             # assigned on arrival: an utterance buffered first was assigned later by discovery
-            lat = np.array([assigned[u] - produced[u] for u in of(prefixes[label])
-                            if u in assigned and u not in buffered], dtype=float)
+            pairs = sorted((produced[u], assigned[u] - produced[u]) for u in of(prefixes[label])
+                           if u in assigned and u not in buffered)
+            timelines.setdefault(result.setup.key, {})[label] = pairs
+            lat = np.array([ms for _, ms in pairs], dtype=float)
             row["n"] = float(len(lat))
             for q in (50, 95, 99):
                 row[f"p{q}"] = float(np.percentile(lat, q)) if len(lat) else float("nan")
+    return timelines
 
 
 def warm_catalog(base: dict[str, str], tmp: str, warm: list[str], settings: Settings) -> int:
@@ -412,9 +453,14 @@ def run(args: argparse.Namespace) -> dict:
                 EmbeddedBroker(free_port(), log_path=Path(tmp) / "broker.log") as broker:
             settings, base = broker_settings(broker.bootstrap, tmp)
             restore_state(state, settings)
-            results.append(run_setup(setup, args, base, tmp, texts))
+            results.append(run_setup(setup, args, base, tmp, texts, broker.pid))
             print("reading the topics back ...", file=sys.stderr)
-            fill_from_topics(results[-1:], settings)
+            timelines = fill_from_topics(results[-1:], settings)
+            if args.keep is not None:  # diagnosis: the workers' logs and every latency
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for log in Path(tmp).glob(f"{setup.key}-*.log"):
+                    shutil.copy(log, args.keep / log.name)
+                (args.keep / f"{setup.key}-latency.json").write_text(json.dumps(timelines))
     # On a shared machine the load drifts: encode again after the workers, keep the mean.
     encode[1].append(plain_encode(sample, 1))
     encode[cores].append(plain_encode(sample, 0))
@@ -427,7 +473,7 @@ def run(args: argparse.Namespace) -> dict:
         "encode_split": float(np.mean(split)) if split else None,
         "setups": [{**asdict(r.setup), "capacity": r.capacity, "assigned_share": r.assigned_share,
                     "discovery_runs": r.discovery_runs, "embed_seconds": r.embed_seconds,
-                    "embed_batches": r.embed_batches,
+                    "embed_batches": r.embed_batches, "cpu": r.cpu,
                     "latency": r.latency} for r, _ in results],
         "latency_seconds": args.latency_seconds, "target_seconds": args.target_seconds,
         "cpus": os.cpu_count(),
@@ -437,6 +483,30 @@ def run(args: argparse.Namespace) -> dict:
 
 def _ms(x: float) -> str:
     return "–" if x != x else f"{x:.0f}"
+
+
+def cpu_table(r: dict) -> list[str]:
+    """Where the CPU went during each capacity burst (``/proc`` CPU times, :func:`cpu_used`):
+    why a worker embeds slower than plain ``encode`` on the same cores."""
+    setups = [s for s in r["setups"] if s.get("cpu")]
+    if not setups:
+        return []
+    rows = [f"Where the CPU went during each capacity burst: cores in use on average, of the "
+            f"machine's {r['cores']} (user plus system time from `/proc`). *Encoders*: the workers' "
+            "child processes (the encoder processes, and a discovery fit when one runs); "
+            "*workers*: their own processes (consuming, matching, publishing, following the "
+            "catalog, memory and assignment topics); *broker*: the embedded broker, which a "
+            "deployment runs on other machines; *bench*: this script (producing, polling the "
+            "workers' metrics).",
+            "",
+            "| setting | discovery | encoders | workers | broker | bench | all |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for s in setups:
+        cpu = s["cpu"]
+        rows.append(f"| {s['title']} | {'on' if s['discovery'] else 'held off'} | "
+                    + " | ".join(f"{cpu[part]:.2f}" for part in CPU_PARTS)
+                    + f" | {sum(cpu.values()):.2f} |")
+    return [*rows, ""]
 
 
 def section(r: dict) -> str:
@@ -505,6 +575,7 @@ def section(r: dict) -> str:
         "",
         *[f"- {v}" for v in verdicts],
         "",
+        *cpu_table(r),
         "One run of each setting. The rows with discovery on depend on how many discovery runs "
         "fall inside a paced stream, and vary from run to run more than the others; the stream "
         "at the target rate is long enough to hold several (counted above).",
@@ -530,6 +601,9 @@ def main() -> None:
                              "before and after the workers)")
     parser.add_argument("--setups", default=",".join(s.key for s in SETUPS),
                         help="comma-separated setups to run (development)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="folder to copy each setup's worker logs into, with every measured "
+                             "utterance's produce time and latency (diagnosis; not in the doc)")
     parser.add_argument("--out", type=Path, default=None,
                         help="markdown file to write (default docs/benchmarks.md; none with --quick)")
     args = parser.parse_args()

