@@ -10,8 +10,8 @@ and one ``dialin serve`` child, as the end-to-end tests start it):
 1. calibrate: a burst of ``--calibrate`` utterances produced at once gives the
    worker's throughput T on this machine now (unless ``--rate`` is given);
 2. overload: produce at ``--overload`` x T for ``--minutes``, sampling every
-   ``--every`` seconds the worker's RSS (``/proc/PID/status`` VmRSS, with its encoder
-   process), its ``dialin_buffer_utterances``, ``dialin_consumer_lag`` (end offset
+   ``--every`` seconds the worker's RSS (``/proc/PID/status`` VmRSS, with its child
+   processes: the encoders and the discovery fit), its ``dialin_buffer_utterances``, ``dialin_consumer_lag`` (end offset
    minus committed, summed over partitions), processed events and aged-out entries;
 3. recover: stop producing and time until the backlog (produced minus processed) and
    the exported lag are both zero;
@@ -240,7 +240,7 @@ def section(r: dict) -> str:
          f"(cap {r['cap']}) | {r['buffer_peak']} / {r['buffer_max']} |"),
         (f"| aged out to the DLQ (`dialin_buffer_aged_out_total`) | {r['aged_out']['cap']} by cap, "
          f"{r['aged_out']['age']} by age |"),
-        (f"| worker RSS, its encoder processes included: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
+        (f"| worker RSS, its child processes (encoders, discovery fit) included: ready / first load sample / peak / end | {r['rss_ready']:.0f} / "
          f"{r['rss_first_load']:.0f} / {r['rss_max']:.0f} / {r['rss_end']:.0f} MB |"),
         f"| worker alive at the end; exit code after SIGTERM | {r['alive_at_end']}; {r['exit_code']} |",
         (f"| accounting (topics, `read_tally`) | {r['expected']} utterance ids: {r['assigned']} "
