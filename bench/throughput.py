@@ -506,7 +506,19 @@ def cpu_table(r: dict) -> list[str]:
         rows.append(f"| {s['title']} | {'on' if s['discovery'] else 'held off'} | "
                     + " | ".join(f"{cpu[part]:.2f}" for part in CPU_PARTS)
                     + f" | {sum(cpu.values()):.2f} |")
-    return [*rows, ""]
+    rows.append("")
+    ceiling = next((s for s in setups if s["workers"] == 1 and s["threads"] == 0
+                    and not s["discovery"]), None)
+    if ceiling is not None:  # what the encoders could have had, whatever the pipeline does
+        cores, cpu = r["cores"], ceiling["cpu"]
+        others = sum(v for part, v in cpu.items() if part != "encoders")
+        rows += [f"Reading: in the burst of {ceiling['title']}, discovery held off, the worker's own "
+                 f"process, the broker and this script used {others:.2f} cores, so its encoders "
+                 f"could have had at most {cores - others:.2f} of the {cores}: "
+                 f"{100 * (cores - others) / cores:.0f}% of the machine, where plain encode has "
+                 f"all of it: a ceiling on this setting's share of plain encode on this machine, "
+                 f"whatever the worker's pipeline does. They had {cpu['encoders']:.2f}.", ""]
+    return rows
 
 
 def section(r: dict) -> str:
