@@ -165,8 +165,9 @@ class ProcessEncoder:
         the batch sorted by length, of equal work (see the module docstring)."""
         if self.processes == 1 or len(texts) < factory.SMALL_BATCH_TEXTS:
             return [texts], None
-        by_length = np.argsort([len(t) for t in texts], kind="stable")
-        work = np.cumsum([len(texts[i]) + TEXT_OVERHEAD_CHARS for i in by_length])
+        lengths = np.array([len(t) for t in texts])
+        by_length = np.argsort(lengths, kind="stable")
+        work = np.cumsum(lengths[by_length] + TEXT_OVERHEAD_CHARS)
         cuts = np.searchsorted(work, work[-1] * np.arange(1, self.processes) / self.processes)
         bounds = [0, *cuts.tolist(), len(texts)]
         parts = [[texts[i] for i in by_length[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
