@@ -330,17 +330,13 @@ def sizes_section(data: Path, seeds: list[int]) -> str:
         km, bt, heu, orc, smp = (runs[m] for m in ("km", "bt", "heu", "orc", "smp"))
         found.append({"name": name, "k": k, "per_intent": len(rows) / k,
                       **{f"{m}_{q}": mean(r, q) for m, r in runs.items() for q in ("nmi", "ari")},
-                      **{f"{m}_ratio": mean(r, "n_clusters") / k for m, r in runs.items()},
-                      "oracle_gain": mean(orc, "nmi") - mean(km, "nmi"),
-                      "oracle_ratio": mean(orc, "n_clusters") / k,
-                      "heuristic_gain": mean(heu, "nmi") - mean(km, "nmi"),
-                      "heuristic_ratio": mean(heu, "n_clusters") / k})
+                      **{f"{m}_ratio": mean(r, "n_clusters") / k for m, r in runs.items()}})
         role = TUNING if name in TUNING_SUBSETS else "train, not tuned on"
         lines.append(f"| {role} | {name} | {len(rows):,} | {k} | {mean_range(km, 'nmi')} / "
                      f"{mean_range(km, 'ari')} | {mean_range(bt, 'nmi')} / {mean_range(bt, 'ari')} / "
                      f"{mean_range(bt, 'n_clusters', '{:.0f}')} | {mean_range(heu, 'nmi')} / "
                      f"{mean_range(heu, 'ari')} / {mean_range(heu, 'n_clusters', '{:.0f}')} / "
-                     f"{found[-1]['heuristic_ratio']:.1f} | {mean_range(orc, 'nmi')} / "
+                     f"{found[-1]['heu_ratio']:.1f} | {mean_range(orc, 'nmi')} / "
                      f"{mean_range(orc, 'ari')} / {mean_range(orc, 'n_clusters', '{:.0f}')} / "
                      f"{mean_range(orc, 'calls_per_utt', '{:.2f}')} | {mean_range(smp, 'nmi')} / "
                      f"{mean_range(smp, 'ari')} / {mean_range(smp, 'n_clusters', '{:.0f}')} |")
@@ -367,22 +363,29 @@ the quality table).
 
 
 def sizes_reading(found: list[dict], b: float) -> str:
-    """The reading of the sizes table, every number taken from this run."""
-    def extreme(key, pick):
-        row = pick(found, key=lambda r: r[key])
-        return row[key], row["name"]
+    """The reading of the sizes table, every number taken from this run (the means that
+    :func:`sizes_section` keeps per subset: ``{method}_nmi``, ``{method}_ratio``)."""
+    def gain(method):  # NMI over k-means told k
+        return lambda r: r[f"{method}_nmi"] - r["km_nmi"]
 
-    lo, lo_name = extreme("oracle_gain", min)
-    hi, hi_name = extreme("oracle_gain", max)
-    above = sum(r["oracle_gain"] > 0 for r in found)
-    r_lo, r_lo_name = extreme("oracle_ratio", min)
-    r_hi, r_hi_name = extreme("oracle_ratio", max)
-    h_lo, h_lo_name = extreme("heuristic_ratio", min)
-    h_hi, h_hi_name = extreme("heuristic_ratio", max)
-    below = [r["name"] for r in found if r["heuristic_gain"] < 0]
+    def ratio(method):  # intents over the true number
+        return lambda r: r[f"{method}_ratio"]
+
+    def extreme(value, pick):
+        row = pick(found, key=value)
+        return value(row), row["name"]
+
+    lo, lo_name = extreme(gain("orc"), min)
+    hi, hi_name = extreme(gain("orc"), max)
+    above = sum(gain("orc")(r) > 0 for r in found)
+    r_lo, r_lo_name = extreme(ratio("orc"), min)
+    r_hi, r_hi_name = extreme(ratio("orc"), max)
+    h_lo, h_lo_name = extreme(ratio("heu"), min)
+    h_hi, h_hi_name = extreme(ratio("heu"), max)
+    below = [r["name"] for r in found if gain("heu")(r) < 0]
     dense = max(found, key=lambda r: r["per_intent"])
     sparse = min(found, key=lambda r: r["per_intent"])
-    trend = ("more" if dense["heuristic_ratio"] > sparse["heuristic_ratio"] else "fewer")
+    trend = ("more" if dense["heu_ratio"] > sparse["heu_ratio"] else "fewer")
     return (f"Reading: with the oracle at budget {b}, NMI is above k-means told k on {above} of "
             f"{len(found)} subsets, by {lo:+.3f} ({lo_name}) to {hi:+.3f} ({hi_name}); it ends with "
             f"{r_lo:.2f}x ({r_lo_name}) to {r_hi:.2f}x ({r_hi_name}) the true number of intents, "

@@ -11,8 +11,9 @@ and one ``dialin serve`` child, as the end-to-end tests start it):
    worker's throughput T on this machine now (unless ``--rate`` is given);
 2. overload: produce at ``--overload`` x T for ``--minutes``, sampling every
    ``--every`` seconds the worker's RSS (``/proc/PID/status`` VmRSS, with its child
-   processes: the encoders and the discovery fit), its ``dialin_buffer_utterances``, ``dialin_consumer_lag`` (end offset
-   minus committed, summed over partitions), processed events and aged-out entries;
+   processes: the encoders and the discovery fit), its ``dialin_buffer_utterances``,
+   ``dialin_consumer_lag`` (end offset minus committed, summed over partitions),
+   processed events and aged-out entries;
 3. recover: stop producing and time until the backlog (produced minus processed) and
    the exported lag are both zero;
 4. account: the worker must still be alive, and every produced utterance_id must be
