@@ -186,3 +186,33 @@ def test_label_rules_of_the_measure(bench):
     assert bench.order_agrees("inquire-debit_app", debit) is True
     assert bench.order_agrees("inquire-app_debit", debit) is False
     assert bench.order_agrees("inquire-id_card", ["my id card", "id for a card"]) is True
+
+
+def test_members_mean_accuracy_on_a_known_case(bench):
+    # Members embedded by the same stand-in: the first intent's members say "card arrival",
+    # the second's mostly "exchange rate" but its majority gold intent is lost_card.
+    gold = ["card_arrival", "exchange_rate", "lost_card"]
+    X = _bag_of_words(["card arrival", "card arrival", "exchange rate", "exchange rate", "lost card"])
+    members = [np.array([0, 1]), np.array([2, 3, 4])]
+    assert bench.members_mean_accuracy(X, members, ["card_arrival", "exchange_rate"], gold, _bag_of_words) == 1.0
+    assert bench.members_mean_accuracy(X, members, ["card_arrival", "lost_card"], gold, _bag_of_words) == 0.5
+
+
+def test_phrase_namer_takes_the_words_nearest_the_members(bench):
+    # Two clusters that say "card" and "rate" as often: by lift alone they tie, so the keyword
+    # namer keeps its (alphabetical) order; the phrase namer takes the word whose embedding
+    # is the members' and not the other cluster's.
+    texts = ["card rate", "card rate again", "card rate now", "exchange please", "exchange now", "exchange again"]
+    X = _bag_of_words(["exchange rate", "exchange rate", "exchange rate", "card arrival", "card arrival", "card arrival"])
+    views = [ClusterView(members=(0, 1, 2), texts=()), ClusterView(members=(3, 4, 5), texts=())]
+    namer = bench.PhraseNamer(_bag_of_words, candidates=2)
+    namer.max_keywords = 1
+    namer.prepare(X, texts)
+    assert _objective(namer.name(views)[0]) == ["rate"]
+    plain = KeywordNamer(max_keywords=1)
+    plain.prepare(X, texts)
+    assert _objective(plain.name(views)[0]) == ["card"]
+    with pytest.raises(ValueError, match="embeddings"):
+        no_x = bench.PhraseNamer(_bag_of_words)
+        no_x.prepare(None, texts)
+        no_x.name(views)
