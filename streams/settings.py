@@ -39,7 +39,8 @@ class Settings(BaseSettings):
         "off", description="the budget strategy's anchor on how many intents one fit holds: "
         "auto (a label-free estimate of its input, so a small discovery run of many intents "
         "does not collapse into a few broad ones, but a small run of a few intents is "
-        "over-split), off, or a number >= 1")
+        "over-split, the more so with an LLM judge, whose merges it stops at the estimate), "
+        "off, or a number >= 1")
     merge_threshold: float = Field(0.15, ge=0, le=2, description="label-embedding cosine distance θ")
     random_state: int = 0
 
