@@ -126,7 +126,7 @@ def closest(rows: list[dict]) -> str:
                key=lambda m: (within[m], -np.ptp(np.log(ratios[m]))))
 
 
-def anchor_runs(sets, rows: list[dict], seed: int) -> list[dict]:
+def anchor_runs(sets, seed: int) -> list[dict]:
     """NMI / ARI / clusters of k-means told k; the heuristic default with ``k_hint`` off,
     ``"auto"`` and at the true number (the latter reads the labels); the simulated oracle
     judge (0.96, budget 0.3) with ``k_hint`` off and ``"auto"``."""
@@ -183,6 +183,7 @@ def anchor_reading(runs: list[dict]) -> str:
     ceiling = np.array([r[truth]["nmi"] - r[off]["nmi"] for r in runs])
     dense = [r for r in runs if r[off]["clusters"] > 1.25 * r["k"]]
     merged = np.mean([r[truth]["clusters"] / r["k"] for r in dense]) if dense else 1.0
+
     def moves(pairs: list, a: str, b: str) -> str:
         return ", ".join(f"{r[a]['clusters']} -> {r[b]['clusters']}" for r in pairs)
 
@@ -307,7 +308,7 @@ def main() -> None:
     rows = measure(sets, args.estimators, args.seed, not args.no_heuristic)
     runs = None
     if not args.no_heuristic:
-        runs = anchor_runs(sets, rows, args.seed)
+        runs = anchor_runs(sets, args.seed)
     write_section(DOC, "kestimate", section(rows, args.seed, runs))
     log(f"wrote section 'kestimate' of {DOC.relative_to(ROOT)}")
 
