@@ -48,39 +48,39 @@ FEW = ((3, 150), (5, 300), (10, 600))
 HEURISTIC = "heuristic default"
 #: An estimate within this share of the true number "tracks" it.
 TOLERANCE = 0.25
+#: The anchor table's fits: the heuristic judge, and the simulated oracle at its budget.
+OFF, AUTO = "heuristic, off (default)", "heuristic, auto"
+TRUTH = "heuristic, anchored at the true number (reads labels)"
+ORACLE_ACCURACY, ORACLE_BUDGET = 0.96, 0.3
+ORACLE_OFF, ORACLE_AUTO = "oracle 0.96, off (default)", "oracle 0.96, auto"
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def data_sets(data: Path) -> list[tuple[str, np.ndarray, np.ndarray, list[str]]]:
-    """``(name, X, y, texts)`` of every tuning set, CrossWOZ one set per role."""
+def data_sets(data: Path) -> list[tuple[str, np.ndarray, np.ndarray, list[str], str]]:
+    """``(name, X, y, texts, draw)`` of every tuning set, CrossWOZ one set per role;
+    ``draw``: ``sparse`` (a small random draw), ``few`` (a small draw of a few intents)
+    or ``other``."""
     texts, y = banking77(data, "train")
     X, _ = embed("minilm", texts)
     perm = np.random.default_rng(SPARSE_SEED).permutation(len(y))
-    subsets = [(f"{m} random utterances", np.sort(perm[:m])) for m in SPARSE]
+    subsets = [(f"{m} random utterances", np.sort(perm[:m]), "sparse") for m in SPARSE]
     rng = np.random.default_rng(SPARSE_SEED)
     for k, m in FEW:
         pool = np.flatnonzero(np.isin(y, rng.choice(sorted(set(y)), k, replace=False)))
-        subsets.append((f"{m} random utterances of {k} intents", np.sort(rng.choice(pool, m, replace=False))))
-    subsets += train_subsets(y)
-    sets = [(f"BANKING77 train, {name}", X[rows], y[rows], [texts[i] for i in rows])
-            for name, rows in subsets]
+        subsets.append((f"{m} random utterances of {k} intents", np.sort(rng.choice(pool, m, replace=False)), "few"))
+    subsets += [(name, rows, "other") for name, rows in train_subsets(y)]
+    sets = [(f"BANKING77 train, {name}", X[rows], y[rows], [texts[i] for i in rows], draw)
+            for name, rows, draw in subsets]
     ct, cy, cr = crosswoz(data, "tune")
     CX, _ = embed("lsa", ct)
     roles = np.asarray(cr, dtype=object)
     for role in sorted(set(cr)):
         idx = np.flatnonzero(roles == role)
-        sets.append((f"CrossWOZ val tuning half, {role}", CX[idx], cy[idx], [ct[i] for i in idx]))
+        sets.append((f"CrossWOZ val tuning half, {role}", CX[idx], cy[idx], [ct[i] for i in idx], "other"))
     return sets
-
-
-def draw_kind(name: str) -> str:
-    """``few`` (a small draw of a few intents), ``sparse`` (a small random draw), or ``other``."""
-    if any(name.endswith(f"{m} random utterances of {k} intents") for k, m in FEW):
-        return "few"
-    return "sparse" if any(name.endswith(f"{m} random utterances") for m in SPARSE) else "other"
 
 
 def effective_k(y: np.ndarray) -> float:
@@ -95,7 +95,7 @@ def measure(sets, estimators: list[str], seed: int, with_heuristic: bool) -> lis
     from dialin.models import BudgetITLClustering
 
     rows = []
-    for name, X, y, texts in sets:
+    for name, X, y, texts, _ in sets:
         k = len(set(y))
         row = {"name": name, "n": len(y), "k": k, "k_eff": effective_k(y), "est": {}, "sec": {}}
         for method in estimators:
@@ -133,17 +133,15 @@ def anchor_runs(sets, seed: int) -> list[dict]:
     from dialin.models import BudgetITLClustering, ari, cluster, nmi
 
     out = []
-    for name, X, y, texts in sets:
+    for name, X, y, texts, draw in sets:
         k, n = len(set(y)), len(y)
-        res = {"name": name, "n": n, "k": k, "draw": draw_kind(name)}
+        res = {"name": name, "n": n, "k": k, "draw": draw}
         res["k-means told k"] = cluster(X, k, "kmeans", random_state=seed)
-        for label, hint in ((OFF, None), (AUTO, "auto"), (TRUTH, k), (ORACLE_OFF, None), (ORACLE_AUTO, "auto")):
-            if label.startswith("oracle"):
-                judge, budget = oracle(y, ORACLE_ACCURACY, seed), ORACLE_BUDGET
-            else:
-                judge, budget = heuristic(seed), None
-            fit = BudgetITLClustering(judge, k_hint=hint, random_state=seed,
-                                      **({} if budget is None else {"budget": budget})).fit(X, texts=texts)
+        for label, hint, by_oracle in ((OFF, None, False), (AUTO, "auto", False), (TRUTH, k, False),
+                                       (ORACLE_OFF, None, True), (ORACLE_AUTO, "auto", True)):
+            judge = oracle(y, ORACLE_ACCURACY, seed) if by_oracle else heuristic(seed)
+            budget = {"budget": ORACLE_BUDGET} if by_oracle else {}  # the heuristic: its own default
+            fit = BudgetITLClustering(judge, k_hint=hint, random_state=seed, **budget).fit(X, texts=texts)
             res[label] = fit.labels_
             if hint is None:
                 res["coarse"] = int(fit.log_[0]["n_cluster"])
@@ -155,12 +153,6 @@ def anchor_runs(sets, seed: int) -> list[dict]:
                                              for key, v in res.items() if isinstance(v, dict)))
         out.append(res)
     return out
-
-
-OFF, AUTO = "heuristic, off (default)", "heuristic, auto"
-TRUTH = "heuristic, anchored at the true number (reads labels)"
-ORACLE_ACCURACY, ORACLE_BUDGET = 0.96, 0.3
-ORACLE_OFF, ORACLE_AUTO = "oracle 0.96, off (default)", "oracle 0.96, auto"
 
 
 def anchor_table(runs: list[dict]) -> str:

@@ -192,10 +192,15 @@ def name_accuracy(labels: Sequence[str], majority: Sequence[str], gold_names: Se
                   encode: Callable[[list[str]], np.ndarray]) -> list[bool]:
     """Per label: is the gold name nearest to it (cosine of ``encode``) its cluster's
     majority gold intent? ``encode`` returns unit rows."""
+    return nearest_is_majority(encode([spaced(label) for label in labels]), majority, gold_names, encode)
+
+
+def nearest_is_majority(vectors: np.ndarray, majority: Sequence[str], gold_names: Sequence[str],
+                        encode: Callable[[list[str]], np.ndarray]) -> list[bool]:
+    """Per row of ``vectors``: is the gold name whose ``encode`` embedding is nearest (the
+    largest dot product; the row's norm does not change which) its majority gold intent?"""
     gold = list(gold_names)
-    G = encode([spaced(g) for g in gold])
-    L = encode([spaced(label) for label in labels])
-    nearest = np.argmax(L @ G.T, axis=1)
+    nearest = np.argmax(vectors @ encode([spaced(g) for g in gold]).T, axis=1)
     return [gold[j] == m for j, m in zip(nearest, majority)]
 
 
@@ -265,22 +270,22 @@ class PhraseNamer(KeywordNamer):
         self.candidates = candidates
         self.contrast = contrast
 
-    def name(self, views: Sequence[ClusterView]) -> list[str]:
+    def _references(self, clusters: list[np.ndarray]) -> list[np.ndarray | None]:
+        """The parent's references; first the clusters' unit mean embeddings, which
+        :meth:`_choose` scores phrases against (``name`` calls this once per batch)."""
         if self.X_ is None:
             raise ValueError("PhraseNamer needs the members' embeddings (prepare(X, texts))")
-        centres = np.vstack([self.X_[np.unique(np.asarray(v.members, dtype=np.int64))].mean(axis=0)
-                             for v in views])
+        centres = np.vstack([self.X_[rows].mean(axis=0) for rows in clusters])
         self.centres_ = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-        return super().name(views)
+        return super()._references(clusters)
 
     def _choose(self, rows: np.ndarray, action: str | None,
                 reference: np.ndarray | None = None) -> list[str]:
         words = self._keywords(rows, action, reference, limit=self.candidates)
         if len(words) < 2:
             return words
-        own = self.X_[rows].mean(axis=0)
-        own = own / max(float(np.linalg.norm(own)), 1e-12)
-        others = np.delete(self.centres_, int(np.argmax(self.centres_ @ own)), axis=0)  # not itself
+        at = int(np.argmax(self.centres_ @ self.X_[rows].mean(axis=0)))  # this cluster's own centre
+        own, others = self.centres_[at], np.delete(self.centres_, at, axis=0)
         choices = [c for size in range(1, int(self.max_keywords) + 1) for c in combinations(words, size)]
         E = np.asarray(self.encode([" ".join(([action] if action else []) + list(c)) for c in choices]))
         score = E @ own - (self.contrast * (E @ others.T).max(axis=1) if len(others) else 0.0)
@@ -462,11 +467,8 @@ def members_mean_accuracy(X: np.ndarray, members: list[np.ndarray], majority: li
     """The share of intents whose members' mean embedding (``X``: the MiniLM rows the
     measure reads labels with), taken as a label, has its majority gold intent's name
     nearest: what the members' own content says, as the measure reads it."""
-    gold = list(gold_names)
-    G = encode([spaced(g) for g in gold])
     centres = np.vstack([X[m].mean(axis=0) for m in members])
-    nearest = np.argmax(centres @ G.T, axis=1)  # the norm of a row does not change its argmax
-    return float(np.mean([gold[j] == m for j, m in zip(nearest, majority)]))
+    return float(np.mean(nearest_is_majority(centres, majority, gold_names, encode)))
 
 
 def same_neighbour(X: np.ndarray | None, members: list[np.ndarray], majority: list[str]) -> float | None:

@@ -961,20 +961,6 @@ def _http(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def _settled(read, quiet: float = 5.0, timeout: float = 120.0) -> list:
-    """``read()`` once its length has not changed for ``quiet`` seconds."""
-    last, since = None, time.monotonic()
-    deadline = since + timeout
-    while time.monotonic() < deadline:
-        now = read()
-        if last is None or len(now) != len(last):
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return now
-        time.sleep(0.5)
-    pytest.fail(f"still changing after {timeout:.0f}s")
-
-
 def _latest(records) -> dict[str, dict | None]:
     out: dict[str, dict | None] = {}
     for r in records:
@@ -1020,8 +1006,13 @@ def test_worker_survives_sigkill_with_its_buffer_and_catalog(workers, kafka_sett
              message="intent updates after restart")
     wait_for(lambda: len([r for r in records_of(s, s.topic_assignments)]) > 0, timeout=60,
              message="assignments")
-    # A run publishes its intents one after another: read them once they stop coming.
-    updates = _settled(lambda: [r for r in records_of(s, s.topic_updates) if r.data])
+    def settled():  # a run publishes its intents one after another: none came in 5 s
+        before = [r for r in records_of(s, s.topic_updates) if r.data]
+        time.sleep(5)
+        after = [r for r in records_of(s, s.topic_updates) if r.data]
+        return after if len(after) == len(before) else None
+
+    updates = wait_for(settled, 120, interval=0, message="the restarted worker's intent updates to settle")
     created = {u.data["intent_id"] for u in updates if u.data["status"] == "created"}
     assert created
     assigned = _latest(records_of(s, s.topic_assignments))
