@@ -1,7 +1,8 @@
 """Streaming quality: what the subscribers of ``intent-assignments`` and ``intent-updates`` receive.
 
 Usage: OMP_NUM_THREADS=1 python bench/stream_quality.py [--sets test dense emergence]
-       [--rate 100] [--seed 0] [--repeats 2] [--out docs/benchmarks.md]
+       [--rate 100] [--seed 0] [--repeats 2] [--judge shipped|simulated-llm]
+       [--out docs/benchmarks.md]
 
 Every other quality figure in this project is batch (``dialin evaluate`` / ``discover`` on a
 whole file). This script measures the service itself, as its users meet it: the project's
@@ -23,6 +24,12 @@ Sets (fixed seeds, so a re-run draws the same rows):
   time from the produce timestamp of its first utterance to the first ``intent-updates``
   record of the intent that ends up holding it.
 
+``--judge simulated-llm`` runs the worker and the batch column on their LLM path
+(``DIALIN_JUDGE=openai``) against a simulated LLM that knows the gold labels
+(``bench/_simulated_llm.py``: the sampled oracle behind the project's OpenAI-protocol test
+server), for what subscribers receive when an LLM judges; its figures go to a section of
+their own, which says they are simulated.
+
 Utterances still buffered when the stream has settled are *unassigned*: they count as one
 group of their own in NMI/ARI (a subscriber received nothing for them) and lower the share
 assigned. The stream has settled when every utterance is accounted for on the topics and
@@ -41,6 +48,7 @@ the batch column, deterministic, is computed once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -54,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dialin.models import ari, nmi
+from dialin.models import Judge, ari, nmi
 from dialin.streams.tools.broker import EmbeddedBroker, free_port
 from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
@@ -64,10 +72,14 @@ from dialin.streams.tools.watch import read_topic
 
 from _data import banking77
 from _doc import markers, write_section
+from _simulated_llm import SimulatedLLM
 from throughput import events
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "stream"
+#: ``--judge`` for the simulated LLM; its figures go to a section of their own.
+SIMULATED = "simulated-llm"
+SECTION_SIMULATED = "stream-simulated-llm"
 N_HELD_BACK = 17
 DISCOVERED_SHARE = 0.6
 
@@ -105,8 +117,9 @@ def make_set(name: str, data: Path, seed: int) -> tuple[list[str], list[str], se
 
 
 # ----------------------------------------------------------------- batch
-def run_batch(texts: list[str], tmp: Path) -> tuple[np.ndarray, dict]:
-    """``dialin discover`` on a CSV of ``texts``: labels per row (-1 unassigned) and metadata."""
+def run_batch(texts: list[str], tmp: Path, judge_env: dict[str, str]) -> tuple[np.ndarray, dict]:
+    """``dialin discover`` on a CSV of ``texts`` (with the stream's judge): labels per row
+    (-1 unassigned) and metadata."""
     src, out = tmp / "batch.csv", tmp / "intents.json"
     with open(src, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -114,7 +127,7 @@ def run_batch(texts: list[str], tmp: Path) -> tuple[np.ndarray, dict]:
         writer.writerows([t] for t in texts)
     dialin = Path(sys.executable).with_name("dialin")
     cmd = [str(dialin), "discover", str(src), "--text-field", "text", "--out", str(out)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **judge_env}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         sys.exit(f"dialin discover failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -140,13 +153,15 @@ def finals(tally, ids: list[str]) -> list[str | None]:
     return [final_intent(tally.assigned.get(u, {}).get("intent_id"), tally.intents) for u in ids]
 
 
-def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: str) -> dict:
+def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: str,
+               judge_env: dict[str, str]) -> dict:
     """Replay ``texts`` through one worker; final intent per row and first-update times."""
     with EmbeddedBroker(free_port(), log_path=tmp / "broker.log") as broker:
         settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_security_protocol="PLAINTEXT",
                             app_id=f"dialin-sq-{prefix}")
         env = {"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_APP_ID": settings.app_id,
                "DIALIN_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "DIALIN_DATA_DIR": str(tmp / "worker")}
+        env.update(judge_env)
         env.update(dict(kv.split("=", 1) for kv in args.env))
         worker = WorkerProcess(env, metrics_port=free_port(), log_path=tmp / "worker.log")
         try:
@@ -246,11 +261,30 @@ def fmt(r: dict) -> str:
     return f"{r['nmi']:.3f} | {r['ari']:.3f} | {r['intents']} | {100 * r['assigned']:.0f}%"
 
 
+def asked_line(asked: dict, n: int) -> str:
+    """The simulated LLM's counts, judge prompts also per utterance."""
+    return ", ".join(f"{k} {v:,}" + (f" ({v / n:.2f} per utterance)" if k.endswith(" judge") else "")
+                     for k, v in sorted(asked.items())) or "none"
+
+
 def section(results: list[dict], args: argparse.Namespace) -> str:
-    start, end = markers(SECTION)
+    simulated = args.judge == SIMULATED
+    start, end = markers(SECTION_SIMULATED if simulated else SECTION)
     env = " ".join(args.env) or "none (shipped defaults)"
-    lines = [start, "## What subscribers receive: the service against batch (`bench/stream_quality.py`)", "",
-             f"Produced by `{results[0]['command']}`: the embedded broker and one worker "
+    title = ("## The service with a simulated LLM judge (`bench/stream_quality.py --judge "
+             f"{SIMULATED}`)" if simulated else
+             "## What subscribers receive: the service against batch (`bench/stream_quality.py`)")
+    judge = ("" if not simulated else
+             "The judge of both the worker and batch is a **simulated LLM that knows the gold "
+             "labels** (benchmark only, not an LLM): the sampled oracle 0.96 behind the project's "
+             "OpenAI-protocol test server on loopback (`bench/_simulated_llm.py`), so the worker "
+             "runs its LLM path (`DIALIN_JUDGE=openai`, the LLM judges' default budget of "
+             f"{Judge.default_budget:g} calls per utterance per discovery run, prompts of "
+             "sampled utterances) and the sampled oracle answers each prompt "
+             "from the gold labels of the utterances it shows; the namer stays the offline keyword "
+             "namer. ")
+    lines = [start, title, "",
+             judge + f"Produced by `{results[0]['command']}`: the embedded broker and one worker "
              f"(settings overridden: {env}), each set replayed at {args.rate:g} utterances/s, "
              "final assignments read back from `intent-assignments` (merges followed). "
              "Unassigned utterances (still buffered when the stream settled) count as one group "
@@ -264,6 +298,12 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                          f"{fmt(r['batch'])} |")
         lines.append(f"| {r['set']} | {r['n']:,} | {r['gold_intents']} | service, {args.rate:g}/s, "
                      f"run {r['run']} | {fmt(r['stream'])} |")
+    if simulated:
+        lines += ["", "What the LLM path costs: judge prompts the simulated LLM answered per "
+                  "utterance (name and prune prompts would be answered invalid and counted here, "
+                  "as would shown texts not found among the rows): "
+                  + "; ".join(f"{r['set']} run {r['run']}: {asked_line(r['asked'], r['n'])}"
+                              for r in results) + "."]
     lines += ["", "What the churn costs a subscriber: the share of utterances whose assignment changed "
               "after the first record (a consolidation split, merged or regrouped their intent), "
               "and the mean number of decisions (versions) per utterance; the discovery runs "
@@ -327,6 +367,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="per set, after the replay")
     parser.add_argument("--env", nargs="*", default=[], metavar="DIALIN_X=V",
                         help="worker settings to override (default: none)")
+    parser.add_argument("--judge", choices=["shipped", SIMULATED], default="shipped",
+                        help="the worker's judge: the shipped default (offline heuristic), or "
+                             "a simulated LLM that knows the gold labels (benchmark only)")
     parser.add_argument("--no-batch", action="store_true", help="skip the batch column")
     parser.add_argument("--repeats", type=int, default=2,
                         help="replays of each set (the stream's figures vary run to run)")
@@ -340,8 +383,12 @@ def main() -> None:
         texts, gold, held = make_set(name, args.data, args.seed)
         log(f"{name}: {len(texts)} utterances, {len(set(gold))} intents")
         for run in range(1, args.repeats + 1):
-            with tempfile.TemporaryDirectory(prefix=f"dialin-sq-{name}-") as tmp:
-                stream = run_stream(texts, args, Path(tmp), name)
+            llm = SimulatedLLM(texts, gold, random_state=args.seed) if args.judge == SIMULATED else None
+            with tempfile.TemporaryDirectory(prefix=f"dialin-sq-{name}-") as tmp, \
+                    (llm or contextlib.nullcontext()):
+                judge_env = llm.env() if llm else {}
+                stream = run_stream(texts, args, Path(tmp), name, judge_env)
+                asked_stream = dict(llm.asked) if llm else {}
                 pred = as_labels(stream["final"])
                 row = {"set": name, "run": run, "n": len(texts), "gold_intents": len(set(gold)),
                        "command": command, "stream": score(gold, pred),
@@ -356,15 +403,22 @@ def main() -> None:
                                                  stream["updates_ms"])
                     log(f"  emergence: {sum(e['discovered'] for e in row['emergence'])}/{len(held)}")
                 if run == 1 and not args.no_batch:
-                    labels, _ = run_batch(texts, Path(tmp))
+                    labels, _ = run_batch(texts, Path(tmp), judge_env)
                     row["batch"] = score(gold, labels)
                     log(f"  batch: {json.dumps(row['batch'])}")
                     if held:
                         batch_final = [None if k < 0 else int(k) for k in labels]
                         row["batch_emergence"] = emergence(gold, batch_final, held)
+                if llm:
+                    row["asked"] = {f"stream {k}": v for k, v in asked_stream.items()}
+                    row["asked"].update({f"batch {k}": v - asked_stream.get(k, 0)
+                                         for k, v in llm.asked.items()
+                                         if v - asked_stream.get(k, 0)})
+                    log(f"  simulated LLM: {asked_line(row['asked'], len(texts))}")
             results.append(row)
     print(json.dumps(results, default=str))
-    write_section(args.out, SECTION, section(results, args))
+    write_section(args.out, SECTION_SIMULATED if args.judge == SIMULATED else SECTION,
+                  section(results, args))
 
 
 if __name__ == "__main__":
