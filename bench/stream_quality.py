@@ -72,7 +72,7 @@ from dialin.streams.tools.watch import read_topic
 
 from _data import banking77
 from _doc import markers, write_section
-from _simulated_llm import SimulatedLLM
+from _simulated_llm import ACCURACY as SIMULATED_ACCURACY, SimulatedLLM
 from throughput import events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,7 +276,8 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
              "## What subscribers receive: the service against batch (`bench/stream_quality.py`)")
     judge = ("" if not simulated else
              "The judge of both the worker and batch is a **simulated LLM that knows the gold "
-             "labels** (benchmark only, not an LLM): the sampled oracle 0.96 behind the project's "
+             "labels** (benchmark only, not an LLM): the sampled oracle "
+             f"{SIMULATED_ACCURACY:g} behind the project's "
              "OpenAI-protocol test server on loopback (`bench/_simulated_llm.py`), so the worker "
              "runs its LLM path (`DIALIN_JUDGE=openai`, the LLM judges' default budget of "
              f"{Judge.default_budget:g} calls per utterance per discovery run, prompts of "
