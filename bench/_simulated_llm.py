@@ -12,7 +12,8 @@ What it answers: each judge prompt's utterance blocks are decoded; each shown te
 up among the benchmark's rows (as the prompt shows it: PII redacted with the shipped entities,
 whitespace folded, cut to the prompt's length) to get its gold label; the sampled oracle's
 rules (Good when one gold label covers >= 90% of the shown sample, both sides of a union
-together; right 96% of the time; lenient with nearly pure samples; one answer per prompt)
+together; right 96% of the time; lenient with nearly pure samples; one answer per prompt,
+a question the engine asks again at a sampling temperature counting as its repetition)
 decide. Only judge prompts are served: the namer stays the offline keyword namer, because a
 namer that knew the gold labels would make the label merge trivially perfect; a name or
 prune prompt is answered with an invalid text, so the client falls back and the bench can
@@ -91,9 +92,14 @@ class SimulatedLLM:
                 self.asked["judge"] += 1
                 self.asked["unknown texts"] += labels.count(UNKNOWN)
                 self.unknown.update(t for t, y in zip(texts, labels) if y == UNKNOWN)
-        return "Good" if self.verdict(groups, labels) else "Bad"
+        # The engine asks a question again on purpose (repetition > 0: a Good confirmed)
+        # at a sampling temperature, where an LLM may answer otherwise; the sampled oracle
+        # draws a fresh error for a repetition, so a prompt sent with temperature > 0 is
+        # its repetition 1 (only the first repetition is told apart).
+        repetition = int(float(body.get("temperature") or 0.0) > 0.0)
+        return "Good" if self.verdict(groups, labels, repetition) else "Bad"
 
-    def verdict(self, groups: list[list[str]], labels: list[str]) -> bool:
+    def verdict(self, groups: list[list[str]], labels: list[str], repetition: int = 0) -> bool:
         """The sampled oracle's verdict on one prompt (one block, or the two of a union)."""
         texts = [t for group in groups for t in group]
         judge = SampledOracleJudge(labels, accuracy=ACCURACY, random_state=self.random_state)
@@ -101,7 +107,7 @@ class SimulatedLLM:
         union = len(groups) == 2
         view = ClusterView(members=tuple(range(len(texts))), texts=tuple(texts),
                            parts=tuple(tuple(g) for g in groups) if union else (),
-                           split=len(groups[0]) if union else 0)
+                           split=len(groups[0]) if union else 0, repetition=repetition)
         return bool(judge.judge([view])[0].good)
 
     def __enter__(self) -> SimulatedLLM:

@@ -267,6 +267,36 @@ def asked_line(asked: dict, n: int) -> str:
                      for k, v in sorted(asked.items())) or "none"
 
 
+def _span(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)} to {fmt.format(hi)}"
+
+
+def reading(results: list[dict]) -> str:
+    """The stream against batch per set, in the terms of issue 12's targets (computed)."""
+    batch_of = {r["set"]: r for r in results if r.get("batch")}
+    parts, differences = [], []
+    for name, first in batch_of.items():
+        rows, batch = [r for r in results if r["set"] == name], first["batch"]
+        nmi = [r["stream"]["nmi"] - batch["nmi"] for r in rows]
+        ari = [r["stream"]["ari"] - batch["ari"] for r in rows]
+        differences += nmi + ari
+        text = (f"{name}: NMI {_span(nmi, '{:+.3f}')}, ARI {_span(ari, '{:+.3f}')}, intents "
+                f"{_span([r['stream']['intents'] / batch['intents'] for r in rows], '{:.2f}')}x "
+                "batch's")
+        if first.get("batch_emergence"):
+            found = ", ".join(str(sum(e["discovered"] for e in r["emergence"])) for r in rows)
+            text += (f"; held-back intents discovered {found} of {len(first['emergence'])} "
+                     f"(batch {sum(e['discovered'] for e in first['batch_emergence'])})")
+        parts.append(text)
+    if not parts:
+        return ""
+    return ("Reading, each service run against batch on the same rows (issue 12's targets: NMI "
+            "and ARI within 0.03 of batch, intents within ±25% of batch's, 80% of the held-back "
+            "intents discovered): " + "; ".join(parts) + ". The lowest NMI or ARI difference "
+            f"of any run is {min(differences):+.3f}.")
+
+
 def section(results: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
     start, end = markers(SECTION_SIMULATED if simulated else SECTION)
@@ -299,6 +329,8 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                          f"{fmt(r['batch'])} |")
         lines.append(f"| {r['set']} | {r['n']:,} | {r['gold_intents']} | service, {args.rate:g}/s, "
                      f"run {r['run']} | {fmt(r['stream'])} |")
+    if reading(results):
+        lines += ["", reading(results)]
     if simulated:
         lines += ["", "What the LLM path costs: judge prompts the simulated LLM answered per "
                   "utterance (name and prune prompts would be answered invalid and counted here, "

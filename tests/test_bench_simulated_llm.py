@@ -1,9 +1,11 @@
 """bench/_simulated_llm.py: the simulated LLM behind real HTTP answers each prompt the project's
-LLM judge client sends exactly as the sampled oracle answers the same question directly."""
+LLM judge client sends exactly as the sampled oracle answers the same question directly,
+a question asked again on purpose included."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,8 @@ def _views(texts: list[str], gold: list[str], rng: np.random.Generator) -> list[
 def test_the_llm_client_gets_the_sampled_oracles_verdicts(simulated_llm):
     texts, gold = _rows()
     views = _views(texts, gold, np.random.default_rng(0))
+    # each asked again on purpose (the client sends it at a sampling temperature)
+    views += [replace(v, repetition=1) for v in views]
     direct = SampledOracleJudge(gold, accuracy=simulated_llm.ACCURACY, random_state=0)
     direct.prepare(None, texts)
     expected = [v.good for v in direct.judge(views)]
