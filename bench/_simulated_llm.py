@@ -61,7 +61,6 @@ class SimulatedLLM:
                 self._gold.setdefault(shown(variant), str(label))
         self.random_state = random_state
         self.asked: Counter = Counter()  # judge | name | prune, and unknown texts
-        self.unknown: set[str] = set()  # the shown texts not found, for the log
         self._lock = threading.Lock()
         self._server = FakeLLMServer()
         self._server.answer = self.answer
@@ -91,7 +90,6 @@ class SimulatedLLM:
             with self._lock:
                 self.asked["judge"] += 1
                 self.asked["unknown texts"] += labels.count(UNKNOWN)
-                self.unknown.update(t for t, y in zip(texts, labels) if y == UNKNOWN)
         # The engine asks a question again on purpose (repetition > 0: a Good confirmed)
         # at a sampling temperature, where an LLM may answer otherwise; the sampled oracle
         # draws a fresh error for a repetition, so a prompt sent with temperature > 0 is
