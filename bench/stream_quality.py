@@ -297,9 +297,14 @@ def reading(results: list[dict]) -> str:
             f"of any run is {min(differences):+.3f}.")
 
 
+def section_name(args: argparse.Namespace) -> str:
+    """The section of docs/benchmarks.md this run's judge writes."""
+    return SECTION_SIMULATED if args.judge == SIMULATED else SECTION
+
+
 def section(results: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
-    start, end = markers(SECTION_SIMULATED if simulated else SECTION)
+    start, end = markers(section_name(args))
     env = " ".join(args.env) or "none (shipped defaults)"
     title = ("## The service with a simulated LLM judge (`bench/stream_quality.py --judge "
              f"{SIMULATED}`)" if simulated else
@@ -329,8 +334,9 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                          f"{fmt(r['batch'])} |")
         lines.append(f"| {r['set']} | {r['n']:,} | {r['gold_intents']} | service, {args.rate:g}/s, "
                      f"run {r['run']} | {fmt(r['stream'])} |")
-    if reading(results):
-        lines += ["", reading(results)]
+    against_batch = reading(results)
+    if against_batch:
+        lines += ["", against_batch]
     if simulated:
         lines += ["", "What the LLM path costs: judge prompts the simulated LLM answered per "
                   "utterance (name and prune prompts would be answered invalid and counted here, "
@@ -422,6 +428,8 @@ def main() -> None:
                 judge_env = llm.env() if llm else {}
                 stream = run_stream(texts, args, Path(tmp), name, judge_env)
                 asked_stream = dict(llm.asked) if llm else {}
+                if llm:
+                    llm.asked.clear()  # what follows is batch's
                 pred = as_labels(stream["final"])
                 row = {"set": name, "run": run, "n": len(texts), "gold_intents": len(set(gold)),
                        "command": command, "stream": score(gold, pred),
@@ -444,14 +452,11 @@ def main() -> None:
                         row["batch_emergence"] = emergence(gold, batch_final, held)
                 if llm:
                     row["asked"] = {f"stream {k}": v for k, v in asked_stream.items()}
-                    row["asked"].update({f"batch {k}": v - asked_stream.get(k, 0)
-                                         for k, v in llm.asked.items()
-                                         if v - asked_stream.get(k, 0)})
+                    row["asked"].update({f"batch {k}": v for k, v in llm.asked.items() if v})
                     log(f"  simulated LLM: {asked_line(row['asked'], len(texts))}")
             results.append(row)
     print(json.dumps(results, default=str))
-    write_section(args.out, SECTION_SIMULATED if args.judge == SIMULATED else SECTION,
-                  section(results, args))
+    write_section(args.out, section_name(args), section(results, args))
 
 
 if __name__ == "__main__":
