@@ -59,6 +59,25 @@ def english_lsa(english_sample):
     return emb.encode(english_sample.texts)
 
 
+@pytest.fixture(scope="session")
+def bench_module():
+    """Imports a module of ``bench/`` by name (``bench_module("heuristic_limits")``), with
+    ``bench/`` on the path only while it loads, so its own imports (``_data``, ...) resolve."""
+    import importlib
+    import sys
+
+    folder = str(DATA.parents[1] / "bench")
+
+    def load(name: str):
+        sys.path.insert(0, folder)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(folder)
+
+    return load
+
+
 @pytest.fixture
 def clean_settings(monkeypatch):
     """No DIALIN_* variable of the machine leaks into a test; settings are re-read."""

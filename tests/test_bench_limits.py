@@ -4,23 +4,13 @@ forced merges that must join the most-linked groups first)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def limits():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import heuristic_limits
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return heuristic_limits
+def limits(bench_module):
+    return bench_module("heuristic_limits")
 
 
 def _blob(rng, centre: np.ndarray, n: int, spread: float) -> np.ndarray:

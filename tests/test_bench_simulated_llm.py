@@ -4,9 +4,7 @@ a question asked again on purpose included."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +13,12 @@ from dialin.models import ClusterView, SampledOracleJudge
 from dialin.streams.factory import build_judge
 from dialin.streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 
 @pytest.fixture(scope="module")
-def simulated_llm():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import _simulated_llm
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return _simulated_llm
+def simulated_llm(bench_module):
+    return bench_module("_simulated_llm")
 
 
 def _rows() -> tuple[list[str], list[str]]:
