@@ -74,7 +74,7 @@ class FakeLLMServer:
         self.max_in_flight = 0
         self.delay = 0.0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -166,6 +166,13 @@ class FakeLLMServer:
                 self._send(status, data)
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    """The stdlib server with a listen backlog for the client's 16 concurrent requests
+    (socketserver's default of 5 can refuse connections on a loaded machine)."""
+
+    request_queue_size = 64
 
 
 def _error(message: str) -> bytes:

@@ -61,8 +61,7 @@ def test_the_llm_client_gets_the_sampled_oracles_verdicts(simulated_llm):
     direct.prepare(None, texts)
     expected = [v.good for v in direct.judge(views)]
     with simulated_llm.SimulatedLLM(texts, gold, random_state=0) as llm:
-        settings = Settings(judge="openai", llm_url=llm.url, llm_model=simulated_llm.MODEL,
-                            llm_max_retries=0)
+        settings = Settings(judge="openai", llm_url=llm.url, llm_model=simulated_llm.MODEL)
         over_http = [v.good for v in build_judge(settings).judge(views)]
         asked = dict(llm.asked)
     assert over_http == expected
@@ -74,7 +73,7 @@ def test_texts_it_does_not_hold_are_counted_and_make_the_sample_less_pure(simula
     texts, gold = _rows()
     with simulated_llm.SimulatedLLM(texts[:40], gold[:40], random_state=0) as llm:
         judge = build_judge(Settings(judge="openai", llm_url=llm.url,
-                                     llm_model=simulated_llm.MODEL, llm_max_retries=0))
+                                     llm_model=simulated_llm.MODEL))
         pure = ClusterView(members=tuple(range(20)), texts=tuple(texts[:20]))
         # half the sample unknown: a 50% dominant share, Bad unless a 4% error flips it
         half = ClusterView(members=tuple(range(30, 50)), texts=tuple(texts[30:50]))
