@@ -97,6 +97,10 @@ class Judge(ABC):
     #: True when a question asked again always gets the same answer (it depends on the
     #: members only, not on the sample or the repetition): asking again is then wasted.
     deterministic: bool = False
+    #: True when the answers come from a server over the network (LLM backends): a batch
+    #: of questions then costs about one round trip, so a fit may ask several at once
+    #: (the budget strategy's ``lookahead``, set by the service's ``judge_lookahead``).
+    concurrent: bool = False
     #: True for judges that stand in for an LLM by reading the gold labels (the oracles
     #: of the benchmarks): their results must never be mistaken for an LLM's.
     simulated: bool = False

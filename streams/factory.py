@@ -406,6 +406,7 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
 
         estimator = BudgetITLClustering(judge, namer=namer, budget=resolved_budget(settings, judge),
                                         k_hint=None if settings.k_hint == "off" else settings.k_hint,
+                                        lookahead=settings.judge_lookahead if judge.concurrent else 1,
                                         random_state=settings.random_state)
     else:
         from dialin.models import LLMITLClustering

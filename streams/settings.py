@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     llm_timeout: float = 30.0
     llm_max_retries: int = 3
     llm_concurrency: int = 16
+    judge_lookahead: int = Field(
+        8, ge=1, description="how many questions of a discovery fit's growth and merge an LLM "
+        "judge is asked at once (its client sends them concurrently, so a fit waits about one "
+        "round trip per batch); 1 asks one at a time. Judges that answer locally (the offline "
+        "heuristic) always ask one at a time")
 
     # --- Kafka ------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -132,6 +132,64 @@ def test_repeated_questions_are_not_paid_twice(english_sample, english_lsa):
     assert judge.seen == est.n_judge_calls_
 
 
+class RoundCountingJudge(CountingJudge):
+    """Counts the batches that reach the judge: one round trip each for an LLM."""
+
+    def __init__(self, inner: Judge) -> None:
+        super().__init__(inner)
+        self.rounds = 0
+
+    def judge(self, views):
+        self.rounds += 1
+        return super().judge(views)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lookahead_batches_questions_and_decides_as_one_at_a_time(english_sample, english_lsa, seed):
+    """With a judge that answers a question the same way each time and a budget that never
+    binds, asking ahead changes how many round trips a fit waits, not what it decides.
+    Confirmations off, as at the LLM judges' default budget."""
+    def fit(lookahead):
+        judge = RoundCountingJudge(OracleJudge(english_sample.labels, accuracy=1.0))
+        est = BudgetITLClustering(judge, budget=3.0, confirm=False, lookahead=lookahead,
+                                  random_state=seed).fit(english_lsa, texts=english_sample.texts)
+        assert est.n_judge_calls_ < 3.0 * len(english_sample.texts)  # the budget did not bind
+        return est, judge
+
+    one, one_judge = fit(1)
+    ahead, ahead_judge = fit(8)
+    np.testing.assert_array_equal(ahead.labels_, one.labels_)
+    assert one.ledger_summary_["asked_ahead"] == 0
+    assert ahead_judge.rounds <= one_judge.rounds / 2  # the answers asked ahead were read
+    summary = ahead.ledger_summary_
+    assert summary["asked_ahead"] > 0.5 * ahead.n_judge_calls_
+    # about 17% here, where the merge runs to its stop rule unbounded; 3-6% at the LLM
+    # judges' budget on 3,000 rows and more (docs/benchmarks.md, "Asking the judge ahead")
+    assert summary["asked_ahead_unused"] <= 0.25 * ahead.n_judge_calls_
+    assert ahead_judge.seen == ahead.n_judge_calls_
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3])
+def test_lookahead_stays_within_budget(english_sample, english_lsa, budget):
+    judge = RoundCountingJudge(OracleJudge(english_sample.labels, random_state=0))
+    est = BudgetITLClustering(judge, budget=budget, lookahead=16,
+                              random_state=0).fit(english_lsa, texts=english_sample.texts)
+    assert 0 < est.n_judge_calls_ <= budget * len(english_sample.texts)
+    assert judge.seen == est.n_judge_calls_
+
+
+def test_service_asks_llm_judges_ahead_and_local_ones_one_at_a_time():
+    from dialin.models import HeuristicJudge, OpenAIJudge
+    from dialin.streams.factory import build_estimator
+    from dialin.streams.settings import Settings
+
+    settings = Settings(judge_lookahead=6)
+    llm = OpenAIJudge(base_url="http://127.0.0.1:9/v1", model="m")
+    assert build_estimator(settings, llm, None).lookahead == 6
+    assert build_estimator(settings, HeuristicJudge(), None).lookahead == 1
+    assert build_estimator(Settings(), llm, None).lookahead == 8
+
+
 def test_same_seed_same_result(english_sample, english_lsa):
     def run():
         return BudgetITLClustering(OracleJudge(english_sample.labels, random_state=3), budget=0.3,
@@ -195,6 +253,8 @@ def test_is_a_clonable_estimator():
 @pytest.mark.parametrize("kwargs, message", [
     ({"budget": 0}, "budget"),
     ({"budget": -1}, "budget"),
+    ({"lookahead": 0}, "lookahead"),
+    ({"lookahead": 2.5}, "lookahead"),
 ])
 def test_bad_parameters_fail_in_fit(english_sample, english_lsa, kwargs, message):
     est = BudgetITLClustering(OracleJudge(english_sample.labels), **kwargs)

@@ -42,7 +42,7 @@ import heapq
 import time
 import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -104,6 +104,19 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         on its own so the fit's random stream is the one it has without a hint): it keeps
         a small input of many intents from collapsing into a few broad groups, which is
         what a service's first discovery runs see. What it changes: ``bench/k_estimate.py``.
+    lookahead : int
+        How many questions of growth and merge go to the judge at once. Those phases
+        decide one question at a time, each answer changing the next question; with
+        ``lookahead`` > 1, whenever the next answer is not known yet, the questions of
+        the next ``lookahead`` micro-clusters (or merge pairs), as things stand, are asked
+        in one batch, which an LLM judge's client sends concurrently, so a fit waits for
+        about one round trip per batch instead of one per question. The phase then reads
+        the answers from the ledger as it reaches them; a question whose view changed in
+        the meantime (an earlier answer grew its group) is asked anew. So with a judge
+        that answers a prompt the same way each time the decisions are those of asking
+        one at a time, except that questions asked ahead and never reached count against
+        the budget (``ledger_summary_["asked_ahead_unused"]``). 1 (the default) asks one
+        at a time. What it changes: ``bench/lookahead.py``.
     random_state : int, RandomState or None
 
     Attributes
@@ -123,7 +136,7 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
                  min_group_size: int = 8, n_neighbors: int = 10, confirm_share: float = 0.15,
                  stop_window: int = 80, stop_rate: float = 0.05, sample_size: int = 20,
                  union_side: int = 10, confirm: bool | None = None,
-                 k_hint: int | Literal["auto"] | None = None,
+                 k_hint: int | Literal["auto"] | None = None, lookahead: int = 1,
                  random_state=None) -> None:
         self.judge = judge
         self.namer = namer
@@ -141,6 +154,7 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         self.union_side = union_side
         self.confirm = confirm
         self.k_hint = k_hint
+        self.lookahead = lookahead
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -159,6 +173,8 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         if self.k_hint is not None and self.k_hint != "auto" and not (
                 isinstance(self.k_hint, (int, np.integer)) and self.k_hint >= 1):
             raise ValueError(f"k_hint must be None, 'auto' or an integer >= 1, got {self.k_hint!r}")
+        if not (isinstance(self.lookahead, (int, np.integer)) and self.lookahead >= 1):
+            raise ValueError(f"lookahead must be an integer >= 1, got {self.lookahead!r}")
         started = time.perf_counter()
         run = _BudgetFit(self, X, given if given is not None else placeholder_texts(n),
                          float(budget))
@@ -176,6 +192,10 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         self.n_clusters_ = len(self.intents_)
         self.seconds_ = time.perf_counter() - started
         return self
+
+
+#: A question a fit may ask the judge: its view, made for a given repetition.
+Question = Callable[[int], ClusterView]
 
 
 class _BudgetFit:
@@ -268,6 +288,8 @@ class _BudgetFit:
         joined = new = dropped = 0
         while unvisited.any() and self.ledger.n_calls < growth_cap:
             i = int(np.flatnonzero(unvisited)[np.argmax(best_sim[unvisited])])
+            if self.est.lookahead > 1:
+                self._ask_growth_ahead(anchors, micros, best_a, best_sim, unvisited, growth_cap)
             unvisited[i] = False
             micro = micros[i]
             a = int(best_a[i])
@@ -344,6 +366,8 @@ class _BudgetFit:
                 continue  # merged away, forbidden, or a stale entry
             ma, mb = state.members[a], state.members[b]
             rep = 2 * state.bad(a, b)  # a fresh question when the pair is asked again
+            if self.est.lookahead > 1:
+                self._ask_merge_ahead(heap, state, score, (a, b))
             verdict = self.ledger.ask_one(self._union_view(ma, mb, repetition=rep), "merge")
             small = min(len(ma), len(mb))
             if verdict.is_good and (self.confirm or small >= self.est.confirm_share * (len(ma) + len(mb))) \
@@ -395,6 +419,79 @@ class _BudgetFit:
                          "groups_dissolved": len(groups) - len(kept),
                          "reassigned": int(len(rest)), "calls": self.ledger.n_calls})
         return labels
+
+    # ------------------------------------------------------------ lookahead
+    def _ask_growth_ahead(self, anchors: list[np.ndarray], micros: list[np.ndarray],
+                          best_a: np.ndarray, best_sim: np.ndarray, unvisited: np.ndarray,
+                          growth_cap: int) -> None:
+        """Ask the growth questions of the next ``lookahead`` micro-clusters, as things
+        stand, in batches: each one's union with its nearest anchor, then what its answer
+        leads to (the confirmation, or the micro-cluster alone), as :meth:`_grow` asks."""
+        todo = np.flatnonzero(unvisited)
+        todo = todo[np.argsort(-best_sim[todo], kind="stable")][: self.est.lookahead]
+
+        def union(i: int) -> Question:
+            return lambda r: self._union_view(anchors[int(best_a[i])], micros[i], r)
+
+        def alone(i: int) -> Question:
+            return lambda r: self._view(micros[i], r)
+
+        if not self.ledger.has(union(int(todo[0]))(0) if best_a[todo[0]] >= 0
+                               else alone(int(todo[0]))(0)):
+            self._ask_trees([[union(int(i)), alone(int(i))] if best_a[i] >= 0
+                             else [alone(int(i))] for i in todo], "growth", growth_cap)
+
+    def _ask_merge_ahead(self, heap: list, state: "_Groups", score, first: tuple[int, int]) -> None:
+        """Ask the merge questions of the next ``lookahead`` pairs of the queue that share
+        no group (an answer about one cannot change the others' views), in batches."""
+        ma, mb = state.members[first[0]], state.members[first[1]]
+        if self.ledger.has(self._union_view(ma, mb, repetition=2 * state.bad(*first))):
+            return
+        pairs, used, popped = [first], set(first), []
+        while heap and len(pairs) < self.est.lookahead:
+            entry = heapq.heappop(heap)
+            popped.append(entry)
+            neg, a, b = entry
+            if state.open(a, b) and -neg == score(a, b) and not used & {a, b}:
+                pairs.append((a, b))
+                used |= {a, b}
+        for entry in popped:
+            heapq.heappush(heap, entry)
+
+        def pair(a: int, b: int) -> Question:
+            ma, mb, rep = state.members[a], state.members[b], 2 * state.bad(a, b)
+            return lambda r: self._union_view(ma, mb, repetition=rep + r)
+
+        confirmed = [self.confirm or min(len(state.members[a]), len(state.members[b]))
+                     >= self.est.confirm_share * (len(state.members[a]) + len(state.members[b]))
+                     for a, b in pairs]
+        self._ask_trees([[pair(a, b)] for a, b in pairs], "merge", self.cap, confirmed)
+
+    def _ask_trees(self, questions: list[list[Question]], phase: str, cap: int,
+                   confirmed: list[bool] | None = None) -> None:
+        """Ask each item's questions in rounds, one batch per round: an item asks its first
+        question at repetition 0; a Good answer is
+        asked again at repetition 1 where it needs confirming, and a Bad one (first or
+        confirmed) moves the item on to its next question, as the phases do one by one."""
+        confirm = confirmed or [self.confirm] * len(questions)
+        state = [(0, 0) for _ in questions]  # (question, repetition) each item asks next
+        while True:
+            live = [k for k, (q, _) in enumerate(state) if q < len(questions[k])]
+            left = cap - self.ledger.n_calls
+            if not live or left <= 0:
+                return
+            views = [questions[k][state[k][0]](state[k][1]) for k in live]
+            answers = self.ledger.ask_ahead(views, phase, left)
+            for k, verdict in zip(live, answers):
+                q, rep = state[k]
+                if verdict is None:
+                    state[k] = (len(questions[k]), 0)  # beyond the budget: stop here
+                elif verdict.is_good and rep == 0 and confirm[k]:
+                    state[k] = (q, 1)
+                elif verdict.is_good:
+                    state[k] = (len(questions[k]), 0)  # decided: Good
+                else:
+                    state[k] = (q + 1, 0)  # Bad: the next question, if any
 
     def _confirmed(self, make_view, phase: str) -> Verdict:
         """Ask once; with ``confirm`` on, a Good answer must survive a second asking."""

@@ -113,6 +113,7 @@ class _RowMappedJudge(Judge):
         self.backend = judge.backend
         self.default_budget = judge.default_budget
         self.deterministic = judge.deterministic
+        self.concurrent = judge.concurrent
 
     def prepare(self, X: np.ndarray, texts: Sequence[str]) -> None:
         """Nothing to do: the wrapped judge was prepared on every row."""

@@ -361,6 +361,8 @@ class LLMJudge(_LLMTask, Judge):
     are invalid (None, treated as Bad), with the same ``fallback`` reason.
     """
 
+    concurrent = True  # a batch is sent concurrently: one round trip, not one per question
+
     def __init__(self, client: ChatClient, *, logprobs: bool = True, fallback: Judge | None = None,
                  **kwargs: Any) -> None:
         super().__init__(client, **kwargs)

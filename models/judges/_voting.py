@@ -69,6 +69,10 @@ class RepeatedJudge(Judge):
         return self.judge_.deterministic
 
     @property
+    def concurrent(self) -> bool:
+        return self.judge_.concurrent
+
+    @property
     def stats(self) -> LLMStats | None:
         return _merged_stats([self.judge_])
 
@@ -115,6 +119,10 @@ class CrowdJudge(Judge):
     @property
     def deterministic(self) -> bool:
         return all(j.deterministic for j in self.judges)
+
+    @property
+    def concurrent(self) -> bool:
+        return all(j.concurrent for j in self.judges)
 
     @property
     def stats(self) -> LLMStats | None:
