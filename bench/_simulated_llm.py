@@ -18,12 +18,17 @@ decide. Only judge prompts are served: the namer stays the offline keyword namer
 namer that knew the gold labels would make the label merge trivially perfect; a name or
 prune prompt is answered with an invalid text, so the client falls back and the bench can
 count it. Every report that uses it must say "simulated".
+
+``latency`` makes each request wait that many seconds before its answer, as an LLM takes
+to read a prompt and answer; the server answers each request on a thread of its own, so
+requests sent together wait together, as a batching server (vLLM) answers them.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,13 +58,15 @@ def shown(text: str) -> str:
 class SimulatedLLM:
     """The server, answering judge prompts with the sampled oracle over ``texts``' gold labels."""
 
-    def __init__(self, texts: Sequence[str], gold: Sequence[str], random_state: int = 0) -> None:
+    def __init__(self, texts: Sequence[str], gold: Sequence[str], random_state: int = 0,
+                 latency: float = 0.0) -> None:
         redactor = Redactor(entities=Settings().pii_entities)
         self._gold: dict[str, str] = {}
         for text, label in zip(texts, gold):
             for variant in (text, redactor.redact(text)):
                 self._gold.setdefault(shown(variant), str(label))
         self.random_state = random_state
+        self.latency = latency
         self.asked: Counter = Counter()  # judge | name | prune, and unknown texts
         self._lock = threading.Lock()
         self._server = FakeLLMServer()
@@ -75,6 +82,8 @@ class SimulatedLLM:
         return {"DIALIN_JUDGE": "openai", "DIALIN_LLM_URL": self.url, "DIALIN_LLM_MODEL": MODEL}
 
     def answer(self, body: dict, count: bool = True) -> str:
+        if count and self.latency > 0:
+            time.sleep(self.latency)
         task = task_of(body)
         if task != "judge":
             if count:

@@ -2,6 +2,7 @@
 
 Usage: OMP_NUM_THREADS=1 python bench/stream_quality.py [--sets test dense emergence]
        [--rate 100] [--seed 0] [--repeats 2] [--judge shipped|simulated-llm]
+       [--llm-latency SECONDS]
        [--out docs/benchmarks.md]
 
 Every other quality figure in this project is batch (``dialin evaluate`` / ``discover`` on a
@@ -28,7 +29,8 @@ Sets (fixed seeds, so a re-run draws the same rows):
 (``DIALIN_JUDGE=openai``) against a simulated LLM that knows the gold labels
 (``bench/_simulated_llm.py``: the sampled oracle behind the project's OpenAI-protocol test
 server), for what subscribers receive when an LLM judges; its figures go to a section of
-their own, which says they are simulated.
+their own, which says they are simulated. ``--llm-latency`` holds each of its answers that
+many seconds, as an LLM takes to answer (the section then says so).
 
 Utterances still buffered when the stream has settled are *unassigned*: they count as one
 group of their own in NMI/ARI (a subscriber received nothing for them) and lower the share
@@ -318,7 +320,9 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
              f"{Judge.default_budget:g} calls per utterance per discovery run, prompts of "
              "sampled utterances) and the sampled oracle answers each prompt "
              "from the gold labels of the utterances it shows; the namer stays the offline keyword "
-             "namer. ")
+             "namer. " + (f"Each request is held {args.llm_latency:g} s before its answer (an "
+                          "assumed answer time, not a measurement of any LLM). "
+                          if args.llm_latency else ""))
     lines = [start, title, "",
              judge + f"Produced by `{results[0]['command']}`: the embedded broker and one worker "
              f"(settings overridden: {env}), each set replayed at {args.rate:g} utterances/s, "
@@ -409,6 +413,9 @@ def main() -> None:
     parser.add_argument("--judge", choices=["shipped", SIMULATED], default="shipped",
                         help="the worker's judge: the shipped default (offline heuristic), or "
                              "a simulated LLM that knows the gold labels (benchmark only)")
+    parser.add_argument("--llm-latency", type=float, default=0.0, metavar="SECONDS",
+                        help="with --judge simulated-llm: hold each request this long before "
+                             "its answer, as an LLM takes to answer (default: answer at once)")
     parser.add_argument("--no-batch", action="store_true", help="skip the batch column")
     parser.add_argument("--repeats", type=int, default=2,
                         help="replays of each set (the stream's figures vary run to run)")
@@ -422,7 +429,8 @@ def main() -> None:
         texts, gold, held = make_set(name, args.data, args.seed)
         log(f"{name}: {len(texts)} utterances, {len(set(gold))} intents")
         for run in range(1, args.repeats + 1):
-            llm = SimulatedLLM(texts, gold, random_state=args.seed) if args.judge == SIMULATED else None
+            llm = (SimulatedLLM(texts, gold, random_state=args.seed, latency=args.llm_latency)
+                   if args.judge == SIMULATED else None)
             with tempfile.TemporaryDirectory(prefix=f"dialin-sq-{name}-") as tmp, \
                     (llm or contextlib.nullcontext()):
                 judge_env = llm.env() if llm else {}
