@@ -2,7 +2,10 @@
 
 Every strategy asks its judge through a :class:`JudgeLedger`, so the same question
 (as the judge's ``cache_key`` defines it) is never paid for twice within a run, and
-calls are counted by phase for the fitted results, the CLI and Prometheus.
+calls are counted by phase for the fitted results, the CLI and Prometheus. A strategy
+that decides one question at a time may ask ahead (:meth:`JudgeLedger.ask_ahead`): the
+questions it expects to reach go in one batch and their answers wait in the cache, so an
+LLM judge is waited for once per batch; answers nothing read are counted.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class JudgeLedger:
         return [self.cache.get(key) for key in keys]
 
     def _send(self, todo: dict, phase: str) -> None:
+        """Ask the judge ``todo`` (cache key -> view) in one batch; cache and count."""
         if not todo:
             return
         verdicts = self.judge_.judge(list(todo.values()))
