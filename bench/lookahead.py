@@ -35,7 +35,6 @@ Libraries: NumPy, scikit-learn (NMI, ARI).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -102,30 +101,20 @@ def decisions(X: np.ndarray, texts: list[str], gold: np.ndarray, lookaheads: lis
 def llm_seconds(texts: list[str], gold: np.ndarray, X: np.ndarray, lookaheads: list[int],
                 latency: float) -> dict[int, dict]:
     """Per lookahead: seconds and calls of the service's LLM-path estimator on ``X``."""
-    from _simulated_llm import SimulatedLLM
+    from _simulated_llm import MODEL, SimulatedLLM
     from dialin.streams import factory
     from dialin.streams.settings import Settings
 
     out = {}
     with SimulatedLLM(texts, list(gold), latency=latency) as llm:
         for la in lookaheads:
-            env = {**llm.env(), "DIALIN_JUDGE_LOOKAHEAD": str(la)}
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                settings = Settings()
-                judge = factory.build_judge(settings)
-                est = factory.build_estimator(settings, judge, None)
-                started = time.perf_counter()
-                est.fit(X, texts=texts)
-                out[la] = {"seconds": time.perf_counter() - started, "calls": est.n_judge_calls_,
-                           "nmi": nmi(gold, est.labels_), "ari": ari(gold, est.labels_)}
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+            settings = Settings(judge="openai", llm_url=llm.url, llm_model=MODEL, judge_lookahead=la)
+            judge = factory.build_judge(settings)
+            est = factory.build_estimator(settings, judge, None)
+            started = time.perf_counter()
+            est.fit(X, texts=texts)
+            out[la] = {"seconds": time.perf_counter() - started, "calls": est.n_judge_calls_,
+                       "nmi": nmi(gold, est.labels_), "ari": ari(gold, est.labels_)}
             log(f"  LLM path, lookahead {la}: {out[la]}")
     return out
 

@@ -43,6 +43,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -288,13 +289,14 @@ class _BudgetFit:
         joined = new = dropped = 0
         while unvisited.any() and self.ledger.n_calls < growth_cap:
             i = int(np.flatnonzero(unvisited)[np.argmax(best_sim[unvisited])])
-            if self.est.lookahead > 1:
-                self._ask_growth_ahead(anchors, micros, best_a, best_sim, unvisited, growth_cap)
+            ahead = partial(self._ask_growth_ahead, i, anchors, micros, best_a, best_sim,
+                            unvisited, growth_cap)
             unvisited[i] = False
             micro = micros[i]
             a = int(best_a[i])
             if a >= 0:
-                verdict = self._confirmed(lambda r: self._union_view(anchors[a], micro, r), "growth")
+                verdict = self._confirmed(lambda r: self._union_view(anchors[a], micro, r), "growth",
+                                          ahead)
                 if verdict.is_good:
                     anchors[a] = np.concatenate([anchors[a], micro])
                     self._note(anchors[a], verdict)
@@ -308,7 +310,9 @@ class _BudgetFit:
                     continue
             if self.ledger.n_calls >= growth_cap:
                 break
-            verdict = self._confirmed(lambda r: self._view(micro, r), "growth")
+            # asked first only when there is no anchor; after a refused union, as it comes
+            verdict = self._confirmed(lambda r: self._view(micro, r), "growth",
+                                      ahead if a < 0 else None)
             if verdict.is_good:
                 anchors.append(micro)
                 self._note(micro, verdict)
@@ -366,12 +370,9 @@ class _BudgetFit:
                 continue  # merged away, forbidden, or a stale entry
             ma, mb = state.members[a], state.members[b]
             rep = 2 * state.bad(a, b)  # a fresh question when the pair is asked again
-            if self.est.lookahead > 1:
-                self._ask_merge_ahead(heap, state, score, (a, b))
-            verdict = self.ledger.ask_one(self._union_view(ma, mb, repetition=rep), "merge")
-            small = min(len(ma), len(mb))
-            if verdict.is_good and (self.confirm or small >= self.est.confirm_share * (len(ma) + len(mb))) \
-                    and self._left() > 0:
+            verdict = self._ask(self._union_view(ma, mb, repetition=rep), "merge",
+                                lambda: self._ask_merge_ahead(heap, state, score, (a, b)))
+            if verdict.is_good and self._merge_confirmed(ma, mb) and self._left() > 0:
                 verdict = self.ledger.ask_one(self._union_view(ma, mb, repetition=rep + 1), "merge")
             stats["asked"] += 1
             recent.append(verdict.is_good)
@@ -421,14 +422,23 @@ class _BudgetFit:
         return labels
 
     # ------------------------------------------------------------ lookahead
-    def _ask_growth_ahead(self, anchors: list[np.ndarray], micros: list[np.ndarray],
+    def _ask(self, view: ClusterView, phase: str, ahead: Callable[[], None] | None) -> Verdict:
+        """Ask ``view``; with ``lookahead`` > 1, when its answer is not known yet, first
+        ``ahead()``: ask it together with the questions expected next."""
+        if ahead is not None and self.est.lookahead > 1 and not self.ledger.has(view):
+            ahead()
+        return self.ledger.ask_one(view, phase)
+
+    def _ask_growth_ahead(self, first: int, anchors: list[np.ndarray], micros: list[np.ndarray],
                           best_a: np.ndarray, best_sim: np.ndarray, unvisited: np.ndarray,
                           growth_cap: int) -> None:
-        """Ask the growth questions of the next ``lookahead`` micro-clusters, as things
-        stand, in batches: each one's union with its nearest anchor, then what its answer
-        leads to (the confirmation, or the micro-cluster alone), as :meth:`_grow` asks."""
-        todo = np.flatnonzero(unvisited)
-        todo = todo[np.argsort(-best_sim[todo], kind="stable")][: self.est.lookahead]
+        """Ask the growth questions of micro-cluster ``first`` and of the next unvisited
+        ones, ``lookahead`` in all, as things stand, in batches: each one's union with its
+        nearest anchor, then what its answer leads to (the confirmation, or the
+        micro-cluster alone), as :meth:`_grow` asks."""
+        rest = np.flatnonzero(unvisited)
+        rest = rest[np.argsort(-best_sim[rest], kind="stable")][: self.est.lookahead - 1]
+        todo = [first, *rest.tolist()]
 
         def union(i: int) -> Question:
             return lambda r: self._union_view(anchors[int(best_a[i])], micros[i], r)
@@ -436,17 +446,13 @@ class _BudgetFit:
         def alone(i: int) -> Question:
             return lambda r: self._view(micros[i], r)
 
-        if not self.ledger.has(union(int(todo[0]))(0) if best_a[todo[0]] >= 0
-                               else alone(int(todo[0]))(0)):
-            self._ask_trees([[union(int(i)), alone(int(i))] if best_a[i] >= 0
-                             else [alone(int(i))] for i in todo], "growth", growth_cap)
+        self._ask_trees([[union(i), alone(i)] if best_a[i] >= 0 else [alone(i)] for i in todo],
+                        "growth", growth_cap)
 
     def _ask_merge_ahead(self, heap: list, state: "_Groups", score, first: tuple[int, int]) -> None:
-        """Ask the merge questions of the next ``lookahead`` pairs of the queue that share
-        no group (an answer about one cannot change the others' views), in batches."""
-        ma, mb = state.members[first[0]], state.members[first[1]]
-        if self.ledger.has(self._union_view(ma, mb, repetition=2 * state.bad(*first))):
-            return
+        """Ask the merge questions of pair ``first`` and of the next pairs of the queue that
+        share no group with it or each other (an answer about one cannot change the others'
+        views), ``lookahead`` in all, in batches."""
         pairs, used, popped = [first], set(first), []
         while heap and len(pairs) < self.est.lookahead:
             entry = heapq.heappop(heap)
@@ -462,17 +468,20 @@ class _BudgetFit:
             ma, mb, rep = state.members[a], state.members[b], 2 * state.bad(a, b)
             return lambda r: self._union_view(ma, mb, repetition=rep + r)
 
-        confirmed = [self.confirm or min(len(state.members[a]), len(state.members[b]))
-                     >= self.est.confirm_share * (len(state.members[a]) + len(state.members[b]))
-                     for a, b in pairs]
+        confirmed = [self._merge_confirmed(state.members[a], state.members[b]) for a, b in pairs]
         self._ask_trees([[pair(a, b)] for a, b in pairs], "merge", self.cap, confirmed)
+
+    def _merge_confirmed(self, ma: np.ndarray, mb: np.ndarray) -> bool:
+        """Whether a Good answer about merging ``ma`` and ``mb`` is asked again: always with
+        ``confirm``, else when the smaller side is ``confirm_share`` of the union or more."""
+        return self.confirm or min(len(ma), len(mb)) >= self.est.confirm_share * (len(ma) + len(mb))
 
     def _ask_trees(self, questions: list[list[Question]], phase: str, cap: int,
                    confirmed: list[bool] | None = None) -> None:
         """Ask each item's questions in rounds, one batch per round: an item asks its first
-        question at repetition 0; a Good answer is
-        asked again at repetition 1 where it needs confirming, and a Bad one (first or
-        confirmed) moves the item on to its next question, as the phases do one by one."""
+        question at repetition 0; a Good answer is asked again at repetition 1 where it needs
+        confirming, and a Bad one (first or confirmed) moves the item on to its next
+        question, as the phases do one by one."""
         confirm = confirmed or [self.confirm] * len(questions)
         state = [(0, 0) for _ in questions]  # (question, repetition) each item asks next
         while True:
@@ -493,9 +502,11 @@ class _BudgetFit:
                 else:
                     state[k] = (q + 1, 0)  # Bad: the next question, if any
 
-    def _confirmed(self, make_view, phase: str) -> Verdict:
-        """Ask once; with ``confirm`` on, a Good answer must survive a second asking."""
-        verdict = self.ledger.ask_one(make_view(0), phase)
+    def _confirmed(self, make_view: Question, phase: str,
+                   ahead: Callable[[], None] | None = None) -> Verdict:
+        """Ask once (:meth:`_ask`); with ``confirm`` on, a Good answer must survive a second
+        asking."""
+        verdict = self._ask(make_view(0), phase, ahead)
         if verdict.is_good and self.confirm and self._left() > 0:
             verdict = self.ledger.ask_one(make_view(1), phase)
         return verdict
