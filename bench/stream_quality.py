@@ -75,6 +75,8 @@ from dialin.streams.tools.watch import read_topic
 from _data import banking77
 from _doc import markers, write_section
 from _simulated_llm import ACCURACY as SIMULATED_ACCURACY, SimulatedLLM
+from names import name_accuracy
+from quality import embed
 from throughput import events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +123,7 @@ def make_set(name: str, data: Path, seed: int) -> tuple[list[str], list[str], se
 # ----------------------------------------------------------------- batch
 def run_batch(texts: list[str], tmp: Path, judge_env: dict[str, str]) -> tuple[np.ndarray, dict]:
     """``dialin discover`` on a CSV of ``texts`` (with the stream's judge): labels per row
-    (-1 unassigned) and metadata."""
+    (-1 unassigned) and each intent's name by label."""
     src, out = tmp / "batch.csv", tmp / "intents.json"
     with open(src, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -137,7 +139,7 @@ def run_batch(texts: list[str], tmp: Path, judge_env: dict[str, str]) -> tuple[n
     labels = np.full(len(texts), -1)
     for k, intent in enumerate(doc["intents"]):
         labels[np.asarray(intent["rows"], dtype=int)] = k
-    return labels, doc["metadata"]
+    return labels, {k: intent["label"] for k, intent in enumerate(doc["intents"])}
 
 
 # ---------------------------------------------------------------- stream
@@ -200,14 +202,26 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
                 if isinstance(rec.data, dict):
                     produced[rec.data.get("utterance_id")] = rec.timestamp_ms
             updates_ms: dict[str, list[int]] = {}
+            latest: dict[str, tuple[int, str]] = {}  # intent_id -> (version, label)
+            first: dict[str, tuple[int, str]] = {}
+            renames = 0
             for rec in read_topic(settings, settings.topic_updates):
                 if isinstance(rec.data, dict) and "intent_id" in rec.data:
-                    updates_ms.setdefault(rec.data["intent_id"], []).append(rec.timestamp_ms)
+                    iid = rec.data["intent_id"]
+                    updates_ms.setdefault(iid, []).append(rec.timestamp_ms)
+                    version = int(rec.data.get("version") or 1)
+                    if version >= latest.get(iid, (0, ""))[0]:
+                        latest[iid] = (version, str(rec.data.get("label")))
+                    if version < first.get(iid, (version + 1, ""))[0]:
+                        first[iid] = (version, str(rec.data.get("label")))
+                    renames += rec.data.get("event") == "renamed"
         finally:
             worker.stop()
     final = finals(tally, ids)
     versions = [int(tally.assigned.get(u, {}).get("version") or 1) for u in ids if u in tally.assigned]
     return {"final": final, "at_end": at_end or final, "produced_ms": [produced.get(u) for u in ids],
+            "names": {iid: label for iid, (_, label) in latest.items()}, "renames": renames,
+            "first_names": {iid: label for iid, (_, label) in first.items()},
             "updates_ms": updates_ms, "missing": len(expected - tally.accepted),
             "lost": len(tally.lost), "violations": len(tally.violations),
             "runs_during": runs_during,
@@ -226,6 +240,23 @@ def score(gold: list[str], pred: np.ndarray) -> dict:
     return {"nmi": nmi(gold, pred), "ari": ari(gold, pred),
             "intents": int(len(np.unique(pred[pred >= 0]))),
             "assigned": float(np.mean(pred >= 0))}
+
+
+def names_right(gold: list[str], final: list, names: dict) -> tuple[int, int]:
+    """How many of the intents subscribers hold have a label whose nearest gold intent name
+    (MiniLM, ``-`` and ``_`` read as spaces: ``bench/names.py``'s measure) is their
+    majority gold intent; and how many intents were named."""
+    members: dict = {}
+    for g, f in zip(gold, final):
+        if f is not None and f in names:
+            members.setdefault(f, []).append(g)
+    if not members:
+        return 0, 0
+    ids = sorted(members, key=str)
+    majority = [Counter(members[i]).most_common(1)[0][0] for i in ids]
+    right = name_accuracy([names[i] for i in ids], majority, sorted(set(gold)),
+                          lambda words: embed("minilm", list(words))[0])
+    return int(sum(right)), len(ids)
 
 
 def as_labels(final: list[str | None]) -> np.ndarray:
@@ -363,6 +394,26 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
         lines.append(f"| {r['set']} | {r['run']} | {100 * r['reassigned']:.0f}% | {causes} | "
                      f"{r['versions']:.2f} | {r['runs_during']:.0f} / {r['runs']:.0f} | "
                      f"{fmt(r['at_end']).replace(' | ', ' / ')} | {r['lost']} | {r['violations']} |")
+    lines += ["", "The names subscribers read: the share of the intents they hold at the end "
+              "whose label (the latest on `intent-updates`) has its majority gold intent's name "
+              "nearest (MiniLM, `-` and `_` read as spaces: the measure of `bench/names.py`; "
+              "the gold names are a yardstick only), beside batch's labels for the same rows; "
+              "the same intents read by the label each had when it was created (what "
+              "subscribers read before consolidations re-named intents: the label stayed); "
+              "and the intents the engine re-named on the way (event `renamed`, actor `engine`: "
+              "a consolidation found the members it was named for replaced, "
+              "`DIALIN_RENAME_OVERLAP`).", "",
+              "| set | run | names right: service | same intents, their first label | "
+              "batch `dialin discover` | re-named by the engine |",
+              "|---|---:|---:|---:|---:|---:|"]
+    batch_names = {r["set"]: r["batch_names_right"] for r in results if r.get("batch_names_right")}
+    for r in results:
+        right, named = r["names_right"]
+        b = batch_names.get(r["set"])
+        in_batch = "–" if not b else f"{100 * b[0] / max(b[1], 1):.0f}% of {b[1]}"
+        first_right, first_named = r["first_names_right"]
+        lines.append(f"| {r['set']} | {r['run']} | {100 * right / max(named, 1):.0f}% of {named} | "
+                     f"{100 * first_right / max(first_named, 1):.0f}% | {in_batch} | {r['renames']} |")
     later = [r for r in results if r.get("emergence") and r["run"] > 1]
     for r in results:
         if not r.get("emergence") or r["run"] > 1:
@@ -445,15 +496,21 @@ def main() -> None:
                        "violations": stream["violations"], "reassigned": stream["reassigned"],
                        "versions": stream["versions"], "causes": stream["causes"],
                        "runs_during": stream["runs_during"], "runs": stream["runs"],
-                       "at_end": score(gold, as_labels(stream["at_end"]))}
-                log(f"  stream, run {run}: {json.dumps(row['stream'])}")
+                       "at_end": score(gold, as_labels(stream["at_end"])),
+                       "names_right": names_right(gold, stream["final"], stream["names"]),
+                       "first_names_right": names_right(gold, stream["final"], stream["first_names"]),
+                       "renames": stream["renames"]}
+                log(f"  stream, run {run}: {json.dumps(row['stream'])}, names right "
+                    f"{row['names_right']}, renamed by the engine {row['renames']}")
                 if held:
                     row["emergence"] = emergence(gold, stream["final"], held, stream["produced_ms"],
                                                  stream["updates_ms"])
                     log(f"  emergence: {sum(e['discovered'] for e in row['emergence'])}/{len(held)}")
                 if run == 1 and not args.no_batch:
-                    labels, _ = run_batch(texts, Path(tmp), judge_env)
+                    labels, batch_names = run_batch(texts, Path(tmp), judge_env)
                     row["batch"] = score(gold, labels)
+                    row["batch_names_right"] = names_right(
+                        gold, [None if k < 0 else int(k) for k in labels], batch_names)
                     log(f"  batch: {json.dumps(row['batch'])}")
                     if held:
                         batch_final = [None if k < 0 else int(k) for k in labels]

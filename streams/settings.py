@@ -121,6 +121,10 @@ class Settings(BaseSettings):
         "its size at the last one")
     consolidation_interval_seconds: float = Field(
         900.0, ge=0, description="once the memory is full, at most one consolidation this often")
+    rename_overlap: float = Field(
+        0.7, ge=0, le=1, description="a consolidation re-names an intent the engine named "
+        "(event renamed, actor engine) when fewer than this share of its members are members "
+        "it was named for and the namer now names it otherwise; 0: engine names never change")
     consolidation_max_lag: int = Field(
         2000, ge=0, description="a due consolidation waits while the input's consumer lag "
         "(all partitions) is above this: under overload the cores go to ingestion first")

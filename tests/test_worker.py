@@ -747,6 +747,86 @@ def test_a_consolidation_never_merges_or_regroups_imported_intents():
     assert disco.catalog.get("intent-b").active
 
 
+class RenamingEstimator(DirectionEstimator):
+    """Names each cluster ``<prefix>-<direction>``: a namer whose names can change."""
+
+    prefix = "topic"
+
+    def fit(self, X, texts=None):
+        super().fit(X, texts)
+        self.intents_ = [replace(i, label=f"{self.prefix}-{i.intent_id}") for i in self.intents_]
+        return self
+
+
+def _named_consolidation(remembered: int, arrived: int, **overrides):
+    """An intent ``old-name`` the engine named for ``remembered`` utterances, ``arrived``
+    new ones of the same direction buffered; one consolidation. Its catalog centroid points
+    elsewhere, so the re-match leaves the new ones to the fit."""
+    estimator = RenamingEstimator()
+    intent = overrides.pop("intent", {})
+    disco, pub = make_discovery(estimator, **overrides)
+    now = time.time()
+    disco.catalog.put(CatalogIntent(intent_id="intent-a", label="old-name", role="customer",
+                                    centroid=np.eye(8, dtype=np.float32)[5], size=remembered,
+                                    **intent))
+    remember(disco, [0], remembered, "intent-a", "a", now)
+    fill(disco.buffer, [0], arrived, accepted_at=now, tag="b")
+    asyncio.run(disco.tick(now=now + 1))
+    assert disco.consolidations == 1
+    [update] = [u for _, u in pub.on(disco.settings.topic_updates) if u["intent_id"] == "intent-a"]
+    return disco, pub, estimator, update
+
+
+def test_a_consolidation_renames_an_intent_whose_members_are_mostly_not_those_it_was_named_for():
+    disco, pub, estimator, update = _named_consolidation(remembered=5, arrived=20,
+                                                         consolidation_growth=0.1)
+    assert (update["event"], update["actor"], update["label"], update["renamed_from"]) == (
+        "renamed", "engine", "topic-0", "old-name")
+    assert update["status"] == "updated" and update["size"] == 25
+    assert disco.catalog.get("intent-a").label == "topic-0"
+    # Named again for these 25: 5 more (30, 25 named: 83%) keep the name though the namer
+    # would now say otherwise; 8 more after those (38, 25 named: 66%) change it (counted
+    # from the last consolidation's 30 instead, 79%, they would not).
+    estimator.prefix = "other"
+    for extra, expected in ((5, ("updated", "topic-0")), (8, ("renamed", "other-0"))):
+        pub.sent.clear()
+        later = time.time() + 10 * extra
+        fill(disco.buffer, [0], extra, accepted_at=later, tag=f"c{extra}-")
+        asyncio.run(disco.tick(now=later + 1))
+        [u] = [u for _, u in pub.on(disco.settings.topic_updates) if u["intent_id"] == "intent-a"]
+        assert (u["event"], u["label"]) == expected, u
+    assert disco.consolidations == 3
+    assert u["renamed_from"] == "topic-0"
+
+
+@pytest.mark.parametrize("case", ["mostly its own", "renames off", "a person's", "name taken"])
+def test_a_consolidation_keeps_an_intents_name(case):
+    """Kept: most members are those it was named for; renaming is off; a person decided
+    about it; or the new name is another active intent's."""
+    overrides: dict = {}
+    if case == "renames off":
+        overrides["rename_overlap"] = 0.0
+    if case == "a person's":
+        overrides["intent"] = {"pinned": True}
+    remembered, arrived = (20, 5) if case == "mostly its own" else (5, 20)
+    if case == "name taken":
+        estimator = RenamingEstimator()
+        disco, pub = make_discovery(estimator)
+        now = time.time()
+        for iid, label, d in (("intent-a", "old-name", 5), ("intent-z", "Topic_0", 6)):
+            disco.catalog.put(CatalogIntent(intent_id=iid, label=label, role="customer",
+                                            centroid=np.eye(8, dtype=np.float32)[d], size=5))
+        remember(disco, [0], remembered, "intent-a", "a", now)
+        remember(disco, [3], 5, "intent-z", "z", now)
+        fill(disco.buffer, [0], arrived, accepted_at=now, tag="b")
+        asyncio.run(disco.tick(now=now + 1))
+        [update] = [u for _, u in pub.on(disco.settings.topic_updates) if u["intent_id"] == "intent-a"]
+    else:
+        _, _, _, update = _named_consolidation(remembered, arrived, **overrides)
+    assert (update["event"], update["label"], update["renamed_from"]) == ("updated", "old-name", None)
+    assert update["size"] == 25
+
+
 @pytest.mark.parametrize("taken", ["Topic-0", "TOPIC_0"])  # case, and "_" read as "-"
 def test_a_created_intent_never_takes_the_label_of_an_active_one(taken):
     disco, pub = make_discovery(DirectionEstimator())

@@ -37,7 +37,10 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    certified the new grouping. A merge is also a question of its own: before a cluster
    folds two known intents into one, the fit's judge is asked whether their members are
    one intent, and a refused union keeps both (each with its members; the cluster's other
-   rows go to the nearer one). Every remembered utterance whose intent changed gets a
+   rows go to the nearer one). A continued intent keeps its id and its name, unless fewer
+   than ``rename_overlap`` of its members are the ones it was named for and the fit's namer
+   names it otherwise: then it is ``renamed`` by ``engine`` (a first run's name no longer
+   names what a split or the memory's turnover left in it). Every remembered utterance whose intent changed gets a
    new assignment record with ``version`` + 1 and its ``cause``, once its input offset
    is committed (before that a redelivery of its event could write version 1 after
    it): a move not yet settled is kept as *pending* and made by a later tick as soon
@@ -124,6 +127,11 @@ BUILD_SLICE = 100
 MAX_RETRY_SECONDS = 300.0
 
 
+def _reads_as(label: str) -> str:
+    """How a label reads: "Card-Lost", "card_lost" and "card lost" are one name."""
+    return " ".join(label.casefold().replace("-", " ").replace("_", " ").split())
+
+
 def kept_whole(intent: CatalogIntent) -> bool:
     """A person made or decided it (an import, or a reviewer's approve, rename, merge or
     split): a consolidation never merges it away nor moves its remembered members out,
@@ -208,6 +216,11 @@ class Discovery:
         #: committed: utterance_id -> (intent_id, cause). Leader-local: a new leader's
         #: first consolidation decides again.
         self.pending: dict[str, tuple[str, str]] = {}
+        #: The utterance_ids each intent the engine named had when it was named (created or
+        #: re-named): a consolidation re-names an intent once too few of its members are
+        #: these (``rename_overlap``). Leader-local: a new leader counts from the members
+        #: it finds remembered, so a leader change only delays a re-naming.
+        self.named_for: dict[str, frozenset[str]] = {}
         self.last_run_at = 0.0
         self.last_consolidation_at = 0.0
         self.memory_at_consolidation = 0
@@ -703,8 +716,12 @@ class Discovery:
                 known = self.catalog.get(iid)
                 if known is not None and not known.active:
                     continue  # retired or rejected: never continued, its members stay put
-                plan.append((self._entry(found[k], X, role or None, iid, now, known,
-                                         rec.split_from.get(iid)), found[k].rows))
+                entry = self._entry(found[k], X, role or None, iid, now, known,
+                                    rec.split_from.get(iid))
+                if known is not None:
+                    entry = self._renamed(entry, found[k], [entries[r].utterance_id for r in found[k].rows],
+                                          [entries[i].utterance_id for i in rows if old[i] == iid])
+                plan.append((entry, found[k].rows))
             for gone, into in rec.merged.items():
                 target = self.catalog.get(into)
                 if target is not None and not target.active:
@@ -717,23 +734,62 @@ class Discovery:
                 moves[gone] = into
         return plan, merged, moves
 
+    def _renamed(self, entry: CatalogIntent, found: Found, members: list[str],
+                 remembered: list[str]) -> CatalogIntent:
+        """A continued intent, re-named when its name no longer is the name of its members.
+
+        The namer named the intent for the members it had then (often a small first run's);
+        a consolidation that split it, merged others into it, or replaced most of its
+        members as the memory turned over leaves that name describing other utterances. So
+        when fewer than ``rename_overlap`` of its members now are members it was named for
+        (``named_for``; unknown to this leader: the members it had remembered before this
+        run), and the fit's namer names it otherwise now, it takes the new name: event
+        ``renamed`` by ``engine``, ``renamed_from`` the old one. An intent a person named or
+        decided about (:func:`kept_whole`) keeps its name. Measured on what subscribers
+        read: ``bench/stream_quality.py`` ("names right").
+        """
+        share = self.settings.rename_overlap
+        if share <= 0 or kept_whole(entry) or entry.event != "updated":
+            return entry
+        fresh = found.intent.label
+        if _reads_as(fresh) == _reads_as(entry.label):
+            return entry
+        named = self.named_for.get(entry.intent_id)
+        if named is None:
+            named = frozenset(remembered)
+        kept = sum(1 for u in members if u in named)
+        if members and kept / len(members) >= share:
+            return entry
+        return replace(entry, event="renamed", label=fresh, renamed_from=entry.label)
+
     def _distinct_labels(self, plan: list, merged: list[CatalogIntent]) -> list:
-        """Give each created intent a label no other active intent of its role has.
+        """Give each created or re-named intent a label no other active intent of its role has.
 
         Keyword labels of two different intents can be equal; two intents with one
-        name would confuse every reader, so the later one gets a numeric suffix. (The
-        label does not decide identity: the fit and the reconciliation did.)
+        name would confuse every reader, so the later one gets a numeric suffix (a re-named
+        intent whose new name is taken keeps its old one instead). (The label does not
+        decide identity: the fit and the reconciliation did.)
         """
         def key(role: str | None, label: str) -> tuple[str | None, str]:
-            # "Card-Lost", "card_lost" and "card lost" read as one name
-            return role, " ".join(label.casefold().replace("-", " ").replace("_", " ").split())
+            return role, _reads_as(label)
 
         gone = {m.intent_id for m in merged} | {i.intent_id for i, _ in plan}  # never itself
         taken = {key(i.role, i.label) for i in self.catalog.active() if i.intent_id not in gone}
-        taken |= {key(i.role, i.label) for i, _ in plan if i.status != "created"}
+        taken |= {key(i.role, i.label) for i, _ in plan if i.event not in ("created", "renamed")}
+        plan = list(plan)
+        for n, (intent, rows) in enumerate(plan):
+            if intent.event != "renamed":
+                continue
+            if key(intent.role, intent.label) in taken:
+                # the new name is another intent's: it keeps the one it has
+                before = self.catalog.get(intent.intent_id)
+                intent = replace(intent, event="updated", label=intent.renamed_from,
+                                 renamed_from=before.renamed_from if before else None)
+                plan[n] = (intent, rows)
+            taken.add(key(intent.role, intent.label))
         out = []
         for intent, rows in plan:
-            if intent.status == "created":
+            if intent.event == "created":
                 label, n = intent.label, 1
                 while key(intent.role, label) in taken:
                     n += 1
@@ -793,6 +849,7 @@ class Discovery:
         min_size = max(1, self.settings.discovery_min_cluster_size)
         intents: list[CatalogIntent] = []
         owner: dict[int, CatalogIntent] = {}
+        named_now: dict[str, frozenset[str]] = {}
         for intent, rows in plan:
             # Buffered entries the cap or age limit removed while the fit ran are in the
             # DLQ: not assigned as well; members of an imported intent stay in it. A new
@@ -807,6 +864,8 @@ class Discovery:
                 intent = replace(intent, split_from=None)
             intents.append(intent)
             owner.update({r: intent for r in alive})
+            if intent.event in ("created", "renamed"):
+                named_now[intent.intent_id] = frozenset(entries[r].utterance_id for r in alive)
         by_id = {i.intent_id: i for i in intents}
         for gone, into in moves.items():
             if into not in by_id and self.catalog.get(into) is not None:
@@ -846,6 +905,14 @@ class Discovery:
             assignments.append(a)
             remembered.append(m)
         await self.publish_intents(intents + merged)
+        self.named_for.update(named_now)
+        for intent in merged:
+            self.named_for.pop(intent.intent_id, None)
+        for intent in intents:
+            if intent.event == "renamed":
+                metrics.LIFECYCLE_EVENTS.labels("renamed").inc()
+                log.info("intent %s renamed by engine: %r -> %r", intent.intent_id,
+                         intent.renamed_from, intent.label)
         for intent in intents:
             counts[intent.status] += 1
         for status in ("created", "updated", "merged"):
