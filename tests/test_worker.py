@@ -796,6 +796,14 @@ def test_a_consolidation_renames_an_intent_whose_members_are_mostly_not_those_it
         [u] = [u for _, u in pub.on(disco.settings.topic_updates) if u["intent_id"] == "intent-a"]
         assert (u["event"], u["label"]) == expected, u
     assert disco.consolidations == 3
+    # What it keeps is bounded by the memory: no dead intents, no utterances trimmed away.
+    disco.named_for["intent-gone"] = frozenset({"a0-0"})
+    disco.named_for["intent-a"] |= {"trimmed-long-ago"}
+    later += 100
+    fill(disco.buffer, [0], 10, accepted_at=later, tag="d")
+    asyncio.run(disco.tick(now=later + 1))
+    assert disco.consolidations == 4 and set(disco.named_for) == {"intent-a"}
+    assert disco.named_for["intent-a"] <= set(disco.memory.entries)
     assert u["renamed_from"] == "topic-0"
 
 

@@ -40,7 +40,8 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    rows go to the nearer one). A continued intent keeps its id and its name, unless fewer
    than ``rename_overlap`` of its members are the ones it was named for and the fit's namer
    names it otherwise: then it is ``renamed`` by ``engine`` (a first run's name no longer
-   names what a split or the memory's turnover left in it). Every remembered utterance whose intent changed gets a
+   names what a split or the memory's turnover left in it). Every remembered utterance
+   whose intent changed gets a
    new assignment record with ``version`` + 1 and its ``cause``, once its input offset
    is committed (before that a redelivery of its event could write version 1 after
    it): a move not yet settled is kept as *pending* and made by a later tick as soon
@@ -667,7 +668,7 @@ class Discovery:
                       judge_backend=verdict.backend if verdict else "",
                       judge_confidence=verdict.confidence if verdict else None,
                       judge_fallback=verdict.fallback if verdict else None)
-        if old is not None:  # the same intent: its label and id stay, its members moved
+        if old is not None:  # the same intent: its id stays (its name too unless _renamed)
             return transition(old, "updated", "engine", now, **common, merged_into=None)
         return CatalogIntent(intent_id=intent_id, label=found.intent.label,
                              role=role, created_at=now, split_from=split_from,
@@ -906,8 +907,13 @@ class Discovery:
             remembered.append(m)
         await self.publish_intents(intents + merged)
         self.named_for.update(named_now)
-        for intent in merged:
-            self.named_for.pop(intent.intent_id, None)
+        if any(isinstance(e, MemoryEntry) for e in entries):
+            # A consolidation fits every remembered and buffered utterance: ids it did not
+            # see were trimmed and can never be members again, and intents no longer live
+            # are never continued, so neither needs keeping (the memory bounds this map).
+            present = {e.utterance_id for e in entries}
+            self.named_for = {iid: ids & present for iid, ids in self.named_for.items()
+                              if (live := self.catalog.get(iid)) is not None and live.active}
         for intent in intents:
             if intent.event == "renamed":
                 metrics.LIFECYCLE_EVENTS.labels("renamed").inc()
