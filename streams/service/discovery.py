@@ -41,12 +41,12 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    than ``rename_overlap`` of its members are the ones it was named for and the fit's namer
    names it otherwise: then it is ``renamed`` by ``engine`` (a first run's name no longer
    names what a split or the memory's turnover left in it). Every remembered utterance
-   whose intent changed gets a
-   new assignment record with ``version`` + 1 and its ``cause``, once its input offset
-   is committed (before that a redelivery of its event could write version 1 after
-   it): a move not yet settled is kept as *pending* and made by a later tick as soon
-   as the offset is committed, without another fit (``dialin_reassignments_deferred``
-   counts them; the next consolidation replaces what is still pending).
+   whose intent changed gets a new assignment record with ``version`` + 1 and its
+   ``cause``, once its input offset is committed (before that a redelivery of its event
+   could write version 1 after it): a move not yet settled is kept as *pending* and made
+   by a later tick as soon as the offset is committed, without another fit
+   (``dialin_reassignments_deferred`` counts them; the next consolidation replaces what
+   is still pending).
    Buffered copies of remembered utterances (a redelivered event buffered again) are
    tombstoned, never decided twice;
 5. **publish** (examples PII-redacted first by the redactor it is handed, see
