@@ -25,6 +25,11 @@ Sets (fixed seeds, so a re-run draws the same rows):
   time from the produce timestamp of its first utterance to the first ``intent-updates``
   record of the intent that ends up holding it.
 
+The names subscribers read are scored with ``bench/names.py``'s measure (the label's
+nearest gold intent name is the intent's majority gold intent): the latest label of each
+intent they hold at the end, the first label the same intent had (what they read before
+consolidations re-named intents), and batch's labels; the engine's renames are counted.
+
 ``--judge simulated-llm`` runs the worker and the batch column on their LLM path
 (``DIALIN_JUDGE=openai``) against a simulated LLM that knows the gold labels
 (``bench/_simulated_llm.py``: the sampled oracle behind the project's OpenAI-protocol test
