@@ -513,12 +513,11 @@ def main() -> None:
                     log(f"  emergence: {sum(e['discovered'] for e in row['emergence'])}/{len(held)}")
                 if run == 1 and not args.no_batch:
                     labels, batch_names = run_batch(texts, Path(tmp), judge_env)
+                    batch_final = [None if k < 0 else int(k) for k in labels]
                     row["batch"] = score(gold, labels)
-                    row["batch_names_right"] = names_right(
-                        gold, [None if k < 0 else int(k) for k in labels], batch_names)
+                    row["batch_names_right"] = names_right(gold, batch_final, batch_names)
                     log(f"  batch: {json.dumps(row['batch'])}")
                     if held:
-                        batch_final = [None if k < 0 else int(k) for k in labels]
                         row["batch_emergence"] = emergence(gold, batch_final, held)
                 if llm:
                     row["asked"] = {f"stream {k}": v for k, v in asked_stream.items()}

@@ -710,6 +710,10 @@ class Discovery:
             rows = np.array([i for i, e in enumerate(entries) if (e.role or "") == role])
             rec = reconcile([old[i] for i in rows], labels[rows],
                             [entries[i].utterance_id for i in rows], role or None)
+            remembered: dict[str, list[str]] = {}  # intent -> its remembered utterance_ids
+            for i in rows:
+                if old[i] is not None:
+                    remembered.setdefault(old[i], []).append(entries[i].utterance_id)
             for k, iid in rec.intent_of.items():
                 # A continued id is in the catalog; so is a new cluster's id (it comes from
                 # its members) when a crashed run published the cluster (catalog and update
@@ -720,8 +724,7 @@ class Discovery:
                 entry = self._entry(found[k], X, role or None, iid, now, known,
                                     rec.split_from.get(iid))
                 if known is not None:
-                    entry = self._renamed(entry, found[k], [entries[r].utterance_id for r in found[k].rows],
-                                          [entries[i].utterance_id for i in rows if old[i] == iid])
+                    entry = self._renamed(entry, found[k], entries, remembered.get(iid, []))
                 plan.append((entry, found[k].rows))
             for gone, into in rec.merged.items():
                 target = self.catalog.get(into)
@@ -735,7 +738,7 @@ class Discovery:
                 moves[gone] = into
         return plan, merged, moves
 
-    def _renamed(self, entry: CatalogIntent, found: Found, members: list[str],
+    def _renamed(self, entry: CatalogIntent, found: Found, entries: list[BufferEntry],
                  remembered: list[str]) -> CatalogIntent:
         """A continued intent, re-named when its name no longer is the name of its members.
 
@@ -758,6 +761,7 @@ class Discovery:
         named = self.named_for.get(entry.intent_id)
         if named is None:
             named = frozenset(remembered)
+        members = [entries[r].utterance_id for r in found.rows]
         kept = sum(1 for u in members if u in named)
         if members and kept / len(members) >= share:
             return entry
@@ -915,12 +919,11 @@ class Discovery:
             self.named_for = {iid: ids & present for iid, ids in self.named_for.items()
                               if (live := self.catalog.get(iid)) is not None and live.active}
         for intent in intents:
+            counts[intent.status] += 1
             if intent.event == "renamed":
                 metrics.LIFECYCLE_EVENTS.labels("renamed").inc()
                 log.info("intent %s renamed by engine: %r -> %r", intent.intent_id,
                          intent.renamed_from, intent.label)
-        for intent in intents:
-            counts[intent.status] += 1
         for status in ("created", "updated", "merged"):
             if counts[status]:
                 metrics.INTENTS.labels(status).inc(counts[status])
