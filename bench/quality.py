@@ -276,6 +276,7 @@ def quality_section(data: Path, seeds: list[int]) -> str:
     chinese = table(runs.results)
     seed_list = " ".join(map(str, seeds))
     n_roles = len(set(roles))
+    chinese_limit = small_intents_note(y, roles, runs.results)
     return f"""## Clustering quality
 
 Produced by `python bench/quality.py --only quality --seeds {seed_list}` on the 2-core CPU
@@ -300,7 +301,34 @@ this half; LLM-ITL clustered per given role, so the per-role k-means is its like
 baseline):
 
 {chinese}
+
+{chinese_limit}
 """
+
+
+def small_intents_note(y, roles, results: dict) -> str:
+    """What bounds the number of clusters LLM-ITL can end with on a set of many rare
+    intents: every fit dissolves groups under ``min_group_size`` rows, so an intent (of
+    one role) with fewer utterances cannot be an intent of its own, whatever the judge."""
+    from collections import Counter
+
+    from dialin.models import BudgetITLClustering
+
+    smallest = BudgetITLClustering(judge=None).min_group_size
+    per_role = Counter(zip(roles, y))
+    small = sum(n < smallest for n in per_role.values())
+    tiny = sum(n < 3 for n in per_role.values())
+    itl = [rows for name, (_, rows) in results.items() if name.startswith("LLM-ITL")]
+    clusters = [r["n_clusters"] for rows in itl for r in rows]
+    return (f"What bounds the number of clusters here: the {len(per_role)} intents of the "
+            f"roles (an intent said by both roles counts once per role) include {small} with "
+            f"fewer than {smallest} utterances in their role ({tiny} with fewer than 3). Every "
+            f"LLM-ITL fit dissolves a group smaller than `min_group_size` ({smallest}) and "
+            f"gives its rows to the nearest groups, so those intents can end only inside "
+            f"clusters shared with others, whatever the judge: {len(per_role) - small} intents "
+            f"have rows enough for a cluster of their own, and the LLM-ITL rows end with "
+            f"{min(clusters)}-{max(clusters)} clusters. The k-means rows are told the number and "
+            "make that many.")
 
 
 def sizes_section(data: Path, seeds: list[int]) -> str:
