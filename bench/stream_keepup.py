@@ -1,0 +1,361 @@
+"""The service when its discovery keeps up with the traffic: deterministic stream figures.
+
+Usage: OMP_NUM_THREADS=1 python bench/stream_keepup.py [--sets test dense emergence]
+       [--orders 0 1] [--chunk 100] [--judge shipped|simulated-llm] [--out docs/benchmarks.md]
+
+``bench/stream_quality.py`` replays a set through the real broker and worker at 100
+utterances/s. A replay of 3,080 utterances lasts 31 s, while one discovery fit takes
+seconds (with an LLM, minutes): the worker finishes 2-5 runs before the last utterance,
+when each one starts depends on the machine's pace, and two replays of the same rows give
+different figures. A call center's traffic arrives over hours, and there the leader runs
+everything that is due long before much more traffic has come. This script measures that
+case, and gives the same figures every time it is run on the same rows:
+
+* the service's own parts, in one process, without Kafka: the ingest agent's
+  :class:`~dialin.streams.service.ingest.Ingestor` (validation, the open-set match against
+  the catalog, assign or buffer), the leader's
+  :class:`~dialin.streams.service.discovery.Discovery` (buffer runs, consolidations,
+  renames, publishing) and the catalog and stores the worker reads back, with the shipped
+  defaults and the factory's estimator, fitted on the run's thread;
+* a loopback in place of the broker: what the service publishes to the buffer and memory
+  topics is applied to its stores as the worker's topic readers would apply it, and what
+  it publishes to ``intent-assignments`` and ``intent-updates`` is kept as a subscriber
+  of each would hold it;
+* the traffic in chunks of ``--chunk`` utterances (embedded with MiniLM, from the bench
+  cache, as the worker's encoder would); after each chunk the leader ticks until nothing
+  is due, so every run that the traffic triggers finishes before the next chunk arrives.
+  After the last chunk the traffic pauses (``DIALIN_DISCOVERY_IDLE_SECONDS``) and the
+  leader examines what arrived, as the worker does; the time triggers
+  (``DIALIN_DISCOVERY_MAX_AGE_SECONDS``, the consolidation interval once the memory is
+  full) never fire in the compressed time of a run.
+
+Reported per set and stream order (``--orders``: the seed of the set's draw and order, as
+``bench/stream_quality.py --seed``): NMI, ARI, intents and share assigned of what a
+subscriber holds at the end (merges followed), and what it held when the last chunk had
+been decided (before the pause); held-back intents discovered (the criterion of
+``bench/stream_quality.py``); the discovery runs and consolidations; the utterances whose
+assignment changed after their first record and the records per utterance; the engine's
+renames; with ``--judge simulated-llm``, the judge prompts the simulated LLM answered per
+utterance (its cost), for the service and for batch. Batch is ``dialin discover`` on the
+same rows with the same judge, as in ``bench/stream_quality.py``.
+
+``--judge simulated-llm`` points the service and batch at the simulated LLM that knows the
+gold labels (``bench/_simulated_llm.py``, real HTTP on loopback): benchmark only, and the
+section says so. Writes the section ``stream-keepup`` (or ``stream-keepup-simulated-llm``)
+of ``docs/benchmarks.md``. Libraries: numpy, and the project's own service parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from dialin.models import IntentCatalog
+from dialin.streams import factory
+from dialin.streams.service.buffer import BufferStore
+from dialin.streams.service.discovery import Discovery
+from dialin.streams.service.ingest import Inbound, Ingestor
+from dialin.streams.service.records import MemoryEntry
+from dialin.streams.service.worker import estimator_builder
+from dialin.streams.settings import Settings
+
+from _doc import markers, provenance, write_section
+from _simulated_llm import SimulatedLLM
+from quality import embed
+from stream_quality import (N_HELD_BACK, SIMULATED, as_labels, emergence, final_intent, make_set,
+                            names_right, run_batch, score)
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "stream-keepup"
+#: How many ticks the leader gets once the traffic pauses (a buffer run, a consolidation).
+PAUSE_TICKS = 5
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class CachedEncoder:
+    """The ingest agent's encoder, answering from embeddings computed once (the bench cache)."""
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+
+    async def warm_up(self) -> None:
+        return None
+
+    async def encode(self, texts: list[str], *, timed: bool = True) -> np.ndarray:
+        return np.vstack([self.table[t] for t in texts]).astype(np.float32)
+
+
+class Loopback:
+    """The broker's place: records for the buffer and memory topics go to the stores (as
+    the worker's topic readers apply them); assignments and intent updates are kept as a
+    subscriber of each topic holds them (the latest per key), with every record counted."""
+
+    def __init__(self, settings: Settings, buffer: BufferStore, memory: BufferStore) -> None:
+        self.settings, self.buffer, self.memory = settings, buffer, memory
+        self.assigned: dict[str, dict] = {}
+        self.records_per_utterance: Counter = Counter()
+        self.intents: dict[str, dict] = {}
+        self.events: Counter = Counter()
+
+    async def send_all(self, records) -> None:
+        s = self.settings
+        for topic, key, value in records:
+            raw_key = key.encode("utf-8") if isinstance(key, str) else key
+            if topic == s.topic_buffer:
+                self.buffer.apply(raw_key, value)
+            elif topic == s.topic_memory:
+                self.memory.apply(raw_key, value)
+            elif topic == s.topic_assignments and value is not None:
+                record = json.loads(value)
+                self.assigned[record["utterance_id"]] = record
+                self.records_per_utterance[record["utterance_id"]] += 1
+            elif topic == s.topic_updates and value is not None:
+                update = json.loads(value)
+                self.intents[update["intent_id"]] = update
+                self.events[(update["event"], update["actor"])] += 1
+
+    def held(self, ids: list[str]) -> list[str | None]:
+        """Each utterance's intent as a subscriber holds it (merges followed)."""
+        return [final_intent(self.assigned.get(u, {}).get("intent_id"), self.intents) for u in ids]
+
+
+async def run_service(texts: list[str], chunk: int) -> dict:
+    """The service's parts over ``texts`` in chunks, each chunk's runs finished before the next."""
+    settings = Settings(discovery_idle_seconds=0, discovery_max_age_seconds=1e9,
+                        discovery_process=False)
+    stripped = [t.strip() for t in texts]  # as validation leaves them
+    X, _ = embed("minilm", stripped)
+    catalog = IntentCatalog(embedder="minilm", match_threshold=settings.match_threshold,
+                            n_neighbors=settings.match_neighbors, vote_share=settings.match_vote_share)
+    buffer, memory = BufferStore(), BufferStore(MemoryEntry)
+    topics = Loopback(settings, buffer, memory)
+    embedder = type("CachedMiniLM", (), {"name": "minilm"})()
+    ingestor = Ingestor(settings, embedder, catalog, topics,
+                        encoder=CachedEncoder(dict(zip(stripped, X))))
+    discovery = Discovery(settings, catalog, buffer, topics, estimator_builder(settings),
+                          memory=memory, redactor=factory.build_redactor(settings))
+    ids = [f"k{i}" for i in range(len(texts))]
+    started = time.perf_counter()
+    for start in range(0, len(texts), chunk):
+        batch = [Inbound(key=f"c{i}".encode(), topic="calls", partition=0, offset=i,
+                         value=json.dumps({"call_id": f"c{i}", "utterance_id": ids[i],
+                                           "text": texts[i]}).encode())
+                 for i in range(start, min(start + chunk, len(texts)))]
+        await ingestor.process(batch)
+        await discovery.after_read()
+        while await discovery.tick() is not None:  # every run that is due, before more traffic
+            await discovery.after_read()
+    at_end = topics.held(ids)
+    runs_during = (discovery.runs, discovery.consolidations)
+    discovery.settings = settings.model_copy(update={"discovery_idle_seconds": 1e-3})
+    await asyncio.sleep(0.01)  # the traffic pauses
+    for _ in range(PAUSE_TICKS):
+        if await discovery.tick() is None:
+            break
+        await discovery.after_read()
+    lost = [u for u in ids if u not in topics.assigned and u not in buffer.entries]
+    return {"final": topics.held(ids), "at_end": at_end, "seconds": time.perf_counter() - started,
+            "runs_during": runs_during, "runs": (discovery.runs, discovery.consolidations),
+            "reassigned": float(np.mean([topics.records_per_utterance[u] > 1 for u in ids])),
+            "records": float(np.mean([topics.records_per_utterance[u] for u in ids])),
+            "renames": topics.events[("renamed", "engine")], "lost": len(lost),
+            "names": {i: u["label"] for i, u in topics.intents.items()}}
+
+
+def measure(name: str, order: int, args: argparse.Namespace, batch: bool) -> dict:
+    """One set in one stream order through the service (and batch, when asked)."""
+    texts, gold, held = make_set(name, args.data, order)
+    llm = SimulatedLLM(texts, gold, random_state=order) if args.judge == SIMULATED else None
+    saved = dict(os.environ)
+    try:
+        if llm is not None:
+            llm.__enter__()
+            os.environ.update(llm.env())  # the service's settings read DIALIN_* from here
+        service = asyncio.run(run_service(texts, args.chunk))
+        row = {"set": name, "order": order, "n": len(texts), "service": score(gold, as_labels(service["final"])),
+               "at_end": score(gold, as_labels(service["at_end"])),
+               "names_right": names_right(gold, service["final"], service["names"]),
+               **{k: service[k] for k in ("runs_during", "runs", "reassigned", "records", "renames",
+                                          "lost", "seconds")}}
+        if llm is not None:
+            row["prompts"] = llm.asked["judge"] / len(texts)
+            row["unknown_texts"] = llm.asked["unknown texts"]
+            llm.asked.clear()
+        if held:
+            row["emergence"] = sum(e["discovered"] for e in emergence(gold, service["final"], held))
+        if batch:
+            with tempfile.TemporaryDirectory(prefix="dialin-keepup-") as tmp:
+                labels, batch_names = run_batch(texts, Path(tmp), llm.env() if llm else {})
+            final = [None if k < 0 else int(k) for k in labels]
+            row["batch"] = score(gold, labels)
+            row["batch_names_right"] = names_right(gold, final, batch_names)
+            if held:
+                row["batch_emergence"] = sum(e["discovered"] for e in emergence(gold, final, held))
+            if llm is not None:
+                row["batch_prompts"] = llm.asked["judge"] / len(texts)
+    finally:
+        if llm is not None:
+            llm.__exit__(None, None, None)
+        os.environ.clear()
+        os.environ.update(saved)
+    log(f"{name}, order {order}: {json.dumps(row)}")
+    return row
+
+
+# ---------------------------------------------------------------- report
+def _q(r: dict) -> str:
+    return f"{r['nmi']:.3f} / {r['ari']:.3f} / {r['intents']} / {100 * r['assigned']:.0f}%"
+
+
+def _pct(right_of: tuple[int, int]) -> str:
+    right, of = right_of
+    return f"{100 * right / of:.0f}% of {of}" if of else "–"
+
+
+def _span(values: list[float], fmt: str = "{:+.3f}") -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)} to {fmt.format(hi)}"
+
+
+def reading(rows: list[dict], simulated: bool) -> str:
+    """The section's reading, computed from its rows."""
+    parts = []
+    with_batch = [r for r in rows if "batch" in r]
+    if with_batch:
+        d_nmi = [r["service"]["nmi"] - r["batch"]["nmi"] for r in with_batch]
+        d_ari = [r["service"]["ari"] - r["batch"]["ari"] for r in with_batch]
+        ratio = [r["service"]["intents"] / r["batch"]["intents"] for r in with_batch]
+        parts.append(f"At the end, against batch on the same rows: NMI {_span(d_nmi)}, ARI "
+                     f"{_span(d_ari)}, intents {_span(ratio, '{:.2f}x')} batch's.")
+    ends = [r["at_end"]["nmi"] - r["service"]["nmi"] for r in rows]
+    ends_ari = [r["at_end"]["ari"] - r["service"]["ari"] for r in rows]
+    assigned = [100 * r["at_end"]["assigned"] for r in rows]
+    parts.append(f"While the traffic ran (when the last chunk was decided), subscribers held "
+                 f"NMI {_span(ends)} and ARI {_span(ends_ari)} from the final state, with "
+                 f"{_span(assigned, '{:.0f}%')} of the utterances assigned.")
+    held = [r for r in rows if "emergence" in r]
+    if held:
+        found = ", ".join(f"{r['emergence']}" for r in held)
+        batch = ", ".join(f"{r['batch_emergence']}" for r in held if "batch_emergence" in r)
+        parts.append(f"Held-back intents discovered: {found} of {N_HELD_BACK}"
+                     + (f" (batch: {batch})." if batch else "."))
+    if simulated:
+        cost = [r["prompts"] for r in rows]
+        line = f"The service's judge prompts per utterance: {_span(cost, '{:.2f}')}"
+        both = [r for r in rows if "batch_prompts" in r and r["batch_prompts"] > 0]
+        if both:
+            line += (f", {_span([r['prompts'] / r['batch_prompts'] for r in both], '{:.1f}')} "
+                     "times batch's on the same rows")
+        parts.append(line + ": every consolidation re-fits the whole memory at the judge's "
+                     "budget per row, and while the memory grows one runs each time it gains "
+                     "`DIALIN_CONSOLIDATION_GROWTH` of its size, so the memory's rows are judged "
+                     "again and again until it is full (then at most one re-fit per "
+                     "`DIALIN_CONSOLIDATION_INTERVAL_SECONDS`).")
+    parts.append(f"Reassigned after their first record: {_span([100 * r['reassigned'] for r in rows], '{:.0f}%')} "
+                 f"of the utterances; lost: {sum(r['lost'] for r in rows)}.")
+    return "Reading: " + " ".join(parts)
+
+
+def section(rows: list[dict], args: argparse.Namespace) -> str:
+    simulated = args.judge == SIMULATED
+    name = SECTION + ("-" + SIMULATED if simulated else "")
+    start, end = markers(name)
+    judge = ("a **simulated LLM judge that knows the gold labels** (benchmark only, not an LLM: "
+             "`bench/_simulated_llm.py`, the sampled oracle 0.96 behind the project's "
+             "OpenAI-protocol test server; the namer stays the offline keyword namer), for the "
+             "service and for batch" if simulated else "the shipped defaults (offline heuristic "
+             "judge, keyword namer)")
+    head = ["| set | order | run | NMI / ARI / intents / assigned | names right | held-back "
+            "intents discovered |" + (" judge prompts per utterance |" if simulated else ""),
+            "|---|---:|---|---|---:|---:|" + ("---:|" if simulated else "")]
+    lines = []
+    for r in rows:
+        em = f"{r['emergence']} of {N_HELD_BACK}" if "emergence" in r else "–"
+        lines.append(f"| {r['set']} | {r['order']} | service, at the end | {_q(r['service'])} | "
+                     f"{_pct(r['names_right'])} | {em} |" + (f" {r['prompts']:.2f} |" if simulated else ""))
+        lines.append(f"| {r['set']} | {r['order']} | service, when the last chunk was decided | "
+                     f"{_q(r['at_end'])} | – | – |" + (" – |" if simulated else ""))
+        if "batch" in r:
+            bem = f"{r['batch_emergence']} of {N_HELD_BACK}" if "batch_emergence" in r else "–"
+            lines.append(f"| {r['set']} | {r['order']} | batch `dialin discover` | {_q(r['batch'])} | "
+                         f"{_pct(r['batch_names_right'])} | {bem} |"
+                         + (f" {r['batch_prompts']:.2f} |" if simulated else ""))
+    churn = ["| set | order | discovery runs (consolidations) before the pause / in all | "
+             "reassigned | records per utterance | renamed by the engine | lost | seconds |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        churn.append(f"| {r['set']} | {r['order']} | {r['runs_during'][0]} ({r['runs_during'][1]}) / "
+                     f"{r['runs'][0]} ({r['runs'][1]}) | {100 * r['reassigned']:.0f}% | "
+                     f"{r['records']:.2f} | {r['renames']} | {r['lost']} | {r['seconds']:.0f} |")
+    return "\n".join([
+        start,
+        f"## The service when discovery keeps up (`bench/stream_keepup.py"
+        f"{' --judge ' + SIMULATED if simulated else ''}`)",
+        "",
+        "The service's own parts (ingest's open-set match, the leader's buffer runs, "
+        "consolidations and renames, the catalog) in one process, without Kafka: what they "
+        "publish to the buffer and memory topics is applied to their stores as the worker's "
+        "readers would, and a subscriber's view of `intent-assignments` and `intent-updates` is "
+        f"kept. The traffic arrives in chunks of {args.chunk} utterances and after each chunk the "
+        "leader runs everything that is due, so no run lags the traffic (a call center's "
+        "pace; `bench/stream_quality.py` replays at 100/s through the real broker, where runs "
+        "lag); then the traffic pauses and the leader examines what arrived. The judge: "
+        f"{judge}. Unlike a replay, a run gives the same figures every time; the stream orders "
+        "(the seed of each set's draw and order, as `bench/stream_quality.py --seed`) show how "
+        "much the order matters. Sets as in `bench/stream_quality.py`: BANKING77 test "
+        "(held out), 6,000 utterances of BANKING77 train (dense), BANKING77 test with 17 "
+        "intents held back to the last quarter (emergence, held out). *Names right*: "
+        "`bench/names.py`'s measure on the labels subscribers hold.",
+        "",
+        *head, *lines,
+        "",
+        "What a subscriber receives on the way: runs before the traffic paused and in all; "
+        "utterances whose assignment changed after their first record; assignment records per "
+        "utterance; intents the engine re-named; utterances neither assigned nor buffered (lost).",
+        "",
+        *churn,
+        "",
+        reading(rows, simulated),
+        "",
+        provenance(),
+        end,
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--sets", nargs="+", default=["test", "dense", "emergence"],
+                        choices=["test", "dense", "emergence", "emergence-train"])
+    parser.add_argument("--orders", type=int, nargs="+", default=[0, 1],
+                        help="stream orders (the seed of each set's draw and order)")
+    parser.add_argument("--chunk", type=int, default=100, help="utterances between leader ticks")
+    parser.add_argument("--judge", choices=["shipped", SIMULATED], default="shipped")
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch rows")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if not (args.data / "banking77" / "test.csv").exists():
+        sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
+    if args.chunk < 1:
+        sys.exit("bench: --chunk must be at least 1")
+    rows = [measure(name, order, args, batch=not args.no_batch)
+            for name in args.sets for order in args.orders]
+    print(json.dumps(rows))
+    write_section(args.out, SECTION + ("-" + SIMULATED if args.judge == SIMULATED else ""),
+                  section(rows, args))
+
+
+if __name__ == "__main__":
+    main()
