@@ -39,6 +39,10 @@ renames; with ``--judge simulated-llm``, the judge prompts the simulated LLM ans
 utterance (its cost), for the service and for batch. Batch is ``dialin discover`` on the
 same rows with the same judge, as in ``bench/stream_quality.py``.
 
+``--growth G [G ...]`` measures instead how often consolidations re-fit: the service on
+``emergence-train`` (tuning data) once per value of ``DIALIN_CONSOLIDATION_GROWTH``, in its
+own section (``stream-keepup-growth``): the judge's cost against what subscribers hold.
+
 ``--judge simulated-llm`` points the service and batch at the simulated LLM that knows the
 gold labels (``bench/_simulated_llm.py``, real HTTP on loopback): benchmark only, and the
 section says so. Writes the section ``stream-keepup`` (or ``stream-keepup-simulated-llm``)
@@ -174,8 +178,10 @@ async def run_service(texts: list[str], chunk: int) -> dict:
             "names": {i: u["label"] for i, u in topics.intents.items()}}
 
 
-def measure(name: str, order: int, args: argparse.Namespace, batch: bool) -> dict:
-    """One set in one stream order through the service (and batch, when asked)."""
+def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
+            growth: float | None = None) -> dict:
+    """One set in one stream order through the service (and batch, when asked), with the
+    shipped settings or another ``DIALIN_CONSOLIDATION_GROWTH``."""
     texts, gold, held = make_set(name, args.data, order)
     llm = SimulatedLLM(texts, gold, random_state=order) if args.judge == SIMULATED else None
     saved = dict(os.environ)
@@ -183,8 +189,10 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool) -> dic
         if llm is not None:
             llm.__enter__()
             os.environ.update(llm.env())  # the service's settings read DIALIN_* from here
+        if growth is not None:
+            os.environ["DIALIN_CONSOLIDATION_GROWTH"] = str(growth)
         service = asyncio.run(run_service(texts, args.chunk))
-        row = {"set": name, "order": order, "n": len(texts), "service": score(gold, as_labels(service["final"])),
+        row = {"set": name, "order": order, "n": len(texts), "growth": growth, "service": score(gold, as_labels(service["final"])),
                "at_end": score(gold, as_labels(service["at_end"])),
                "names_right": names_right(gold, service["final"], service["names"]),
                **{k: service[k] for k in ("runs_during", "runs", "reassigned", "records", "renames",
@@ -334,6 +342,64 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
     ])
 
 
+GROWTH_SECTION = "stream-keepup-growth"
+
+
+def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
+    """The consolidation-growth study: what re-fitting less often saves and costs."""
+    simulated = args.judge == SIMULATED
+    start, end = markers(GROWTH_SECTION + ("-" + SIMULATED if simulated else ""))
+    shipped = Settings.model_fields["consolidation_growth"].default
+    lines = ["| `DIALIN_CONSOLIDATION_GROWTH` | set (tuning) | order |"
+             + (" judge prompts per utterance |" if simulated else "")
+             + " runs (consolidations) | at the end: NMI / ARI / intents / assigned | while the "
+             "traffic ran | held-back intents discovered | reassigned |",
+             "|---:|---|---:|" + ("---:|" if simulated else "") + "---|---|---|---:|---:|"]
+    for r in rows:
+        mark = " (shipped)" if r["growth"] == shipped else ""
+        em = f"{r['emergence']} of {N_HELD_BACK}" if "emergence" in r else "–"
+        lines.append(f"| {r['growth']}{mark} | {r['set']} | {r['order']} |"
+                     + (f" {r['prompts']:.2f} |" if simulated else "")
+                     + f" {r['runs'][0]} ({r['runs'][1]}) | {_q(r['service'])} | {_q(r['at_end'])} | "
+                     f"{em} | {100 * r['reassigned']:.0f}% |")
+    by: dict[float, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["growth"], []).append(r)
+
+    def mean(g: float, key) -> float:
+        return float(np.mean([key(r) for r in by[g]]))
+
+    each = []
+    for g in sorted(by):
+        cost = f"{mean(g, lambda r: r['prompts']):.2f} prompts per utterance, " if simulated else ""
+        each.append(f"{g}: {cost}{mean(g, lambda r: r['runs'][1]):.1f} consolidations, NMI "
+                    f"{mean(g, lambda r: r['service']['nmi']):.3f} at the end and "
+                    f"{mean(g, lambda r: r['at_end']['nmi']):.3f} while the traffic ran, ARI "
+                    f"{mean(g, lambda r: r['service']['ari']):.3f} and "
+                    f"{mean(g, lambda r: r['at_end']['ari']):.3f}, held-back intents "
+                    f"{mean(g, lambda r: r.get('emergence', 0)):.1f}")
+    return "\n".join([
+        start,
+        "## Re-fitting less often: `DIALIN_CONSOLIDATION_GROWTH` (`bench/stream_keepup.py --growth`"
+        + (f" --judge {SIMULATED}" if simulated else "") + ")",
+        "",
+        "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`): the "
+        "service as in the section above, once per value of `DIALIN_CONSOLIDATION_GROWTH` (a "
+        "consolidation runs when the memory has gained this share of its size since the last "
+        "one), with " + ("the simulated LLM judge that knows the gold labels (benchmark only)"
+                         if simulated else "the shipped offline judge") + ". A consolidation "
+        "re-fits the whole memory, so a larger value judges the memory's rows again fewer "
+        "times; what subscribers hold while the traffic runs is then older.",
+        "",
+        *lines,
+        "",
+        "Reading (means over the orders): " + "; ".join(each) + ".",
+        "",
+        provenance(),
+        end,
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -344,12 +410,22 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100, help="utterances between leader ticks")
     parser.add_argument("--judge", choices=["shipped", SIMULATED], default="shipped")
     parser.add_argument("--no-batch", action="store_true", help="skip the batch rows")
+    parser.add_argument("--growth", type=float, nargs="+", default=None, metavar="G",
+                        help="instead: the service on emergence-train (tuning) once per "
+                             "DIALIN_CONSOLIDATION_GROWTH value (its own section)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not (args.data / "banking77" / "test.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
     if args.chunk < 1:
         sys.exit("bench: --chunk must be at least 1")
+    if args.growth:
+        rows = [measure("emergence-train", order, args, batch=False, growth=g)
+                for g in args.growth for order in args.orders]
+        print(json.dumps(rows))
+        write_section(args.out, GROWTH_SECTION + ("-" + SIMULATED if args.judge == SIMULATED else ""),
+                      growth_section(rows, args))
+        return
     rows = [measure(name, order, args, batch=not args.no_batch)
             for name in args.sets for order in args.orders]
     print(json.dumps(rows))

@@ -30,3 +30,15 @@ def test_the_in_process_service_decides_every_utterance_once_and_repeats_itself(
     assert len(set(held)) >= 5 and first["runs"][0] >= 2 and first["runs"][1] >= 1
     again = asyncio.run(keepup.run_service(texts, chunk=100))
     assert again["final"] == first["final"] and again["names"] == first["names"]
+
+
+def test_the_growth_study_reaches_the_service_through_its_settings(bench_module, monkeypatch):
+    """``--growth`` sets ``DIALIN_CONSOLIDATION_GROWTH`` for the service it measures: a larger
+    value re-fits the memory fewer times."""
+    keepup = bench_module("stream_keepup")
+    texts = _rows(400)
+    shipped = asyncio.run(keepup.run_service(texts, chunk=50))
+    monkeypatch.setenv("DIALIN_CONSOLIDATION_GROWTH", "4.0")
+    rare = asyncio.run(keepup.run_service(texts, chunk=50))
+    assert rare["runs"][1] < shipped["runs"][1], (rare["runs"], shipped["runs"])
+    assert rare["lost"] == 0
