@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -60,6 +61,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -75,8 +77,8 @@ from dialin.streams.settings import Settings
 from _doc import markers, provenance, write_section
 from _simulated_llm import SimulatedLLM
 from quality import embed
-from stream_quality import (N_HELD_BACK, SIMULATED, as_labels, emergence, final_intent, make_set,
-                            names_right, run_batch, score)
+from stream_quality import (N_HELD_BACK, SIMULATED, _span, as_labels, emergence, final_intent,
+                            make_set, names_right, run_batch, score)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "stream-keepup"
@@ -184,13 +186,10 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
     shipped settings or another ``DIALIN_CONSOLIDATION_GROWTH``."""
     texts, gold, held = make_set(name, args.data, order)
     llm = SimulatedLLM(texts, gold, random_state=order) if args.judge == SIMULATED else None
-    saved = dict(os.environ)
-    try:
-        if llm is not None:
-            llm.__enter__()
-            os.environ.update(llm.env())  # the service's settings read DIALIN_* from here
-        if growth is not None:
-            os.environ["DIALIN_CONSOLIDATION_GROWTH"] = str(growth)
+    # The service's settings read DIALIN_* from the environment, as the worker's do.
+    env = {**(llm.env() if llm else {}),
+           **({"DIALIN_CONSOLIDATION_GROWTH": str(growth)} if growth is not None else {})}
+    with llm or contextlib.nullcontext(), mock.patch.dict(os.environ, env):
         service = asyncio.run(run_service(texts, args.chunk))
         row = {"set": name, "order": order, "n": len(texts), "growth": growth, "service": score(gold, as_labels(service["final"])),
                "at_end": score(gold, as_labels(service["at_end"])),
@@ -205,7 +204,7 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
             row["emergence"] = sum(e["discovered"] for e in emergence(gold, service["final"], held))
         if batch:
             with tempfile.TemporaryDirectory(prefix="dialin-keepup-") as tmp:
-                labels, batch_names = run_batch(texts, Path(tmp), llm.env() if llm else {})
+                labels, batch_names = run_batch(texts, Path(tmp), env)
             final = [None if k < 0 else int(k) for k in labels]
             row["batch"] = score(gold, labels)
             row["batch_names_right"] = names_right(gold, final, batch_names)
@@ -213,16 +212,16 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
                 row["batch_emergence"] = sum(e["discovered"] for e in emergence(gold, final, held))
             if llm is not None:
                 row["batch_prompts"] = llm.asked["judge"] / len(texts)
-    finally:
-        if llm is not None:
-            llm.__exit__(None, None, None)
-        os.environ.clear()
-        os.environ.update(saved)
     log(f"{name}, order {order}: {json.dumps(row)}")
     return row
 
 
 # ---------------------------------------------------------------- report
+def _section_name(base: str, args: argparse.Namespace) -> str:
+    """The section of docs/benchmarks.md this run writes: the LLM path's has its own."""
+    return base + ("-" + SIMULATED if args.judge == SIMULATED else "")
+
+
 def _q(r: dict) -> str:
     return f"{r['nmi']:.3f} / {r['ari']:.3f} / {r['intents']} / {100 * r['assigned']:.0f}%"
 
@@ -230,11 +229,6 @@ def _q(r: dict) -> str:
 def _pct(right_of: tuple[int, int]) -> str:
     right, of = right_of
     return f"{100 * right / of:.0f}% of {of}" if of else "–"
-
-
-def _span(values: list[float], fmt: str = "{:+.3f}") -> str:
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)} to {fmt.format(hi)}"
 
 
 def reading(rows: list[dict], simulated: bool) -> str:
@@ -245,13 +239,13 @@ def reading(rows: list[dict], simulated: bool) -> str:
         d_nmi = [r["service"]["nmi"] - r["batch"]["nmi"] for r in with_batch]
         d_ari = [r["service"]["ari"] - r["batch"]["ari"] for r in with_batch]
         ratio = [r["service"]["intents"] / r["batch"]["intents"] for r in with_batch]
-        parts.append(f"At the end, against batch on the same rows: NMI {_span(d_nmi)}, ARI "
-                     f"{_span(d_ari)}, intents {_span(ratio, '{:.2f}x')} batch's.")
+        parts.append(f"At the end, against batch on the same rows: NMI {_span(d_nmi, '{:+.3f}')}, ARI "
+                     f"{_span(d_ari, '{:+.3f}')}, intents {_span(ratio, '{:.2f}x')} batch's.")
     ends = [r["at_end"]["nmi"] - r["service"]["nmi"] for r in rows]
     ends_ari = [r["at_end"]["ari"] - r["service"]["ari"] for r in rows]
     assigned = [100 * r["at_end"]["assigned"] for r in rows]
     parts.append(f"While the traffic ran (when the last chunk was decided), subscribers held "
-                 f"NMI {_span(ends)} and ARI {_span(ends_ari)} from the final state, with "
+                 f"NMI {_span(ends, '{:+.3f}')} and ARI {_span(ends_ari, '{:+.3f}')} from the final state, with "
                  f"{_span(assigned, '{:.0f}%')} of the utterances assigned.")
     held = [r for r in rows if "emergence" in r]
     if held:
@@ -278,8 +272,7 @@ def reading(rows: list[dict], simulated: bool) -> str:
 
 def section(rows: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
-    name = SECTION + ("-" + SIMULATED if simulated else "")
-    start, end = markers(name)
+    start, end = markers(_section_name(SECTION, args))
     judge = ("a **simulated LLM judge that knows the gold labels** (benchmark only, not an LLM: "
              "`bench/_simulated_llm.py`, the sampled oracle 0.96 behind the project's "
              "OpenAI-protocol test server; the namer stays the offline keyword namer), for the "
@@ -348,7 +341,7 @@ GROWTH_SECTION = "stream-keepup-growth"
 def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
     """The consolidation-growth study: what re-fitting less often saves and costs."""
     simulated = args.judge == SIMULATED
-    start, end = markers(GROWTH_SECTION + ("-" + SIMULATED if simulated else ""))
+    start, end = markers(_section_name(GROWTH_SECTION, args))
     shipped = Settings.model_fields["consolidation_growth"].default
     lines = ["| `DIALIN_CONSOLIDATION_GROWTH` | set (tuning) | order |"
              + (" judge prompts per utterance |" if simulated else "")
@@ -423,14 +416,12 @@ def main() -> None:
         rows = [measure("emergence-train", order, args, batch=False, growth=g)
                 for g in args.growth for order in args.orders]
         print(json.dumps(rows))
-        write_section(args.out, GROWTH_SECTION + ("-" + SIMULATED if args.judge == SIMULATED else ""),
-                      growth_section(rows, args))
+        write_section(args.out, _section_name(GROWTH_SECTION, args), growth_section(rows, args))
         return
     rows = [measure(name, order, args, batch=not args.no_batch)
             for name in args.sets for order in args.orders]
     print(json.dumps(rows))
-    write_section(args.out, SECTION + ("-" + SIMULATED if args.judge == SIMULATED else ""),
-                  section(rows, args))
+    write_section(args.out, _section_name(SECTION, args), section(rows, args))
 
 
 if __name__ == "__main__":

@@ -306,8 +306,9 @@ def asked_line(asked: dict, n: int) -> str:
 
 
 def _span(values: list[float], fmt: str) -> str:
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)} to {fmt.format(hi)}"
+    """The range of ``values`` in ``fmt``; one value when both ends read the same."""
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def reading(results: list[dict]) -> str:
