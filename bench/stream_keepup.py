@@ -43,6 +43,11 @@ same rows with the same judge, as in ``bench/stream_quality.py``.
 ``emergence-train`` (tuning data) once per value of ``DIALIN_CONSOLIDATION_GROWTH``, in its
 own section (``stream-keepup-growth``): the judge's cost against what subscribers hold.
 
+``--warm`` compares, on ``emergence-train`` and ``dense`` (tuning data), consolidations that re-fit the whole
+memory (at the shipped pace, and at the slower pace that spends about as many judge
+prompts) with consolidations that start warm from the groups the last one certified
+(``DIALIN_CONSOLIDATION_WARM_START``), in its own section (``stream-keepup-warm``).
+
 ``--judge simulated-llm`` points the service and batch at the simulated LLM that knows the
 gold labels (``bench/_simulated_llm.py``, real HTTP on loopback): benchmark only, and the
 section says so. Writes the section ``stream-keepup`` (or ``stream-keepup-simulated-llm``)
@@ -181,17 +186,20 @@ async def run_service(texts: list[str], chunk: int) -> dict:
 
 
 def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
-            growth: float | None = None) -> dict:
+            growth: float | None = None, warm: bool | None = None) -> dict:
     """One set in one stream order through the service (and batch, when asked), with the
-    shipped settings or another ``DIALIN_CONSOLIDATION_GROWTH``."""
+    shipped settings or another ``DIALIN_CONSOLIDATION_GROWTH`` or
+    ``DIALIN_CONSOLIDATION_WARM_START``."""
     texts, gold, held = make_set(name, args.data, order)
     llm = SimulatedLLM(texts, gold, random_state=order) if args.judge == SIMULATED else None
     # The service's settings read DIALIN_* from the environment, as the worker's do.
     env = {**(llm.env() if llm else {}),
-           **({"DIALIN_CONSOLIDATION_GROWTH": str(growth)} if growth is not None else {})}
+           **({"DIALIN_CONSOLIDATION_GROWTH": str(growth)} if growth is not None else {}),
+           **({"DIALIN_CONSOLIDATION_WARM_START": str(warm).lower()} if warm is not None else {})}
     with llm or contextlib.nullcontext(), mock.patch.dict(os.environ, env):
         service = asyncio.run(run_service(texts, args.chunk))
-        row = {"set": name, "order": order, "n": len(texts), "growth": growth, "service": score(gold, as_labels(service["final"])),
+        row = {"set": name, "order": order, "n": len(texts), "growth": growth, "warm": warm,
+               "service": score(gold, as_labels(service["final"])),
                "at_end": score(gold, as_labels(service["at_end"])),
                "names_right": names_right(gold, service["final"], service["names"]),
                **{k: service[k] for k in ("runs_during", "runs", "reassigned", "records", "renames",
@@ -393,6 +401,107 @@ def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
     ])
 
 
+WARM_SECTION = "stream-keepup-warm"
+#: The re-fit pace the warm start is compared with besides the shipped one: in the growth
+#: study it spends about as many judge prompts as the warm start at the shipped pace.
+WARM_PEER_GROWTH = 0.5
+#: (DIALIN_CONSOLIDATION_WARM_START, DIALIN_CONSOLIDATION_GROWTH) of the warm-start study.
+WARM_VARIANTS = ((False, None), (False, WARM_PEER_GROWTH), (True, None))
+#: The tuning sets of the warm-start study: the emergence scenario and the dense set.
+WARM_SETS = ("emergence-train", "dense")
+
+
+def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
+    """The warm-start study: what starting a consolidation from the last one's groups saves
+    and costs, beside re-fitting the whole memory at the shipped pace and less often."""
+    simulated = args.judge == SIMULATED
+    start, end = markers(_section_name(WARM_SECTION, args))
+    shipped_warm = Settings.model_fields["consolidation_warm_start"].default
+    shipped_growth = Settings.model_fields["consolidation_growth"].default
+
+    def variant(key: tuple) -> str:
+        warm, growth = key
+        text = "warm start" if warm else "re-fit the whole memory"
+        text += f", growth {growth if growth is not None else shipped_growth}"
+        return text + (" (shipped)" if warm == shipped_warm and growth is None else "")
+
+    lines = ["| consolidation | set (tuning) | order |"
+             + (" judge prompts per utterance |" if simulated else "")
+             + " runs (consolidations) | at the end: NMI / ARI / intents / assigned | while the "
+             "traffic ran | held-back intents discovered | reassigned | records per utterance |",
+             "|---|---|---:|" + ("---:|" if simulated else "") + "---|---|---|---:|---:|---:|"]
+    by: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["warm"], r["growth"])
+        by.setdefault((r["set"], *key), []).append(r)
+        em = f"{r['emergence']} of {N_HELD_BACK}" if "emergence" in r else "–"
+        lines.append(f"| {variant(key)} | {r['set']} | {r['order']} |"
+                     + (f" {r['prompts']:.2f} |" if simulated else "")
+                     + f" {r['runs'][0]} ({r['runs'][1]}) | {_q(r['service'])} | {_q(r['at_end'])} | "
+                     f"{em} | {100 * r['reassigned']:.0f}% | {r['records']:.2f} |")
+
+    def mean(key: tuple, field) -> float:
+        return float(np.mean([field(r) for r in by[key]]))
+
+    def diff(a: tuple, b: tuple, when: str, what: str) -> str:
+        return f"{mean(a, lambda r: r[when][what]) - mean(b, lambda r: r[when][what]):+.3f}"
+
+    readings = []
+    for name in dict.fromkeys(r["set"] for r in rows):
+        each = []
+        for key in ((name, *k) for k in WARM_VARIANTS if (name, *k) in by):
+            cost = f"{mean(key, lambda r: r['prompts']):.2f} prompts per utterance, " if simulated else ""
+            held = (f", held-back intents {mean(key, lambda r: r['emergence']):.1f}"
+                    if "emergence" in by[key][0] else "")
+            each.append(f"{variant(key[1:])}: {cost}NMI {mean(key, lambda r: r['service']['nmi']):.3f} "
+                        f"at the end and {mean(key, lambda r: r['at_end']['nmi']):.3f} while the "
+                        f"traffic ran, ARI {mean(key, lambda r: r['service']['ari']):.3f} and "
+                        f"{mean(key, lambda r: r['at_end']['ari']):.3f}, intents "
+                        f"{mean(key, lambda r: r['service']['intents']):.0f}{held}, reassigned "
+                        f"{100 * mean(key, lambda r: r['reassigned']):.0f}%")
+        text = f"{name} (means over the orders): " + "; ".join(each) + "."
+        cold, peer, warm = ((name, *k) for k in WARM_VARIANTS)
+        if simulated and {cold, peer, warm} <= set(by):
+            fewer = 1 - mean(warm, lambda r: r["prompts"]) / mean(cold, lambda r: r["prompts"])
+            text += (
+                f" Against the shipped re-fits, the warm start asks {100 * fewer:.0f}% fewer judge "
+                f"prompts; NMI moves by {diff(warm, cold, 'service', 'nmi')} at the end and "
+                f"{diff(warm, cold, 'at_end', 'nmi')} while the traffic ran (ARI "
+                f"{diff(warm, cold, 'service', 'ari')} and {diff(warm, cold, 'at_end', 'ari')}). "
+                f"Against re-fitting the whole memory less often (growth {WARM_PEER_GROWTH}): NMI "
+                f"{diff(warm, peer, 'service', 'nmi')} at the end and "
+                f"{diff(warm, peer, 'at_end', 'nmi')} while the traffic ran (ARI "
+                f"{diff(warm, peer, 'service', 'ari')} and {diff(warm, peer, 'at_end', 'ari')}), "
+                f"at {mean(warm, lambda r: r['prompts']) / mean(peer, lambda r: r['prompts']):.2f}x "
+                "its prompts.")
+        readings.append(text)
+    readings.append("The default stays the whole re-fit: what subscribers hold comes first, and the "
+                    "warm start keeps groups a fresh fit would cut or regroup. It is the setting for "
+                    "a deployment whose LLM calls are what it must save.")
+    return "\n".join([
+        start,
+        "## Starting a consolidation warm: `DIALIN_CONSOLIDATION_WARM_START` "
+        "(`bench/stream_keepup.py --warm`" + (f" --judge {SIMULATED}" if simulated else "") + ")",
+        "",
+        "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`, and the "
+        "dense set of 6,000 utterances of BANKING77 train): the service as in the sections above, re-fitting the whole memory at every consolidation "
+        f"(at the shipped pace, and less often: `DIALIN_CONSOLIDATION_GROWTH` {WARM_PEER_GROWTH}), "
+        "and starting each consolidation warm: the groups the last one certified (the members "
+        "a verdict admitted, still in their intent) are asked about once each and kept when "
+        "still Good, only the rest is clustered anew, and kept rows cost a quarter of the "
+        "per-row judge budget (`warm_share`). With "
+        + ("the simulated LLM judge that knows the gold labels (benchmark only)"
+           if simulated else "the shipped offline judge") + ".",
+        "",
+        *lines,
+        "",
+        "Reading: " + " ".join(readings),
+        "",
+        provenance(),
+        end,
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -406,6 +515,10 @@ def main() -> None:
     parser.add_argument("--growth", type=float, nargs="+", default=None, metavar="G",
                         help="instead: the service on emergence-train (tuning) once per "
                              "DIALIN_CONSOLIDATION_GROWTH value (its own section)")
+    parser.add_argument("--warm", action="store_true",
+                        help="instead: the service on emergence-train and dense (tuning) "
+                             "re-fitting the whole memory and starting consolidations warm "
+                             "(its own section)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not (args.data / "banking77" / "test.csv").exists():
@@ -417,6 +530,12 @@ def main() -> None:
                 for g in args.growth for order in args.orders]
         print(json.dumps(rows))
         write_section(args.out, _section_name(GROWTH_SECTION, args), growth_section(rows, args))
+        return
+    if args.warm:
+        rows = [measure(name, order, args, batch=False, warm=warm, growth=growth)
+                for name in WARM_SETS for warm, growth in WARM_VARIANTS for order in args.orders]
+        print(json.dumps(rows))
+        write_section(args.out, _section_name(WARM_SECTION, args), warm_section(rows, args))
         return
     rows = [measure(name, order, args, batch=not args.no_batch)
             for name in args.sets for order in args.orders]

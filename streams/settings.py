@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     consolidation_growth: float = Field(
         0.25, gt=0, description="a consolidation runs when the memory gained this share of "
         "its size at the last one")
+    consolidation_warm_start: bool = Field(
+        False, description="a consolidation starts from the groups the last one certified "
+        "(each asked about once, kept when still Good) and clusters only the rest, instead of "
+        "re-fitting the whole memory: fewer judge calls while the memory grows, lower "
+        "quality (bench/stream_keepup.py --warm); budget strategy only")
     consolidation_interval_seconds: float = Field(
         900.0, ge=0, description="once the memory is full, at most one consolidation this often")
     rename_overlap: float = Field(

@@ -255,6 +255,7 @@ def test_is_a_clonable_estimator():
     ({"budget": -1}, "budget"),
     ({"lookahead": 0}, "lookahead"),
     ({"lookahead": 2.5}, "lookahead"),
+    ({"warm_share": 1.5}, "warm_share"),
 ])
 def test_bad_parameters_fail_in_fit(english_sample, english_lsa, kwargs, message):
     est = BudgetITLClustering(OracleJudge(english_sample.labels), **kwargs)
@@ -268,3 +269,56 @@ def test_bad_input_shapes_fail_clearly():
         est.fit(np.zeros(5, np.float32))
     with pytest.raises(ValueError, match="texts"):
         est.fit(np.eye(3, dtype=np.float32), texts=["only one"])
+
+
+def _certified(est: BudgetITLClustering) -> np.ndarray:
+    """A fit's groups as a later warm start takes them: rows the classifier placed are -1."""
+    return np.where(est.in_group_, est.labels_, -1)
+
+
+def test_a_warm_start_keeps_the_groups_the_judge_still_calls_good(english_sample, english_lsa):
+    """A consolidation's warm start: the earlier groups are asked about once each, kept whole
+    when Good, and the budget counts their rows at ``warm_share``."""
+    y = english_sample.labels
+    judge = OracleJudge(y, accuracy=1.0)
+    cold = BudgetITLClustering(judge, budget=0.3, random_state=0).fit(english_lsa)
+    prior = _certified(cold)
+    assert 0 < (prior >= 0).sum() < len(y)  # some rows were placed by the classifier
+    warm = BudgetITLClustering(judge, budget=0.3, random_state=0).fit(english_lsa, prior_labels=prior)
+    groups = [np.flatnonzero(prior == g) for g in np.unique(prior[prior >= 0])]
+    groups = [g for g in groups if len(g) >= warm.min_group_size]
+    recheck = next(r for r in warm.log_ if r["phase"] == "recheck")
+    assert warm.calls_by_phase_["recheck"] == recheck["groups"] == len(groups)
+    in_groups = sum(len(g) for g in groups)
+    cap = int(0.3 * (len(y) - in_groups + 0.25 * in_groups)) + len(groups)
+    assert warm.n_judge_calls_ <= cap < cold.n_judge_calls_
+    kept = [g for g in groups if judge.judge([ClusterView(members=tuple(g.tolist()), texts=())])[0].good]
+    assert len(kept) == recheck["good"] > 0
+    for g in kept:  # a group the judge still calls Good is never cut
+        assert len(set(warm.labels_[g].tolist())) == 1
+    assert nmi(y, warm.labels_) >= nmi(y, cold.labels_) - 0.03
+
+
+def test_a_warm_start_clusters_a_group_the_judge_refuses_anew(english_sample, english_lsa):
+    """An earlier group that mixes two intents is not kept: its rows are clustered again."""
+    y = np.array(english_sample.labels)
+    a, b = sorted(set(y))[:2]
+    mixed = np.flatnonzero((y == a) | (y == b))
+    prior = np.full(len(y), -1)
+    prior[mixed] = 0
+    est = BudgetITLClustering(OracleJudge(y, accuracy=1.0), budget=0.3,
+                              random_state=0).fit(english_lsa, prior_labels=prior)
+    assert next(r for r in est.log_ if r["phase"] == "recheck")["bad"] == 1
+    top_a = np.bincount(est.labels_[y == a]).argmax()
+    top_b = np.bincount(est.labels_[y == b]).argmax()
+    assert top_a != top_b
+
+
+@pytest.mark.parametrize("prior, message", [
+    (np.zeros(5, dtype=int), "prior_labels must be 600 integers"),
+    (np.zeros(600), "prior_labels must be 600 integers"),
+])
+def test_bad_prior_labels_fail_clearly(english_sample, english_lsa, prior, message):
+    est = BudgetITLClustering(OracleJudge(english_sample.labels))
+    with pytest.raises(ValueError, match=message):
+        est.fit(english_lsa, prior_labels=prior)

@@ -268,6 +268,12 @@ def test_the_discovery_fit_runs_in_a_lower_priority_process_and_outlives_its_dea
         assert [i.label for i in there.intents_] == [i.label for i in here.intents_]
         assert there.calls_by_phase_ == here.calls_by_phase_
         assert there.judge.X_.shape == X.shape  # prepared there, usable here
+        # a consolidation's warm start reaches the fit process (fit parameters go along)
+        prior = np.where(here.in_group_, here.labels_, -1)
+        warm_there = fitter.fit(estimator(), X, texts, prior_labels=prior)
+        warm_here = ThreadFitter().fit(estimator(), X, texts, prior_labels=prior)
+        assert warm_there.calls_by_phase_.get("recheck", 0) > 0
+        np.testing.assert_array_equal(warm_there.labels_, warm_here.labels_)
         [pid] = list(fitter._pool._processes)
         assert pid != os.getpid()
         assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + FIT_NICENESS

@@ -24,6 +24,17 @@ where a verdict changes the result most:
    label is -1 (``UNASSIGNED``), ``intents_`` is empty and a
    :class:`~._intents.NothingCertifiedWarning` says so.
 
+**Warm start.** ``fit(..., prior_labels=...)`` continues an earlier fit instead of
+starting over, as a service's consolidation may when its memory grows. Each group an
+earlier fit certified (its rows that were in a judged group, ``in_group_``, not those
+the leftover classifier placed; at least ``min_group_size`` of them) is asked about once
+(phase ``recheck``) and, when the judge still calls it Good, is an anchor from the start.
+Only the other rows (new ones, and those of groups now called Bad) go through the coarse
+pass, and the budget counts the rows of kept groups at ``warm_share`` of the per-row
+budget. Growth and merge then run as usual, so new rows can still join an old group or
+form their own, and old groups can still merge. What it saves and costs:
+``bench/stream_keepup.py --warm``.
+
 Inputs over 5,000 rows are first cut into parts of about 2,500 (k-means,
 :func:`~._clusterers.split_rows`); the coarse k-means and the Ward micro-clusters run
 inside the parts, so a fit grows about linearly with the input instead of as n^2
@@ -118,6 +129,10 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         one at a time, except that questions asked ahead and never reached count against
         the budget (``ledger_summary_["asked_ahead_unused"]``). 1 (the default) asks one
         at a time. What it changes: ``bench/lookahead.py``.
+    warm_share : float
+        With ``prior_labels`` (a warm start, see the module docstring): the share of the
+        per-row budget that rows of an earlier certified group cost; their groups are
+        re-checked with one question each instead of being clustered again.
     random_state : int, RandomState or None
 
     Attributes
@@ -129,6 +144,9 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         The budget used (calls per utterance), the ledger's figures and the fit's time.
     k_hint_
         The anchor the fit used (the estimate when ``k_hint="auto"``), None without one.
+    in_group_
+        One bool per row: True where the row was in a group a verdict admitted, False where
+        the leftover classifier gave it its label (what a later warm start may keep).
     """
 
     def __init__(self, judge: Judge, namer: Namer | None = None, budget: float | None = None,
@@ -138,7 +156,7 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
                  stop_window: int = 80, stop_rate: float = 0.05, sample_size: int = 20,
                  union_side: int = 10, confirm: bool | None = None,
                  k_hint: int | Literal["auto"] | None = None, lookahead: int = 1,
-                 random_state=None) -> None:
+                 warm_share: float = 0.25, random_state=None) -> None:
         self.judge = judge
         self.namer = namer
         self.budget = budget
@@ -156,18 +174,32 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
         self.confirm = confirm
         self.k_hint = k_hint
         self.lookahead = lookahead
+        self.warm_share = warm_share
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
     @single_threaded
-    def fit(self, X: np.ndarray, y=None, *,
-            texts: Sequence[str] | None = None) -> "BudgetITLClustering":
+    def fit(self, X: np.ndarray, y=None, *, texts: Sequence[str] | None = None,
+            prior_labels: Sequence[int] | None = None) -> "BudgetITLClustering":
         """Cluster the rows of ``X`` (unit-length embeddings; ``texts`` are what the judge
-        reads, placeholders when None). ``y`` is not used; texts passed in its place fail."""
+        reads, placeholders when None). ``y`` is not used; texts passed in its place fail.
+
+        ``prior_labels`` (one int per row, -1 for none): the groups an earlier fit
+        certified, for a warm start (module docstring). They are not gold labels: each
+        group is asked about again, and a group the judge now refuses is clustered anew.
+        """
         check_no_y(y)
         given = list(texts) if texts is not None else None
         X = check_embeddings(X, given, min_rows=2)
         n = X.shape[0]
+        prior = None
+        if prior_labels is not None:
+            prior = np.asarray(prior_labels)
+            if prior.shape != (n,) or not np.issubdtype(prior.dtype, np.integer):
+                raise ValueError(f"prior_labels must be {n} integers (one per row, -1 for "
+                                 f"none), got shape {prior.shape} of {prior.dtype}")
+        if not 0.0 <= self.warm_share <= 1.0:
+            raise ValueError(f"warm_share must be in [0, 1], got {self.warm_share}")
         budget = self.budget if self.budget is not None else self.judge.default_budget
         if not budget > 0:
             raise ValueError(f"budget must be > 0 calls per utterance, got {budget}")
@@ -178,13 +210,14 @@ class BudgetITLClustering(StrategyMixin, BaseEstimator):
             raise ValueError(f"lookahead must be an integer >= 1, got {self.lookahead!r}")
         started = time.perf_counter()
         run = _BudgetFit(self, X, given if given is not None else placeholder_texts(n),
-                         float(budget))
+                         float(budget), prior)
         labels = run.fit()
 
         self.budget_ = run.budget
         self.k_hint_ = run.k_hint
         self.labels_ = labels
         self.log_ = run.log
+        self.in_group_ = run.in_group
         self.n_judge_calls_ = run.ledger.n_calls
         self.calls_by_phase_ = dict(run.ledger.calls_by_phase)
         self.ledger_summary_ = run.ledger.summary()
@@ -208,13 +241,20 @@ class _BudgetFit:
     """
 
     def __init__(self, est: BudgetITLClustering, X: np.ndarray, texts: Sequence[str],
-                 budget: float) -> None:
+                 budget: float, prior: np.ndarray | None = None) -> None:
         n = X.shape[0]
         self.est = est
         self.budget = budget
         self.X, self.texts = X, texts
         self.rng = check_random_state(est.random_state)
-        cap = int(budget * n)
+        # A warm start: the earlier fit's groups big enough to keep, each re-checked once.
+        self.prior_groups: list[np.ndarray] = []
+        if prior is not None:
+            ids, sizes = np.unique(prior[prior >= 0], return_counts=True)
+            self.prior_groups = [np.flatnonzero(prior == g)
+                                 for g, size in zip(ids, sizes) if size >= est.min_group_size]
+        in_prior = sum(len(g) for g in self.prior_groups)
+        cap = int(budget * (n - in_prior + est.warm_share * in_prior)) + len(self.prior_groups)
         if est.max_calls is not None:
             cap = min(cap, int(est.max_calls))
         self.cap = max(cap, 1)
@@ -250,23 +290,45 @@ class _BudgetFit:
     def _left(self) -> int:
         return self.cap - self.ledger.n_calls
 
+    def _recheck(self, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """A warm start's first step: the earlier groups the judge still calls Good (one
+        question each), and the rows left to cluster (all rows without a warm start)."""
+        if not self.prior_groups:
+            return [], np.arange(n)
+        verdicts = self.ledger.ask([self._view(g) for g in self.prior_groups], "recheck")
+        kept = [g for g, v in zip(self.prior_groups, verdicts) if v.is_good]
+        for g, v in zip(self.prior_groups, verdicts):
+            self._note(g, v)
+        taken = np.zeros(n, bool)
+        for g in kept:
+            taken[g] = True
+        self.log.append({"phase": "recheck", "groups": len(self.prior_groups), "good": len(kept),
+                         "bad": len(self.prior_groups) - len(kept), "calls": self.ledger.n_calls})
+        return kept, np.flatnonzero(~taken)
+
     def _coarse(self, n: int) -> list[np.ndarray]:
-        k = int(round(n / self.coarse_size))
-        k = max(1, min(k, n, int(0.5 * self.cap)))
-        if len(self.parts) == 1:
+        anchors, rows = self._recheck(n)
+        if len(rows) == 0:
+            return anchors
+        k = int(round(len(rows) / self.coarse_size))
+        k = max(1, min(k, len(rows), int(0.5 * self.cap)))
+        if len(rows) == n and len(self.parts) == 1:
             labels = _kmeans(self.X, k, self.rng)
-        else:
+        elif len(rows) == n:
             labels = kmeans_in_parts(self.X, k, self.parts, self.rng, refine=_REFINE_ITERATIONS)
-        clusters = [np.flatnonzero(labels == c) for c in range(labels.max() + 1)]
+        else:  # a warm start: only the rows no kept group holds
+            labels = kmeans_in_parts(self.X[rows], k, split_rows(self.X[rows], self.rng),
+                                     self.rng, refine=_REFINE_ITERATIONS)
+        clusters = [rows[labels == c] for c in range(labels.max() + 1)]
         clusters = [c for c in clusters if len(c)]
         verdicts = self.ledger.ask([self._view(c) for c in clusters], "coarse")
-        anchors = [c for c, v in zip(clusters, verdicts) if v.is_good]
+        good = [c for c, v in zip(clusters, verdicts) if v.is_good]
         for c, v in zip(clusters, verdicts):
             self._note(c, v)
         self.log.append({"phase": "coarse", "parts": len(self.parts), "n_cluster": len(clusters),
-                         "good": len(anchors), "bad": len(clusters) - len(anchors),
+                         "good": len(good), "bad": len(clusters) - len(good),
                          "calls": self.ledger.n_calls})
-        return anchors
+        return anchors + good
 
     def _grow(self, anchors: list[np.ndarray], n: int) -> list[np.ndarray]:
         in_anchor = np.zeros(n, bool)
@@ -397,6 +459,7 @@ class _BudgetFit:
             labels[members] = c
         self.group_verdicts = {c: self.verdicts[int(g.min())] for c, g in enumerate(kept)
                                if int(g.min()) in self.verdicts}
+        self.in_group = labels >= 0
         rest = np.flatnonzero(labels < 0)
         if len(kept) == 0:
             # No Good verdict covers any utterance: one cluster of everything would be an

@@ -27,7 +27,14 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    consolidation, so the end of a burst is settled in seconds, not after the age
    trigger (under steady traffic this never fires). The engine's estimator is
    fitted per role, in a process of its own (:mod:`.fitter`) or on a worker thread: on
-   the buffer alone, or on the memory and the buffer together;
+   the buffer alone, or on the memory and the buffer together. By default every
+   consolidation re-fits the whole memory. With ``consolidation_warm_start`` on, it starts
+   warm: the groups the last consolidation certified (the members a verdict admitted,
+   still in that intent) go to the estimator as ``prior_labels``; each is asked about once
+   and kept when still Good, and only the rest (utterances assigned or buffered since,
+   and groups now refused) is clustered anew, so a consolidation spends judge calls
+   mostly on what arrived since (``bench/stream_keepup.py --warm``: fewer calls, lower
+   quality). A new leader has no such groups: its first consolidation starts cold;
 4. **reconcile** (consolidation): each certified cluster continues the known intent
    whose remembered members it mostly holds (:func:`dialin.models.reconcile`); known
    intents it also absorbed are ``merged`` into it; a cluster continuing nothing is
@@ -80,6 +87,7 @@ at most :data:`MAX_RETRY_SECONDS`) so a dead LLM is not asked again every tick.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -222,6 +230,12 @@ class Discovery:
         #: these (``rename_overlap``). Leader-local: a new leader counts from the members
         #: it finds remembered, so a leader change only delays a re-naming.
         self.named_for: dict[str, frozenset[str]] = {}
+        #: utterance_id -> the intent the last consolidation certified it in (rows of a
+        #: group a verdict admitted, not those the estimator's classifier placed): the next
+        #: consolidation's warm start (``consolidation_warm_start``). Leader-local: a new
+        #: leader's first consolidation starts cold.
+        self.certified: dict[str, str] = {}
+        self._core: set[int] = set()  # the current run's rows a verdict admitted
         self.last_run_at = 0.0
         self.last_consolidation_at = 0.0
         self.memory_at_consolidation = 0
@@ -471,6 +485,7 @@ class Discovery:
         made of it (labels -1, a Bad or an invalid verdict, or none at all).
         """
         found: list[Found] = []
+        self._core = set()
         self._judged = self._good = 0
         self._fitted = self._uncertified = 0
         roles = sorted({e.role or "" for e in entries})
@@ -478,7 +493,7 @@ class Discovery:
             rows = np.array([i for i, e in enumerate(entries) if (e.role or "") == role])
             if not self._fittable(rows):
                 continue
-            est, certified, covered = self._fit_rows(rows, entries, X)
+            est, certified, covered = self._fit_rows(rows, entries, X, self._prior(rows, entries))
             self._fitted += len(rows)
             self._uncertified += len(rows) - covered
             if any(isinstance(entries[i], MemoryEntry) for i in rows):
@@ -490,13 +505,33 @@ class Discovery:
         """Enough rows for a fit to find two clusters of ``discovery_min_cluster_size``."""
         return len(rows) >= max(2 * self.settings.discovery_min_cluster_size, 4)
 
-    def _fit_rows(self, rows: np.ndarray, entries: list[BufferEntry],
-                  X: np.ndarray) -> tuple[Any, list[Found], int]:
-        """Thread body: a fresh estimator fitted on ``rows`` of ``entries``; returns it, its
-        clusters with a Good verdict and at least ``discovery_min_cluster_size`` rows
-        (examples redacted), and how many rows a Good verdict covers. Verdicts and judge
-        calls are counted in the metrics."""
-        est = self.fitter.fit(self.make_estimator(), X[rows], [entries[i].text for i in rows])
+    def _prior(self, rows: np.ndarray, entries: list[BufferEntry]) -> np.ndarray | None:
+        """A consolidation's warm start for ``rows``: each remembered utterance still in the
+        intent the last consolidation certified it in gets that intent's group number, every
+        other row -1; None when there is nothing to start from (a buffer run, a new leader,
+        ``consolidation_warm_start`` off)."""
+        if not (self.settings.consolidation_warm_start and self.certified):
+            return None
+        groups: dict[str, int] = {}
+        prior = np.full(len(rows), -1, dtype=np.int64)
+        for k, i in enumerate(rows):
+            e = entries[i]
+            was = self.certified.get(e.utterance_id) if isinstance(e, MemoryEntry) else None
+            if was is not None and self.resolve(was) == self.resolve(e.intent_id):
+                prior[k] = groups.setdefault(self.resolve(was), len(groups))
+        return prior if groups else None
+
+    def _fit_rows(self, rows: np.ndarray, entries: list[BufferEntry], X: np.ndarray,
+                  prior: np.ndarray | None = None) -> tuple[Any, list[Found], int]:
+        """Thread body: a fresh estimator fitted on ``rows`` of ``entries`` (warm from
+        ``prior`` when the estimator takes ``prior_labels``); returns it, its clusters with
+        a Good verdict and at least ``discovery_min_cluster_size`` rows (examples
+        redacted), and how many rows a Good verdict covers. Verdicts and judge calls are
+        counted in the metrics."""
+        est = self.make_estimator()
+        warm = ({"prior_labels": prior} if prior is not None
+                and "prior_labels" in inspect.signature(est.fit).parameters else {})
+        est = self.fitter.fit(est, X[rows], [entries[i].text for i in rows], **warm)
         covered = 0
         certified: list[Found] = []
         for intent in est.intents_:
@@ -514,6 +549,9 @@ class Discovery:
                 certified.append(Found(members, self._redacted(intent, entries, members)))
         for phase, n in est.calls_by_phase_.items():
             metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
+        in_group = getattr(est, "in_group_", None)  # rows a verdict admitted (not the classifier)
+        if in_group is not None:
+            self._core.update(rows[np.asarray(in_group, dtype=bool)].tolist())
         return est, certified, covered
 
     def _apart_unless_joined(self, est: Any, found: list[Found], rows: np.ndarray,
@@ -871,6 +909,10 @@ class Discovery:
             owner.update({r: intent for r in alive})
             if intent.event in ("created", "renamed"):
                 named_now[intent.intent_id] = frozenset(entries[r].utterance_id for r in alive)
+        if self.settings.consolidation_warm_start and any(
+                isinstance(e, MemoryEntry) for e in entries):  # the next one's warm start
+            self.certified = {entries[r].utterance_id: intent.intent_id
+                              for r, intent in owner.items() if r in self._core}
         by_id = {i.intent_id: i for i in intents}
         for gone, into in moves.items():
             if into not in by_id and self.catalog.get(into) is not None:

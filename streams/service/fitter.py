@@ -50,8 +50,9 @@ FIT_NICENESS = 10
 class Fitter(Protocol):
     """Fits one discovery estimator; called on the discovery run's thread, blocks until done."""
 
-    def fit(self, estimator: Any, X: np.ndarray, texts: list[str]) -> Any:
-        """``estimator`` fitted on ``X`` and ``texts`` (the same object, or a fitted copy)."""
+    def fit(self, estimator: Any, X: np.ndarray, texts: list[str], **fit_params: Any) -> Any:
+        """``estimator`` fitted on ``X`` and ``texts`` (the same object, or a fitted copy);
+        ``fit_params`` go to its ``fit`` (a consolidation's ``prior_labels``)."""
         ...
 
 
@@ -59,8 +60,8 @@ class ThreadFitter:
     """The fit on the discovery run's own thread (LLM backends, tests,
     ``DIALIN_DISCOVERY_PROCESS=false``)."""
 
-    def fit(self, estimator: Any, X: np.ndarray, texts: list[str]) -> Any:
-        return estimator.fit(X, texts=texts)
+    def fit(self, estimator: Any, X: np.ndarray, texts: list[str], **fit_params: Any) -> Any:
+        return estimator.fit(X, texts=texts, **fit_params)
 
 
 def _start(niceness: int) -> None:
@@ -69,9 +70,9 @@ def _start(niceness: int) -> None:
     os.nice(niceness)
 
 
-def _fit_there(estimator: Any, X: np.ndarray, texts: list[str]) -> Any:
+def _fit_there(estimator: Any, X: np.ndarray, texts: list[str], fit_params: dict) -> Any:
     """In the fit process: the fitted estimator, pickled back to the worker."""
-    return estimator.fit(X, texts=texts)
+    return estimator.fit(X, texts=texts, **fit_params)
 
 
 class ProcessFitter:
@@ -86,10 +87,10 @@ class ProcessFitter:
         return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start, initargs=(self.niceness,))
 
-    def fit(self, estimator: Any, X: np.ndarray, texts: list[str]) -> Any:
+    def fit(self, estimator: Any, X: np.ndarray, texts: list[str], **fit_params: Any) -> Any:
         pool = self._pool
         try:
-            return pool.submit(_fit_there, estimator, X, list(texts)).result()
+            return pool.submit(_fit_there, estimator, X, list(texts), fit_params).result()
         except BrokenProcessPool:
             if pool is self._pool:
                 self.restarts += 1
