@@ -262,6 +262,7 @@ class _BudgetFit:
         self.ledger = JudgeLedger(est.judge)
         self.verdicts: dict[int, Verdict] = {}
         self.group_verdicts: dict[int, Verdict] = {}
+        self.in_group = np.zeros(n, bool)  # rows in a judged group (set by the leftovers phase)
         self.confirm = budget >= 0.75 if est.confirm is None else bool(est.confirm)
         # The anchor: no coarser than k_hint intents of n / k_hint rows would be.
         self.k_hint = est.k_hint
