@@ -82,6 +82,7 @@ def test_a_cap_of_50_calls_lets_exactly_50_requests_reach_the_server_and_the_res
         llm_server, english_sample, english_lsa):
     settings = llm_settings(llm_server, llm_max_calls_per_hour=50)
     spend = factory.build_spend_cap(settings, on_fallback=metrics.observe_llm_fallback)
+    spend.clock = lambda: FROZEN  # the fit's 50 calls must not straddle the top of an hour
     judge = factory.build_judge(settings, spend=spend)
     namer = factory.build_namer(settings, spend=spend)
     before = {t: fallbacks(t, "call_cap") for t in ("judge", "name")}
