@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import sys
@@ -70,7 +71,7 @@ from unittest import mock
 
 import numpy as np
 
-from dialin.models import IntentCatalog
+from dialin.models import BudgetITLClustering, IntentCatalog
 from dialin.streams import factory
 from dialin.streams.service.buffer import BufferStore
 from dialin.streams.service.discovery import Discovery
@@ -82,7 +83,7 @@ from dialin.streams.settings import Settings
 from _doc import markers, provenance, write_section
 from _simulated_llm import SimulatedLLM
 from quality import embed
-from stream_quality import (N_HELD_BACK, SIMULATED, _span, as_labels, emergence, final_intent,
+from stream_quality import (N_DENSE, N_HELD_BACK, SIMULATED, _span, as_labels, emergence, final_intent,
                             make_set, names_right, run_batch, score)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,8 +325,8 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
         f"{judge}. Unlike a replay, a run gives the same figures every time; the stream orders "
         "(the seed of each set's draw and order, as `bench/stream_quality.py --seed`) show how "
         "much the order matters. Sets as in `bench/stream_quality.py`: BANKING77 test "
-        "(held out), 6,000 utterances of BANKING77 train (dense), BANKING77 test with 17 "
-        "intents held back to the last quarter (emergence, held out). *Names right*: "
+        f"(held out), {N_DENSE:,} utterances of BANKING77 train (dense), BANKING77 test with "
+        f"{N_HELD_BACK} intents held back to the last quarter (emergence, held out). *Names right*: "
         "`bench/names.py`'s measure on the labels subscribers hold.",
         "",
         *head, *lines,
@@ -343,6 +344,34 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
     ])
 
 
+def _study_judge(simulated: bool) -> str:
+    """The judge of a tuning study (growth, warm start), as its section names it."""
+    return ("the simulated LLM judge that knows the gold labels (benchmark only)"
+            if simulated else "the shipped offline judge")
+
+
+def _study_table(rows: list[dict], first: str, label, simulated: bool,
+                 records: bool = False) -> list[str]:
+    """A tuning study's table: one row per run, first column ``first`` (``label(row)``),
+    then the cost, runs, quality at the end and while the traffic ran, held-back intents,
+    reassigned share (and records per utterance when ``records``)."""
+    lines = [f"| {first} | set (tuning) | order |"
+             + (" judge prompts per utterance |" if simulated else "")
+             + " runs (consolidations) | at the end: NMI / ARI / intents / assigned | while the "
+             "traffic ran | held-back intents discovered | reassigned |"
+             + (" records per utterance |" if records else ""),
+             ("|---|" if records else "|---:|") + "---|---:|" + ("---:|" if simulated else "")
+             + "---|---|---|---:|---:|" + ("---:|" if records else "")]
+    for r in rows:
+        em = f"{r['emergence']} of {N_HELD_BACK}" if "emergence" in r else "–"
+        lines.append(f"| {label(r)} | {r['set']} | {r['order']} |"
+                     + (f" {r['prompts']:.2f} |" if simulated else "")
+                     + f" {r['runs'][0]} ({r['runs'][1]}) | {_q(r['service'])} | {_q(r['at_end'])} | "
+                     f"{em} | {100 * r['reassigned']:.0f}% |"
+                     + (f" {r['records']:.2f} |" if records else ""))
+    return lines
+
+
 GROWTH_SECTION = "stream-keepup-growth"
 
 
@@ -351,18 +380,9 @@ def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
     start, end = markers(_section_name(GROWTH_SECTION, args))
     shipped = Settings.model_fields["consolidation_growth"].default
-    lines = ["| `DIALIN_CONSOLIDATION_GROWTH` | set (tuning) | order |"
-             + (" judge prompts per utterance |" if simulated else "")
-             + " runs (consolidations) | at the end: NMI / ARI / intents / assigned | while the "
-             "traffic ran | held-back intents discovered | reassigned |",
-             "|---:|---|---:|" + ("---:|" if simulated else "") + "---|---|---|---:|---:|"]
-    for r in rows:
-        mark = " (shipped)" if r["growth"] == shipped else ""
-        em = f"{r['emergence']} of {N_HELD_BACK}" if "emergence" in r else "–"
-        lines.append(f"| {r['growth']}{mark} | {r['set']} | {r['order']} |"
-                     + (f" {r['prompts']:.2f} |" if simulated else "")
-                     + f" {r['runs'][0]} ({r['runs'][1]}) | {_q(r['service'])} | {_q(r['at_end'])} | "
-                     f"{em} | {100 * r['reassigned']:.0f}% |")
+    lines = _study_table(rows, "`DIALIN_CONSOLIDATION_GROWTH`",
+                         lambda r: f"{r['growth']}" + (" (shipped)" if r["growth"] == shipped else ""),
+                         simulated)
     by: dict[float, list[dict]] = {}
     for r in rows:
         by.setdefault(r["growth"], []).append(r)
@@ -387,8 +407,7 @@ def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
         "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`): the "
         "service as in the section above, once per value of `DIALIN_CONSOLIDATION_GROWTH` (a "
         "consolidation runs when the memory has gained this share of its size since the last "
-        "one), with " + ("the simulated LLM judge that knows the gold labels (benchmark only)"
-                         if simulated else "the shipped offline judge") + ". A consolidation "
+        "one), with " + _study_judge(simulated) + ". A consolidation "
         "re-fits the whole memory, so a larger value judges the memory's rows again fewer "
         "times; what subscribers hold while the traffic runs is then older.",
         "",
@@ -418,6 +437,7 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
     start, end = markers(_section_name(WARM_SECTION, args))
     shipped_warm = Settings.model_fields["consolidation_warm_start"].default
     shipped_growth = Settings.model_fields["consolidation_growth"].default
+    warm_share = inspect.signature(BudgetITLClustering).parameters["warm_share"].default
 
     def variant(key: tuple) -> str:
         warm, growth = key
@@ -425,20 +445,11 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
         text += f", growth {growth if growth is not None else shipped_growth}"
         return text + (" (shipped)" if warm == shipped_warm and growth is None else "")
 
-    lines = ["| consolidation | set (tuning) | order |"
-             + (" judge prompts per utterance |" if simulated else "")
-             + " runs (consolidations) | at the end: NMI / ARI / intents / assigned | while the "
-             "traffic ran | held-back intents discovered | reassigned | records per utterance |",
-             "|---|---|---:|" + ("---:|" if simulated else "") + "---|---|---|---:|---:|---:|"]
+    lines = _study_table(rows, "consolidation", lambda r: variant((r["warm"], r["growth"])),
+                         simulated, records=True)
     by: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = (r["warm"], r["growth"])
-        by.setdefault((r["set"], *key), []).append(r)
-        em = f"{r['emergence']} of {N_HELD_BACK}" if "emergence" in r else "–"
-        lines.append(f"| {variant(key)} | {r['set']} | {r['order']} |"
-                     + (f" {r['prompts']:.2f} |" if simulated else "")
-                     + f" {r['runs'][0]} ({r['runs'][1]}) | {_q(r['service'])} | {_q(r['at_end'])} | "
-                     f"{em} | {100 * r['reassigned']:.0f}% | {r['records']:.2f} |")
+        by.setdefault((r["set"], r["warm"], r["growth"]), []).append(r)
 
     def mean(key: tuple, field) -> float:
         return float(np.mean([field(r) for r in by[key]]))
@@ -484,14 +495,13 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
         "(`bench/stream_keepup.py --warm`" + (f" --judge {SIMULATED}" if simulated else "") + ")",
         "",
         "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`, and the "
-        "dense set of 6,000 utterances of BANKING77 train): the service as in the sections above, re-fitting the whole memory at every consolidation "
+        f"dense set of {N_DENSE:,} utterances of BANKING77 train): the service as in the "
+        "sections above, re-fitting the whole memory at every consolidation "
         f"(at the shipped pace, and less often: `DIALIN_CONSOLIDATION_GROWTH` {WARM_PEER_GROWTH}), "
         "and starting each consolidation warm: the groups the last one certified (the members "
         "a verdict admitted, still in their intent) are asked about once each and kept when "
-        "still Good, only the rest is clustered anew, and kept rows cost a quarter of the "
-        "per-row judge budget (`warm_share`). With "
-        + ("the simulated LLM judge that knows the gold labels (benchmark only)"
-           if simulated else "the shipped offline judge") + ".",
+        f"still Good, only the rest is clustered anew, and kept rows cost {warm_share} of the "
+        "per-row judge budget (`warm_share`). With " + _study_judge(simulated) + ".",
         "",
         *lines,
         "",

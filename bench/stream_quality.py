@@ -90,6 +90,8 @@ SECTION = "stream"
 SIMULATED = "simulated-llm"
 SECTION_SIMULATED = "stream-simulated-llm"
 N_HELD_BACK = 17
+#: Utterances of BANKING77 train in the dense set.
+N_DENSE = 6000
 DISCOVERED_SHARE = 0.6
 
 
@@ -103,7 +105,7 @@ def make_set(name: str, data: Path, seed: int) -> tuple[list[str], list[str], se
     rng = np.random.default_rng(seed)
     if name == "dense":
         texts, labels = banking77(data, "train")
-        order = rng.permutation(len(texts))[:6000]
+        order = rng.permutation(len(texts))[:N_DENSE]
         return [texts[i] for i in order], [labels[i] for i in order], set()
     texts, labels = banking77(data, "train" if name == "emergence-train" else "test")
     if name == "emergence-train":  # as many of each intent as BANKING77 test has (40; some 35)
