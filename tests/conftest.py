@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import settings as hypothesis_settings
 
@@ -32,6 +33,11 @@ class Sample:
     texts: list[str]
     labels: list[str]
     roles: list[str] | None = None
+
+
+def shuffled(texts: list[str], n: int, seed: int) -> list[str]:
+    """``n`` of ``texts`` in a seeded random order: a small stream for the service's parts."""
+    return [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))[:n]]
 
 
 @pytest.fixture(scope="session")

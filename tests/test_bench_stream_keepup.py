@@ -5,23 +5,14 @@ intents a subscriber can follow, and give the same figures when run again."""
 from __future__ import annotations
 
 import asyncio
-import csv
 
-import numpy as np
-
-from conftest import DATA
+from conftest import shuffled
 
 
-def _rows(n: int) -> list[str]:
-    with open(DATA / "banking77_sample.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    order = np.random.default_rng(0).permutation(len(rows))[:n]
-    return [rows[i]["text"] for i in order]
-
-
-def test_the_in_process_service_decides_every_utterance_once_and_repeats_itself(bench_module):
+def test_the_in_process_service_decides_every_utterance_once_and_repeats_itself(
+        bench_module, english_sample):
     keepup = bench_module("stream_keepup")
-    texts = _rows(400)
+    texts = shuffled(english_sample.texts, 400, 0)
     first = asyncio.run(keepup.run_service(texts, chunk=100))
     assert first["lost"] == 0
     held = [intent for intent in first["final"] if intent is not None]
@@ -32,11 +23,12 @@ def test_the_in_process_service_decides_every_utterance_once_and_repeats_itself(
     assert again["final"] == first["final"] and again["names"] == first["names"]
 
 
-def test_the_growth_study_reaches_the_service_through_its_settings(bench_module, monkeypatch):
+def test_the_growth_study_reaches_the_service_through_its_settings(bench_module, english_sample,
+                                                                  monkeypatch):
     """``--growth`` sets ``DIALIN_CONSOLIDATION_GROWTH`` for the service it measures: a larger
     value re-fits the memory fewer times."""
     keepup = bench_module("stream_keepup")
-    texts = _rows(400)
+    texts = shuffled(english_sample.texts, 400, 0)
     shipped = asyncio.run(keepup.run_service(texts, chunk=50))
     monkeypatch.setenv("DIALIN_CONSOLIDATION_GROWTH", "4.0")
     rare = asyncio.run(keepup.run_service(texts, chunk=50))

@@ -5,20 +5,13 @@ certified, through the service's own parts (the in-process harness of
 from __future__ import annotations
 
 import asyncio
-import csv
 
 import numpy as np
 import pytest
 
 from dialin.models import BudgetITLClustering
-from conftest import DATA
+from conftest import shuffled
 
-
-def _rows(n: int) -> list[str]:
-    with open(DATA / "banking77_sample.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    order = np.random.default_rng(1).permutation(len(rows))[:n]
-    return [rows[i]["text"] for i in order]
 
 
 @pytest.fixture
@@ -36,10 +29,11 @@ def fits(monkeypatch):
     return seen
 
 
-def test_consolidations_start_warm_and_decide_every_utterance(bench_module, fits, monkeypatch):
+def test_consolidations_start_warm_and_decide_every_utterance(bench_module, english_sample,
+                                                               fits, monkeypatch):
     keepup = bench_module("stream_keepup")
     monkeypatch.setenv("DIALIN_CONSOLIDATION_WARM_START", "true")
-    texts = _rows(500)
+    texts = shuffled(english_sample.texts, 500, 1)
     result = asyncio.run(keepup.run_service(texts, chunk=50))
     assert result["lost"] == 0
     assert sum(i is not None for i in result["final"]) >= 0.9 * len(texts)
@@ -52,8 +46,8 @@ def test_consolidations_start_warm_and_decide_every_utterance(bench_module, fits
     assert fits[0][1] is None and len(warm) < len(fits) - 1
 
 
-def test_consolidations_start_cold_by_default(bench_module, fits):
+def test_consolidations_start_cold_by_default(bench_module, english_sample, fits):
     keepup = bench_module("stream_keepup")
-    result = asyncio.run(keepup.run_service(_rows(300), chunk=50))
+    result = asyncio.run(keepup.run_service(shuffled(english_sample.texts, 300, 1), chunk=50))
     assert result["lost"] == 0 and len(fits) >= 3
     assert all(prior is None for _, prior in fits)

@@ -313,13 +313,13 @@ class _BudgetFit:
             return anchors
         k = int(round(len(rows) / self.coarse_size))
         k = max(1, min(k, len(rows), int(0.5 * self.cap)))
-        if len(rows) == n and len(self.parts) == 1:
-            labels = _kmeans(self.X, k, self.rng)
-        elif len(rows) == n:
-            labels = kmeans_in_parts(self.X, k, self.parts, self.rng, refine=_REFINE_ITERATIONS)
-        else:  # a warm start: only the rows no kept group holds
+        if len(rows) < n:  # a warm start: only the rows no kept group holds
             labels = kmeans_in_parts(self.X[rows], k, split_rows(self.X[rows], self.rng),
                                      self.rng, refine=_REFINE_ITERATIONS)
+        elif len(self.parts) == 1:
+            labels = _kmeans(self.X, k, self.rng)
+        else:
+            labels = kmeans_in_parts(self.X, k, self.parts, self.rng, refine=_REFINE_ITERATIONS)
         clusters = [rows[labels == c] for c in range(labels.max() + 1)]
         clusters = [c for c in clusters if len(c)]
         verdicts = self.ledger.ask([self._view(c) for c in clusters], "coarse")

@@ -517,8 +517,8 @@ class Discovery:
         for k, i in enumerate(rows):
             e = entries[i]
             was = self.certified.get(e.utterance_id) if isinstance(e, MemoryEntry) else None
-            if was is not None and self.resolve(was) == self.resolve(e.intent_id):
-                prior[k] = groups.setdefault(self.resolve(was), len(groups))
+            if was is not None and (now := self.resolve(was)) == self.resolve(e.intent_id):
+                prior[k] = groups.setdefault(now, len(groups))
         return prior if groups else None
 
     def _fit_rows(self, rows: np.ndarray, entries: list[BufferEntry], X: np.ndarray,
@@ -550,7 +550,7 @@ class Discovery:
         for phase, n in est.calls_by_phase_.items():
             metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
         in_group = getattr(est, "in_group_", None)  # rows a verdict admitted (not the classifier)
-        if in_group is not None:
+        if self.settings.consolidation_warm_start and in_group is not None:
             self._core.update(rows[np.asarray(in_group, dtype=bool)].tolist())
         return est, certified, covered
 
