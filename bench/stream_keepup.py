@@ -48,6 +48,11 @@ memory (at the shipped pace, and at the slower pace that spends about as many ju
 prompts) with consolidations that start warm from the groups the last one certified
 (``DIALIN_CONSOLIDATION_WARM_START``), in its own section (``stream-keepup-warm``).
 
+``--split-check`` compares, on ``emergence-train`` and ``dense`` (tuning data),
+consolidations that ask the judge before they split a known intent with consolidations
+whose re-fit decides alone (``DIALIN_CONSOLIDATION_SPLIT_CHECK`` on and off), in its own
+section (``stream-keepup-split-check``).
+
 ``--judge simulated-llm`` points the service and batch at the simulated LLM that knows the
 gold labels (``bench/_simulated_llm.py``, real HTTP on loopback): benchmark only, and the
 section says so. Writes the section ``stream-keepup`` (or ``stream-keepup-simulated-llm``)
@@ -187,19 +192,22 @@ async def run_service(texts: list[str], chunk: int) -> dict:
 
 
 def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
-            growth: float | None = None, warm: bool | None = None) -> dict:
+            growth: float | None = None, warm: bool | None = None,
+            split_check: str | None = None) -> dict:
     """One set in one stream order through the service (and batch, when asked), with the
-    shipped settings or another ``DIALIN_CONSOLIDATION_GROWTH`` or
-    ``DIALIN_CONSOLIDATION_WARM_START``."""
+    shipped settings or another ``DIALIN_CONSOLIDATION_GROWTH``,
+    ``DIALIN_CONSOLIDATION_WARM_START`` or ``DIALIN_CONSOLIDATION_SPLIT_CHECK``."""
     texts, gold, held = make_set(name, args.data, order)
     llm = SimulatedLLM(texts, gold, random_state=order) if args.judge == SIMULATED else None
     # The service's settings read DIALIN_* from the environment, as the worker's do.
     env = {**(llm.env() if llm else {}),
            **({"DIALIN_CONSOLIDATION_GROWTH": str(growth)} if growth is not None else {}),
-           **({"DIALIN_CONSOLIDATION_WARM_START": str(warm).lower()} if warm is not None else {})}
+           **({"DIALIN_CONSOLIDATION_WARM_START": str(warm).lower()} if warm is not None else {}),
+           **({"DIALIN_CONSOLIDATION_SPLIT_CHECK": split_check} if split_check is not None else {})}
     with llm or contextlib.nullcontext(), mock.patch.dict(os.environ, env):
         service = asyncio.run(run_service(texts, args.chunk))
         row = {"set": name, "order": order, "n": len(texts), "growth": growth, "warm": warm,
+               "split_check": split_check,
                "service": score(gold, as_labels(service["final"])),
                "at_end": score(gold, as_labels(service["at_end"])),
                "names_right": names_right(gold, service["final"], service["names"]),
@@ -372,13 +380,25 @@ def _study_table(rows: list[dict], first: str, label, simulated: bool,
     return lines
 
 
+#: The tuning sets of the warm-start and split-check studies: the emergence scenario and
+#: the dense set.
+STUDY_SETS = ("emergence-train", "dense")
+STUDY_SETS_TEXT = ("Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`, "
+                   f"and the dense set of {N_DENSE:,} utterances of BANKING77 train)")
+
+
+def _study_section(name: str, title: str, intro: str, lines: list[str], reading: str) -> str:
+    """A tuning study's section of docs/benchmarks.md: title, intro, table, reading."""
+    start, end = markers(name)
+    return "\n".join([start, title, "", intro, "", *lines, "", reading, "", provenance(), end])
+
+
 GROWTH_SECTION = "stream-keepup-growth"
 
 
 def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
     """The consolidation-growth study: what re-fitting less often saves and costs."""
     simulated = args.judge == SIMULATED
-    start, end = markers(_section_name(GROWTH_SECTION, args))
     shipped = Settings.model_fields["consolidation_growth"].default
     lines = _study_table(rows, "`DIALIN_CONSOLIDATION_GROWTH`",
                          lambda r: f"{r['growth']}" + (" (shipped)" if r["growth"] == shipped else ""),
@@ -399,25 +419,17 @@ def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
                     f"{mean(g, lambda r: r['service']['ari']):.3f} and "
                     f"{mean(g, lambda r: r['at_end']['ari']):.3f}, held-back intents "
                     f"{mean(g, lambda r: r.get('emergence', 0)):.1f}")
-    return "\n".join([
-        start,
+    return _study_section(
+        _section_name(GROWTH_SECTION, args),
         "## Re-fitting less often: `DIALIN_CONSOLIDATION_GROWTH` (`bench/stream_keepup.py --growth`"
         + (f" --judge {SIMULATED}" if simulated else "") + ")",
-        "",
         "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`): the "
         "service as in the section above, once per value of `DIALIN_CONSOLIDATION_GROWTH` (a "
         "consolidation runs when the memory has gained this share of its size since the last "
         "one), with " + _study_judge(simulated) + ". A consolidation "
         "re-fits the whole memory, so a larger value judges the memory's rows again fewer "
         "times; what subscribers hold while the traffic runs is then older.",
-        "",
-        *lines,
-        "",
-        "Reading (means over the orders): " + "; ".join(each) + ".",
-        "",
-        provenance(),
-        end,
-    ])
+        lines, "Reading (means over the orders): " + "; ".join(each) + ".")
 
 
 WARM_SECTION = "stream-keepup-warm"
@@ -426,15 +438,12 @@ WARM_SECTION = "stream-keepup-warm"
 WARM_PEER_GROWTH = 0.5
 #: (DIALIN_CONSOLIDATION_WARM_START, DIALIN_CONSOLIDATION_GROWTH) of the warm-start study.
 WARM_VARIANTS = ((False, None), (False, WARM_PEER_GROWTH), (True, None))
-#: The tuning sets of the warm-start study: the emergence scenario and the dense set.
-WARM_SETS = ("emergence-train", "dense")
 
 
 def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
     """The warm-start study: what starting a consolidation from the last one's groups saves
     and costs, beside re-fitting the whole memory at the shipped pace and less often."""
     simulated = args.judge == SIMULATED
-    start, end = markers(_section_name(WARM_SECTION, args))
     shipped_warm = Settings.model_fields["consolidation_warm_start"].default
     shipped_growth = Settings.model_fields["consolidation_growth"].default
     warm_share = inspect.signature(BudgetITLClustering).parameters["warm_share"].default
@@ -489,27 +498,71 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
     readings.append("The default stays the whole re-fit: what subscribers hold comes first, and the "
                     "warm start keeps groups a fresh fit would cut or regroup. It is the setting for "
                     "a deployment whose LLM calls are what it must save.")
-    return "\n".join([
-        start,
+    return _study_section(
+        _section_name(WARM_SECTION, args),
         "## Starting a consolidation warm: `DIALIN_CONSOLIDATION_WARM_START` "
         "(`bench/stream_keepup.py --warm`" + (f" --judge {SIMULATED}" if simulated else "") + ")",
-        "",
-        "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`, and the "
-        f"dense set of {N_DENSE:,} utterances of BANKING77 train): the service as in the "
-        "sections above, re-fitting the whole memory at every consolidation "
+        STUDY_SETS_TEXT + ": the service as in the sections above, re-fitting the whole memory at every consolidation "
         f"(at the shipped pace, and less often: `DIALIN_CONSOLIDATION_GROWTH` {WARM_PEER_GROWTH}), "
         "and starting each consolidation warm: the groups the last one certified (the members "
         "a verdict admitted, still in their intent) are asked about once each and kept when "
         f"still Good, only the rest is clustered anew, and kept rows cost {warm_share} of the "
         "per-row judge budget (`warm_share`). With " + _study_judge(simulated) + ".",
-        "",
-        *lines,
-        "",
-        "Reading: " + " ".join(readings),
-        "",
-        provenance(),
-        end,
-    ])
+        lines, "Reading: " + " ".join(readings))
+
+
+SPLIT_SECTION = "stream-keepup-split-check"
+
+
+def split_section(rows: list[dict], args: argparse.Namespace) -> str:
+    """The split-check study: consolidations that ask the judge before they split a known
+    intent, against consolidations whose re-fit decides alone."""
+    simulated = args.judge == SIMULATED
+    auto = Settings(judge="openai" if simulated else "heuristic",
+                    consolidation_split_check="auto")
+    resolved = "on" if Discovery.split_check_on(auto) else "off"
+    lines = _study_table(rows, "`DIALIN_CONSOLIDATION_SPLIT_CHECK`",
+                         lambda r: r["split_check"] + (" (auto here)" if r["split_check"] == resolved else ""),
+                         simulated, records=True)
+    by: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["set"], r["split_check"]), []).append(r)
+
+    def mean(key: tuple, field) -> float:
+        return float(np.mean([field(r) for r in by[key]]))
+
+    readings = []
+    for name in dict.fromkeys(r["set"] for r in rows):
+        if not {(name, "off"), (name, "on")} <= set(by):
+            continue
+        on, off = (name, "on"), (name, "off")
+
+        def diff(when: str, what: str) -> str:
+            return f"{mean(on, lambda r: r[when][what]) - mean(off, lambda r: r[when][what]):+.3f}"
+
+        text = (f"{name} (means over the orders), the check on against off: NMI {diff('service', 'nmi')} "
+                f"at the end and {diff('at_end', 'nmi')} while the traffic ran, ARI "
+                f"{diff('service', 'ari')} and {diff('at_end', 'ari')}, intents "
+                f"{mean(off, lambda r: r['service']['intents']):.0f} -> "
+                f"{mean(on, lambda r: r['service']['intents']):.0f}")
+        if "emergence" in by[on][0]:
+            text += (f", held-back intents {mean(off, lambda r: r['emergence']):.1f} -> "
+                     f"{mean(on, lambda r: r['emergence']):.1f}")
+        if simulated:
+            text += (f", judge prompts per utterance {mean(off, lambda r: r['prompts']):.2f} -> "
+                     f"{mean(on, lambda r: r['prompts']):.2f}")
+        readings.append(text + ".")
+    return _study_section(
+        _section_name(SPLIT_SECTION, args),
+        "## Asking before a split: `DIALIN_CONSOLIDATION_SPLIT_CHECK` (`bench/stream_keepup.py "
+        "--split-check`" + (f" --judge {SIMULATED}" if simulated else "") + ")",
+        STUDY_SETS_TEXT + ": the service as in the sections above, with " + _study_judge(simulated) + ". A consolidation re-fits the "
+        "memory, and a re-fit can cut a known intent in two clusters that each hold mostly its "
+        "members because its merge phase spent the budget before it asked about them. With the "
+        "check on, the judge is asked whether the two clusters are one intent, and a Good union "
+        "keeps the intent whole; off, the re-fit's split stands. `auto` (the default) is on "
+        f"with an LLM judge and off with the offline heuristic; for this judge it is {resolved}.",
+        lines, "Reading: " + " ".join(readings))
 
 
 def main() -> None:
@@ -529,6 +582,9 @@ def main() -> None:
                         help="instead: the service on emergence-train and dense (tuning) "
                              "re-fitting the whole memory and starting consolidations warm "
                              "(its own section)")
+    parser.add_argument("--split-check", action="store_true",
+                        help="instead: the service on emergence-train and dense (tuning) with "
+                             "DIALIN_CONSOLIDATION_SPLIT_CHECK off and on (its own section)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not (args.data / "banking77" / "test.csv").exists():
@@ -543,9 +599,15 @@ def main() -> None:
         return
     if args.warm:
         rows = [measure(name, order, args, batch=False, warm=warm, growth=growth)
-                for name in WARM_SETS for warm, growth in WARM_VARIANTS for order in args.orders]
+                for name in STUDY_SETS for warm, growth in WARM_VARIANTS for order in args.orders]
         print(json.dumps(rows))
         write_section(args.out, _section_name(WARM_SECTION, args), warm_section(rows, args))
+        return
+    if args.split_check:
+        rows = [measure(name, order, args, batch=False, split_check=check)
+                for name in STUDY_SETS for check in ("off", "on") for order in args.orders]
+        print(json.dumps(rows))
+        write_section(args.out, _section_name(SPLIT_SECTION, args), split_section(rows, args))
         return
     rows = [measure(name, order, args, batch=not args.no_batch)
             for name in args.sets for order in args.orders]

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         "(each asked about once, kept when still Good) and clusters only the rest, instead of "
         "re-fitting the whole memory: fewer judge calls while the memory grows, lower "
         "quality (bench/stream_keepup.py --warm); budget strategy only")
+    consolidation_split_check: Literal["auto", "on", "off"] = Field(
+        "auto", description="before a consolidation splits a known intent in two clusters that "
+        "each hold mostly its members, ask the judge whether they are one intent (a Good union "
+        "keeps the intent whole): on, off, or auto (on with an LLM judge, off with the offline "
+        "heuristic, whose union test reads the geometry the re-fit cut; "
+        "bench/stream_keepup.py --split-check)")
     consolidation_interval_seconds: float = Field(
         900.0, ge=0, description="once the memory is full, at most one consolidation this often")
     rename_overlap: float = Field(

@@ -34,3 +34,26 @@ def test_the_growth_study_reaches_the_service_through_its_settings(bench_module,
     rare = asyncio.run(keepup.run_service(texts, chunk=50))
     assert rare["runs"][1] < shipped["runs"][1], (rare["runs"], shipped["runs"])
     assert rare["lost"] == 0
+
+
+def test_the_split_check_study_reaches_the_service_through_its_settings(
+        bench_module, english_sample, monkeypatch):
+    """``--split-check`` sets ``DIALIN_CONSOLIDATION_SPLIT_CHECK`` for the service it
+    measures: on, every consolidation asks about the splits its re-fit makes; off (and
+    ``auto`` with the shipped offline judge), none does."""
+    keepup = bench_module("stream_keepup")
+    texts = shuffled(english_sample.texts, 400, 0)
+    checked = []
+    real = keepup.Discovery._whole_unless_split
+
+    def spy(self, *args):
+        checked.append(True)
+        return real(self, *args)
+
+    monkeypatch.setattr(keepup.Discovery, "_whole_unless_split", spy)
+    for mode, asks in (("auto", False), ("off", False), ("on", True)):
+        checked.clear()
+        monkeypatch.setenv("DIALIN_CONSOLIDATION_SPLIT_CHECK", mode)
+        run = asyncio.run(keepup.run_service(texts, chunk=100))
+        assert run["lost"] == 0 and run["runs"][1] >= 1
+        assert bool(checked) is asks, (mode, len(checked))

@@ -568,15 +568,27 @@ def test_a_consolidation_continues_an_intent_a_crashed_run_published_without_its
             if a["utterance_id"].startswith("b2-")} == {crashed}
 
 
-def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_cause():
-    disco, pub = make_discovery(DirectionEstimator())
+def _broad_intent(disco: Discovery) -> float:
+    """A known intent ``intent-broad`` whose 30 remembered members the direction estimator
+    cuts in two (20 x-utterances on coordinate 0, 10 y-utterances on 1); returns now."""
     now = time.time()
     disco.catalog.put(CatalogIntent(intent_id="intent-broad", label="broad", role="customer",
                                     centroid=np.ones(8, np.float32), size=30))
     remember(disco, [0], 20, "intent-broad", "x", now)
     remember(disco, [1], 10, "intent-broad", "y", now)
+    return now
+
+
+def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_cause():
+    """The fit cuts a known intent in two; the judge refuses the union of the parts, so the
+    split stands: the smaller part is a new intent and its members move with a cause."""
+    judge = UnionJudge(refuse=True)
+    disco, pub = make_discovery(DirectionEstimator(judge=judge), consolidation_split_check="on")
+    now = _broad_intent(disco)
     counts = asyncio.run(disco.tick(now=now + 1))
     s = disco.settings
+    [view] = judge.asked
+    assert view.split == 20 and len(view.members) == 30  # the larger part's rows, then the other's
     assert disco.consolidations == 1 and counts["created"] == 1 and counts["reassigned"] == 10
     updates = {u["intent_id"]: u for _, u in pub.on(s.topic_updates)}
     assert updates["intent-broad"]["status"] == "updated"  # the larger part keeps the id
@@ -597,15 +609,37 @@ def test_a_consolidation_splits_a_broad_intent_and_reassigns_with_version_and_ca
     assert ids == [new["intent_id"]]
 
 
+@pytest.mark.parametrize("mode, judge, asked", [("on", "heuristic", True), ("auto", "openai", True),
+                                                ("auto", "heuristic", False), ("off", "openai", False)])
+def test_a_consolidation_keeps_an_intent_whole_when_the_judge_holds_its_parts_are_one(mode, judge, asked):
+    """A re-fit may cut a known intent in two clusters only because its merge phase ran out
+    of budget: with the split check (``auto``: an LLM judge) the judge is asked about the two
+    parts, and a Good union keeps the intent whole (no new intent, nobody moved). Without it
+    the re-fit's split stands."""
+    union = UnionJudge()
+    disco, pub = make_discovery(DirectionEstimator(judge=union), consolidation_split_check=mode,
+                                judge=judge)
+    now = _broad_intent(disco)
+    counts = asyncio.run(disco.tick(now=now + 1))
+    s = disco.settings
+    assert disco.consolidations == 1 and disco.checks_splits is asked
+    if not asked:
+        assert not union.asked and counts["created"] == 1 and counts["reassigned"] == 10
+        return
+    [view] = union.asked
+    assert view.split == 20 and len(view.members) == 30
+    assert counts["created"] == 0 and counts["reassigned"] == 0
+    [update] = [u for _, u in pub.on(s.topic_updates)]
+    assert (update["intent_id"], update["status"], update["size"]) == ("intent-broad", "updated", 30)
+    assert not pub.on(s.topic_assignments)
+
+
 def _split_setup(committed: dict[int, int] | None, lag: int = 0, fail: bool = False):
     """The broad-intent split above, with the y-utterances at input offsets 0-9 of
     partition 0 and a consumer group that has committed ``committed``."""
-    disco, pub = make_discovery(DirectionEstimator(), consolidation_max_lag=100)
-    now = time.time()
-    disco.catalog.put(CatalogIntent(intent_id="intent-broad", label="broad", role="customer",
-                                    centroid=np.ones(8, np.float32), size=30))
-    remember(disco, [0], 20, "intent-broad", "x", now)
-    remember(disco, [1], 10, "intent-broad", "y", now)
+    disco, pub = make_discovery(DirectionEstimator(judge=UnionJudge(refuse=True)),
+                                consolidation_max_lag=100)
+    now = _broad_intent(disco)
     for i in range(10):
         m = disco.memory.entries[f"y1-{i}"].model_copy(update={"source_partition": 0,
                                                                "source_offset": i})

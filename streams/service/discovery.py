@@ -44,7 +44,10 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    certified the new grouping. A merge is also a question of its own: before a cluster
    folds two known intents into one, the fit's judge is asked whether their members are
    one intent, and a refused union keeps both (each with its members; the cluster's other
-   rows go to the nearer one). A continued intent keeps its id and its name, unless fewer
+   rows go to the nearer one). A split is asked too (``consolidation_split_check``, by
+   default with an LLM judge): when the re-fit cuts a known intent into two certified
+   clusters that each hold mostly its remembered members, the judge is asked whether the
+   two are one intent, and a Good union keeps it whole. A continued intent keeps its id and its name, unless fewer
    than ``rename_overlap`` of its members are the ones it was named for and the fit's namer
    names it otherwise: then it is ``renamed`` by ``engine`` (a first run's name no longer
    names what a split or the memory's turnover left in it). Every remembered utterance
@@ -498,6 +501,8 @@ class Discovery:
             self._uncertified += len(rows) - covered
             if any(isinstance(entries[i], MemoryEntry) for i in rows):
                 certified = self._apart_unless_joined(est, certified, rows, entries, X)
+                if self.checks_splits:
+                    certified = self._whole_unless_split(est, certified, rows, entries, X)
             found += certified
         return found
 
@@ -598,8 +603,91 @@ class Discovery:
             out += self._parts(f, parts, entries, X)
         return out
 
+    @staticmethod
+    def split_check_on(settings: Settings) -> bool:
+        """Whether a consolidation asks the judge before it splits a known intent
+        (``consolidation_split_check``; ``auto``: with an LLM judge, which reads the texts.
+        The offline heuristic's union test reads the geometry the re-fit has just cut, and
+        with it the check kept intents broad: ``bench/stream_keepup.py --split-check``)."""
+        mode = settings.consolidation_split_check
+        return mode == "on" or (mode == "auto" and settings.judge != "heuristic")
+
+    @property
+    def checks_splits(self) -> bool:
+        """:meth:`split_check_on` for this discovery's settings."""
+        return self.split_check_on(self.settings)
+
+    def _whole_unless_split(self, est: Any, found: list[Found], rows: np.ndarray,
+                            entries: list[BufferEntry], X: np.ndarray) -> list[Found]:
+        """Thread body (consolidation, one role): splitting a known intent is a union
+        question for the fit's judge too, the mirror of :meth:`_apart_unless_joined`.
+
+        A re-fit of everything may cut a known intent in two certified clusters that each
+        hold mostly its remembered members (at least ``discovery_min_cluster_size`` of
+        them): its merge phase spends the fit's budget on the most linked pairs first and
+        may stop before it asks about these two. The judge is asked whether the two
+        clusters are one intent; a Good union joins them again (the intent continues
+        whole), a refused one lets the split stand (it grew incoherent). Without this, a
+        consolidation after the traffic paused split intents that a buffer run had found
+        whole (``bench/stream_keepup.py``).
+        """
+        min_size = max(1, self.settings.discovery_min_cluster_size)
+        old = {int(g): self.resolve(entries[g].intent_id) for g in rows
+               if isinstance(entries[g], MemoryEntry)}
+        held: dict[str, list[tuple[int, int]]] = {}  # known intent -> (its rows, cluster)
+        for k, f in enumerate(found):
+            counts = Counter(old[g] for g in f.rows.tolist() if g in old)
+            for iid, n in counts.items():
+                if n >= min_size and 2 * n > len(f.rows):
+                    held.setdefault(iid, []).append((n, k))
+        if not any(len(parts) > 1 for parts in held.values()):
+            return found
+        texts = [entries[i].text for i in rows]
+        local = {int(g): k for k, g in enumerate(rows)}
+        X_fit = X[rows]
+        root = list(range(len(found)))  # union-find over the clusters
+
+        def top(k: int) -> int:
+            while root[k] != k:
+                root[k] = root[root[k]]
+                k = root[k]
+            return k
+
+        verdicts: dict[int, Any] = {}
+        for iid in sorted(held):
+            parts = sorted(held[iid], reverse=True)
+            for _, k in parts[1:]:
+                a, b = top(parts[0][1]), top(k)
+                if a == b:
+                    continue
+                side_a = [local[g] for j, f in enumerate(found) if top(j) == a for g in f.rows.tolist()]
+                side_b = [local[g] for j, f in enumerate(found) if top(j) == b for g in f.rows.tolist()]
+                verdict = self._union_verdict(est, side_a, side_b, texts, X_fit)
+                if not verdict.is_good:
+                    log.info("consolidation: intent %s stays split (the judge refused the union "
+                             "of its parts)", iid)
+                    continue
+                root[b] = a
+                verdicts[a] = verdict
+        out: list[Found] = []
+        for a in sorted({top(k) for k in range(len(found))}):
+            joined = [f for k, f in enumerate(found) if top(k) == a]
+            if len(joined) == 1:
+                out.append(joined[0])
+                continue
+            biggest = max(joined, key=lambda f: len(f.rows))
+            members = np.sort(np.concatenate([f.rows for f in joined]))
+            intent = replace(biggest.intent, examples=(), verdict=verdicts[a])
+            out.append(Found(members, self._redacted(intent, entries, members)))
+        return out
+
     def _union_holds(self, est: Any, a: list[int], b: list[int], texts: list[str],
                      X_fit: np.ndarray) -> bool:
+        """Whether :meth:`_union_verdict` is Good."""
+        return self._union_verdict(est, a, b, texts, X_fit).is_good
+
+    def _union_verdict(self, est: Any, a: list[int], b: list[int], texts: list[str],
+                       X_fit: np.ndarray) -> Any:
         """The fit's judge on "are ``a`` and ``b`` (rows of the fit) one intent?", shown
         as the engine shows its own union questions (the texts nearest each side's centre)."""
         view = make_union_view(a, b, texts, X_fit, per_side=UNION_SIDE,
@@ -608,7 +696,7 @@ class Discovery:
         metrics.JUDGE_CALLS.labels("reconcile").inc()
         metrics.CLUSTERS_JUDGED.labels(
             {True: "good", False: "bad", None: "invalid"}[verdict.good]).inc()
-        return verdict.is_good
+        return verdict
 
     def _parts(self, found: Found, parts: dict[str, list[int]], entries: list[BufferEntry],
                X: np.ndarray) -> list[Found]:
