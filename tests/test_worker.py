@@ -634,6 +634,20 @@ def test_a_consolidation_keeps_an_intent_whole_when_the_judge_holds_its_parts_ar
     assert not pub.on(s.topic_assignments)
 
 
+def test_the_split_check_asks_nothing_about_an_intent_a_person_decided():
+    """A person's intent keeps its remembered members whatever the re-fit cut (see the
+    imported-intents test), so there is no split to ask about: no judge call is spent."""
+    from dialin.streams.service.discovery import IMPORTED
+
+    union = UnionJudge()
+    disco, pub = make_discovery(DirectionEstimator(judge=union), consolidation_split_check="on")
+    now = _broad_intent(disco)
+    disco.catalog.put(replace(disco.catalog.get("intent-broad"), judge_backend=IMPORTED))
+    asyncio.run(disco.tick(now=now + 1))
+    assert disco.consolidations == 1 and not union.asked
+    assert not pub.on(disco.settings.topic_assignments)
+
+
 def _split_setup(committed: dict[int, int] | None, lag: int = 0, fail: bool = False):
     """The broad-intent split above, with the y-utterances at input offsets 0-9 of
     partition 0 and a consumer group that has committed ``committed``."""

@@ -634,12 +634,16 @@ class Discovery:
         min_size = max(1, self.settings.discovery_min_cluster_size)
         old = {int(g): self.resolve(entries[g].intent_id) for g in rows
                if isinstance(entries[g], MemoryEntry)}
-        held: dict[str, list[tuple[int, int]]] = {}  # known intent -> (its rows, cluster)
+        held: dict[str, list[tuple[int, int]]] = {}  # known intent -> [(its members in k, k)]
         for k, f in enumerate(found):
             counts = Counter(old[g] for g in f.rows.tolist() if g in old)
             for iid, n in counts.items():
                 if n >= min_size and 2 * n > len(f.rows):
                     held.setdefault(iid, []).append((n, k))
+        for iid in list(held):
+            intent = self.catalog.get(iid)
+            if intent is not None and kept_whole(intent):
+                del held[iid]  # a person's intent: its members stay in it whatever the fit cut
         if not any(len(parts) > 1 for parts in held.values()):
             return found
         texts = [entries[i].text for i in rows]
