@@ -353,7 +353,7 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def _study_judge(simulated: bool) -> str:
-    """The judge of a tuning study (growth, warm start), as its section names it."""
+    """The judge of a tuning study (growth, warm start, split check), as its section names it."""
     return ("the simulated LLM judge that knows the gold labels (benchmark only)"
             if simulated else "the shipped offline judge")
 

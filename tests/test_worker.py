@@ -622,7 +622,7 @@ def test_a_consolidation_keeps_an_intent_whole_when_the_judge_holds_its_parts_ar
     now = _broad_intent(disco)
     counts = asyncio.run(disco.tick(now=now + 1))
     s = disco.settings
-    assert disco.consolidations == 1 and disco.checks_splits is asked
+    assert disco.consolidations == 1 and Discovery.split_check_on(disco.settings) is asked
     if not asked:
         assert not union.asked and counts["created"] == 1 and counts["reassigned"] == 10
         return

@@ -501,7 +501,7 @@ class Discovery:
             self._uncertified += len(rows) - covered
             if any(isinstance(entries[i], MemoryEntry) for i in rows):
                 certified = self._apart_unless_joined(est, certified, rows, entries, X)
-                if self.checks_splits:
+                if self.split_check_on(self.settings):
                     certified = self._whole_unless_split(est, certified, rows, entries, X)
             found += certified
         return found
@@ -577,8 +577,7 @@ class Discovery:
         min_size = max(1, self.settings.discovery_min_cluster_size)
         texts = [entries[i].text for i in rows]
         local = {int(g): k for k, g in enumerate(rows)}
-        old = {int(g): self.resolve(entries[g].intent_id) for g in rows
-               if isinstance(entries[g], MemoryEntry)}
+        old = self._remembered(rows, entries)
         claimed = claims([old.get(int(g)) for g in rows], labels_of(found, len(entries))[rows])
         X_fit = X[rows]
         out: list[Found] = []
@@ -590,9 +589,9 @@ class Discovery:
             members = {iid: [g for g in f.rows.tolist() if old.get(g) == iid] for iid in claim}
             parts = {claim[0]: members[claim[0]]}
             for other in claim[1:]:
-                if len(members[other]) < min_size or self._union_holds(
+                if len(members[other]) < min_size or self._union_verdict(
                         est, [local[g] for g in parts[claim[0]]],
-                        [local[g] for g in members[other]], texts, X_fit):
+                        [local[g] for g in members[other]], texts, X_fit).is_good:
                     continue
                 parts[other] = members[other]
                 log.info("consolidation: intents %s and %s stay apart (the judge refused "
@@ -612,11 +611,6 @@ class Discovery:
         mode = settings.consolidation_split_check
         return mode == "on" or (mode == "auto" and settings.judge != "heuristic")
 
-    @property
-    def checks_splits(self) -> bool:
-        """:meth:`split_check_on` for this discovery's settings."""
-        return self.split_check_on(self.settings)
-
     def _whole_unless_split(self, est: Any, found: list[Found], rows: np.ndarray,
                             entries: list[BufferEntry], X: np.ndarray) -> list[Found]:
         """Thread body (consolidation, one role): splitting a known intent is a union
@@ -632,8 +626,7 @@ class Discovery:
         whole (``bench/stream_keepup.py``).
         """
         min_size = max(1, self.settings.discovery_min_cluster_size)
-        old = {int(g): self.resolve(entries[g].intent_id) for g in rows
-               if isinstance(entries[g], MemoryEntry)}
+        old = self._remembered(rows, entries)
         held: dict[str, list[tuple[int, int]]] = {}  # known intent -> [(its members in k, k)]
         for k, f in enumerate(found):
             counts = Counter(old[g] for g in f.rows.tolist() if g in old)
@@ -649,33 +642,31 @@ class Discovery:
         texts = [entries[i].text for i in rows]
         local = {int(g): k for k, g in enumerate(rows)}
         X_fit = X[rows]
-        root = list(range(len(found)))  # union-find over the clusters
+        group_of = list(range(len(found)))  # cluster -> the group it is in (joined clusters)
+        clusters_in = {k: [k] for k in range(len(found))}  # group -> its clusters
 
-        def top(k: int) -> int:
-            while root[k] != k:
-                root[k] = root[root[k]]
-                k = root[k]
-            return k
+        def fit_rows(group: int) -> list[int]:
+            return [local[g] for k in sorted(clusters_in[group]) for g in found[k].rows.tolist()]
 
         verdicts: dict[int, Any] = {}
         for iid in sorted(held):
             parts = sorted(held[iid], reverse=True)
             for _, k in parts[1:]:
-                a, b = top(parts[0][1]), top(k)
+                a, b = group_of[parts[0][1]], group_of[k]
                 if a == b:
                     continue
-                side_a = [local[g] for j, f in enumerate(found) if top(j) == a for g in f.rows.tolist()]
-                side_b = [local[g] for j, f in enumerate(found) if top(j) == b for g in f.rows.tolist()]
-                verdict = self._union_verdict(est, side_a, side_b, texts, X_fit)
+                verdict = self._union_verdict(est, fit_rows(a), fit_rows(b), texts, X_fit)
                 if not verdict.is_good:
                     log.info("consolidation: intent %s stays split (the judge refused the union "
                              "of its parts)", iid)
                     continue
-                root[b] = a
+                for c in clusters_in[b]:
+                    group_of[c] = a
+                clusters_in[a] += clusters_in.pop(b)
                 verdicts[a] = verdict
         out: list[Found] = []
-        for a in sorted({top(k) for k in range(len(found))}):
-            joined = [f for k, f in enumerate(found) if top(k) == a]
+        for a in sorted(clusters_in):
+            joined = [found[k] for k in sorted(clusters_in[a])]
             if len(joined) == 1:
                 out.append(joined[0])
                 continue
@@ -684,11 +675,6 @@ class Discovery:
             intent = replace(biggest.intent, examples=(), verdict=verdicts[a])
             out.append(Found(members, self._redacted(intent, entries, members)))
         return out
-
-    def _union_holds(self, est: Any, a: list[int], b: list[int], texts: list[str],
-                     X_fit: np.ndarray) -> bool:
-        """Whether :meth:`_union_verdict` is Good."""
-        return self._union_verdict(est, a, b, texts, X_fit).is_good
 
     def _union_verdict(self, est: Any, a: list[int], b: list[int], texts: list[str],
                        X_fit: np.ndarray) -> Any:
@@ -1085,6 +1071,10 @@ class Discovery:
     def _remembered_in(self, entry: BufferEntry) -> str | None:
         """The intent a remembered utterance is in now (merges followed); None if buffered."""
         return self.resolve(entry.intent_id) if isinstance(entry, MemoryEntry) else None
+
+    def _remembered(self, rows: np.ndarray, entries: list[BufferEntry]) -> dict[int, str]:
+        """:meth:`_remembered_in` of each remembered row of ``rows`` (buffered rows left out)."""
+        return {int(g): iid for g in rows if (iid := self._remembered_in(entries[g])) is not None}
 
     def _alive(self, entry: BufferEntry) -> bool:
         """Still where the fit found it (memory entries stay; buffered ones may age out)."""
