@@ -1,7 +1,8 @@
 """The service when its discovery keeps up with the traffic: deterministic stream figures.
 
 Usage: OMP_NUM_THREADS=1 python bench/stream_keepup.py [--sets test dense emergence]
-       [--orders 0 1] [--chunk 100] [--judge shipped|simulated-llm] [--out docs/benchmarks.md]
+       [--orders 0 1] [--chunk 100] [--judge shipped|simulated-llm] [--env DIALIN_X=V ...]
+       [--out docs/benchmarks.md]
 
 ``bench/stream_quality.py`` replays a set through the real broker and worker at 100
 utterances/s. A replay of 3,080 utterances lasts 31 s, while one discovery fit takes
@@ -53,6 +54,11 @@ consolidations that ask the judge before they split a known intent with consolid
 whose re-fit decides alone (``DIALIN_CONSOLIDATION_SPLIT_CHECK`` on and off), in its own
 section (``stream-keepup-split-check``).
 
+``--env DIALIN_X=V ...`` overrides settings for the service (not for batch, which stays the
+shipped ``dialin discover``: issue 12's yardstick) and writes a section of its own, whose
+name carries them (``stream-keepup-simulated-llm-consolidation-warm-start-true-...``), so a
+configuration is measured beside the shipped one without replacing it.
+
 ``--judge simulated-llm`` points the service and batch at the simulated LLM that knows the
 gold labels (``bench/_simulated_llm.py``, real HTTP on loopback): benchmark only, and the
 section says so. Writes the section ``stream-keepup`` (or ``stream-keepup-simulated-llm``)
@@ -89,7 +95,7 @@ from _doc import markers, provenance, write_section
 from _simulated_llm import SimulatedLLM
 from quality import embed
 from stream_quality import (N_DENSE, N_HELD_BACK, SIMULATED, _span, as_labels, emergence, final_intent,
-                            make_set, names_right, run_batch, score)
+                            make_set, names_right, overrides, overrides_slug, run_batch, score)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "stream-keepup"
@@ -199,13 +205,16 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
     ``DIALIN_CONSOLIDATION_WARM_START`` or ``DIALIN_CONSOLIDATION_SPLIT_CHECK``."""
     texts, gold, held = make_set(name, args.data, order)
     llm = SimulatedLLM(texts, gold, random_state=order) if args.judge == SIMULATED else None
-    # The service's settings read DIALIN_* from the environment, as the worker's do.
-    env = {**(llm.env() if llm else {}),
+    # The service's settings read DIALIN_* from the environment, as the worker's do; --env
+    # reaches the service only: batch stays `dialin discover` as shipped (issue 12's yardstick).
+    judge_env = llm.env() if llm else {}
+    env = {**judge_env, **overrides(args.env),
            **({"DIALIN_CONSOLIDATION_GROWTH": str(growth)} if growth is not None else {}),
            **({"DIALIN_CONSOLIDATION_WARM_START": str(warm).lower()} if warm is not None else {}),
            **({"DIALIN_CONSOLIDATION_SPLIT_CHECK": split_check} if split_check is not None else {})}
-    with llm or contextlib.nullcontext(), mock.patch.dict(os.environ, env):
-        service = asyncio.run(run_service(texts, args.chunk))
+    with llm or contextlib.nullcontext():
+        with mock.patch.dict(os.environ, env):
+            service = asyncio.run(run_service(texts, args.chunk))
         row = {"set": name, "order": order, "n": len(texts), "growth": growth, "warm": warm,
                "split_check": split_check,
                "service": score(gold, as_labels(service["final"])),
@@ -221,7 +230,7 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
             row["emergence"] = sum(e["discovered"] for e in emergence(gold, service["final"], held))
         if batch:
             with tempfile.TemporaryDirectory(prefix="dialin-keepup-") as tmp:
-                labels, batch_names = run_batch(texts, Path(tmp), env)
+                labels, batch_names = run_batch(texts, Path(tmp), judge_env)
             final = [None if k < 0 else int(k) for k in labels]
             row["batch"] = score(gold, labels)
             row["batch_names_right"] = names_right(gold, final, batch_names)
@@ -235,8 +244,25 @@ def measure(name: str, order: int, args: argparse.Namespace, batch: bool,
 
 # ---------------------------------------------------------------- report
 def _section_name(base: str, args: argparse.Namespace) -> str:
-    """The section of docs/benchmarks.md this run writes: the LLM path's has its own."""
-    return base + ("-" + SIMULATED if args.judge == SIMULATED else "")
+    """The section of docs/benchmarks.md this run writes: the LLM path's has its own, and so
+    does a run with overridden settings (``--env``)."""
+    return (base + ("-" + SIMULATED if args.judge == SIMULATED else "")
+            + overrides_slug(overrides(args.env)))
+
+
+def _service_settings(args: argparse.Namespace) -> Settings:
+    """The settings the measured service ran with: the shipped ones and ``--env``."""
+    return Settings(**{k.lower().removeprefix("dialin_"): v for k, v in overrides(args.env).items()})
+
+
+def _overridden(args: argparse.Namespace) -> str:
+    """The sentence naming the settings ``--env`` overrode for the service (none: empty)."""
+    if not args.env:
+        return ""
+    tuning = [name for name in args.sets if name in STUDY_SETS]
+    return (" Settings overridden for the service (batch keeps the shipped ones): "
+            + ", ".join(f"`{k}={v}`" for k, v in overrides(args.env).items()) + "."
+            + (f" `{'`, `'.join(tuning)}` are tuning data (drawn from BANKING77 train)." if tuning else ""))
 
 
 def _q(r: dict) -> str:
@@ -248,8 +274,8 @@ def _pct(right_of: tuple[int, int]) -> str:
     return f"{100 * right / of:.0f}% of {of}" if of else "–"
 
 
-def reading(rows: list[dict], simulated: bool) -> str:
-    """The section's reading, computed from its rows."""
+def reading(rows: list[dict], simulated: bool, warm: bool = False) -> str:
+    """The section's reading, computed from its rows (``warm``: consolidations start warm)."""
     parts = []
     with_batch = [r for r in rows if "batch" in r]
     if with_batch:
@@ -266,10 +292,15 @@ def reading(rows: list[dict], simulated: bool) -> str:
                  f"{_span(assigned, '{:.0f}%')} of the utterances assigned.")
     held = [r for r in rows if "emergence" in r]
     if held:
-        found = ", ".join(f"{r['emergence']}" for r in held)
-        batch = ", ".join(f"{r['batch_emergence']}" for r in held if "batch_emergence" in r)
-        parts.append(f"Held-back intents discovered: {found} of {N_HELD_BACK}"
-                     + (f" (batch: {batch})." if batch else "."))
+        each = []
+        sets = list(dict.fromkeys(r["set"] for r in held))
+        for name in sets:
+            of_set = [r for r in held if r["set"] == name]
+            found = ", ".join(f"{r['emergence']}" for r in of_set)
+            batch = ", ".join(f"{r['batch_emergence']}" for r in of_set if "batch_emergence" in r)
+            each.append((f"{name}: " if len(sets) > 1 else "") + f"{found} of {N_HELD_BACK}"
+                        + (f" (batch: {batch})" if batch else ""))
+        parts.append("Held-back intents discovered: " + "; ".join(each) + ".")
     if simulated:
         cost = [r["prompts"] for r in rows]
         line = f"The service's judge prompts per utterance: {_span(cost, '{:.2f}')}"
@@ -277,8 +308,11 @@ def reading(rows: list[dict], simulated: bool) -> str:
         if both:
             line += (f", {_span([r['prompts'] / r['batch_prompts'] for r in both], '{:.1f}')} "
                      "times batch's on the same rows")
-        parts.append(line + ": every consolidation re-fits the whole memory at the judge's "
-                     "budget per row, and while the memory grows one runs each time it gains "
+        refit = ("every consolidation starts warm (`DIALIN_CONSOLIDATION_WARM_START`): the "
+                 "groups the last one certified are asked about once each, and the rest of the "
+                 "memory is clustered anew at the judge's budget per row" if warm else
+                 "every consolidation re-fits the whole memory at the judge's budget per row")
+        parts.append(line + ": " + refit + ", and while the memory grows one runs each time it gains "
                      "`DIALIN_CONSOLIDATION_GROWTH` of its size, so the memory's rows are judged "
                      "again and again until it is full (then at most one re-fit per "
                      "`DIALIN_CONSOLIDATION_INTERVAL_SECONDS`).")
@@ -320,7 +354,8 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join([
         start,
         f"## The service when discovery keeps up (`bench/stream_keepup.py"
-        f"{' --judge ' + SIMULATED if simulated else ''}`)",
+        f"{' --judge ' + SIMULATED if simulated else ''}{''.join(' --env ' + e for e in args.env[:1])}"
+        f"{''.join(' ' + e for e in args.env[1:])}`)",
         "",
         "The service's own parts (ingest's open-set match, the leader's buffer runs, "
         "consolidations and renames, the catalog) in one process, without Kafka: what they "
@@ -330,7 +365,7 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
         "leader runs everything that is due, so no run lags the traffic (a call center's "
         "pace; `bench/stream_quality.py` replays at 100/s through the real broker, where runs "
         "lag); then the traffic pauses and the leader examines what arrived. The judge: "
-        f"{judge}. Unlike a replay, a run gives the same figures every time; the stream orders "
+        f"{judge}.{_overridden(args)} Unlike a replay, a run gives the same figures every time; the stream orders "
         "(the seed of each set's draw and order, as `bench/stream_quality.py --seed`) show how "
         "much the order matters. Sets as in `bench/stream_quality.py`: BANKING77 test "
         f"(held out), {N_DENSE:,} utterances of BANKING77 train (dense), BANKING77 test with "
@@ -345,7 +380,7 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         *churn,
         "",
-        reading(rows, simulated),
+        reading(rows, simulated, warm=_service_settings(args).consolidation_warm_start),
         "",
         provenance(),
         end,
@@ -585,8 +620,12 @@ def main() -> None:
     parser.add_argument("--split-check", action="store_true",
                         help="instead: the service on emergence-train and dense (tuning) with "
                              "DIALIN_CONSOLIDATION_SPLIT_CHECK off and on (its own section)")
+    parser.add_argument("--env", nargs="*", default=[], metavar="DIALIN_X=V",
+                        help="settings to override for the service, not for batch (default: "
+                             "none); the section's name carries them")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    overrides(args.env)  # a wrong pair stops here, before the first run
     if not (args.data / "banking77" / "test.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
     if args.chunk < 1:

@@ -37,6 +37,11 @@ server), for what subscribers receive when an LLM judges; its figures go to a se
 their own, which says they are simulated. ``--llm-latency`` holds each of its answers that
 many seconds, as an LLM takes to answer (the section then says so).
 
+``--env DIALIN_X=V ...`` overrides the worker's settings (each must name a setting and hold a
+value it accepts; the batch column stays the shipped ``dialin discover``) and writes a
+section of its own, whose name carries them, so a configuration never replaces the figures
+of the shipped defaults.
+
 Utterances still buffered when the stream has settled are *unassigned*: they count as one
 group of their own in NMI/ARI (a subscriber received nothing for them) and lower the share
 assigned. The stream has settled when every utterance is accounted for on the topics and
@@ -68,6 +73,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from dialin.models import Judge, ari, nmi
 from dialin.streams.tools.broker import EmbeddedBroker, free_port
@@ -173,7 +179,7 @@ def run_stream(texts: list[str], args: argparse.Namespace, tmp: Path, prefix: st
         env = {"DIALIN_KAFKA_BOOTSTRAP": broker.bootstrap, "DIALIN_APP_ID": settings.app_id,
                "DIALIN_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "DIALIN_DATA_DIR": str(tmp / "worker")}
         env.update(judge_env)
-        env.update(dict(kv.split("=", 1) for kv in args.env))
+        env.update(overrides(args.env))
         worker = WorkerProcess(env, metrics_port=free_port(), log_path=tmp / "worker.log")
         try:
             worker.start().wait_ready(600)
@@ -338,25 +344,56 @@ def reading(results: list[dict]) -> str:
             f"of any run is {min(differences):+.3f}.")
 
 
+def overrides(pairs: list[str]) -> dict[str, str]:
+    """``--env`` as a dict: each pair ``DIALIN_NAME=VALUE`` must name a setting and hold a
+    value it accepts (a bench exits with the reason, not a traceback, on anything else)."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        field = name.lower().removeprefix("dialin_")
+        if not sep or not name.upper().startswith("DIALIN_") or field not in Settings.model_fields:
+            sys.exit(f"bench: --env {pair!r}: expected DIALIN_NAME=VALUE naming a setting "
+                     "(the README's table of settings)")
+        try:
+            Settings(**{field: value})
+        except ValidationError as err:
+            sys.exit(f"bench: --env {pair!r}: {err.errors()[0]['msg']}")
+        env[name.upper()] = value
+    return env
+
+
+def overrides_slug(env: dict[str, str]) -> str:
+    """The suffix of a section measured with ``env``: a run with overridden settings never
+    rewrites the section of the shipped defaults."""
+    return "".join(f"-{k.lower().removeprefix('dialin_').replace('_', '-')}-{v.lower()}"
+                   for k, v in env.items())
+
+
 def section_name(args: argparse.Namespace) -> str:
-    """The section of docs/benchmarks.md this run's judge writes."""
-    return SECTION_SIMULATED if args.judge == SIMULATED else SECTION
+    """The section of docs/benchmarks.md this run's judge (and ``--env``) writes."""
+    base = SECTION_SIMULATED if args.judge == SIMULATED else SECTION
+    return base + overrides_slug(overrides(args.env))
 
 
 def section(results: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
     start, end = markers(section_name(args))
     env = " ".join(args.env) or "none (shipped defaults)"
+    budget = (f"a budget of {overrides(args.env)['DIALIN_JUDGE_BUDGET']} calls per utterance per "
+              f"discovery run, `DIALIN_JUDGE_BUDGET`; batch keeps the LLM judges' default of "
+              f"{Judge.default_budget:g}" if "DIALIN_JUDGE_BUDGET" in overrides(args.env) else
+              f"the LLM judges' default budget of {Judge.default_budget:g} calls per utterance "
+              "per discovery run")
+    flags = " --env " + " ".join(args.env) if args.env else ""
     title = ("## The service with a simulated LLM judge (`bench/stream_quality.py --judge "
-             f"{SIMULATED}`)" if simulated else
-             "## What subscribers receive: the service against batch (`bench/stream_quality.py`)")
+             f"{SIMULATED}{flags}`)" if simulated else
+             f"## What subscribers receive: the service against batch (`bench/stream_quality.py{flags}`)")
     judge = ("" if not simulated else
              "The judge of both the worker and batch is a **simulated LLM that knows the gold "
              "labels** (benchmark only, not an LLM): the sampled oracle "
              f"{SIMULATED_ACCURACY:g} behind the project's "
              "OpenAI-protocol test server on loopback (`bench/_simulated_llm.py`), so the worker "
-             "runs its LLM path (`DIALIN_JUDGE=openai`, the LLM judges' default budget of "
-             f"{Judge.default_budget:g} calls per utterance per discovery run, prompts of "
+             "runs its LLM path (`DIALIN_JUDGE=openai`, " + budget + ", prompts of "
              "sampled utterances) and the sampled oracle answers each prompt "
              "from the gold labels of the utterances it shows; the namer stays the offline keyword "
              "namer. " + (f"Each request is held {args.llm_latency:g} s before its answer (an "
@@ -482,6 +519,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.data / "banking77" / "test.csv").exists():
         sys.exit(f"bench: no data at {args.data} (pass --data DIR holding banking77/)")
+    overrides(args.env)  # a wrong pair stops here, not after the first replay
     command = " ".join(["OMP_NUM_THREADS=1 python bench/stream_quality.py", *sys.argv[1:]])
     results = []
     for name in args.sets:

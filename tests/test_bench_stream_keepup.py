@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+import pytest
+
 from conftest import shuffled
 
 
@@ -57,3 +60,61 @@ def test_the_split_check_study_reaches_the_service_through_its_settings(
         run = asyncio.run(keepup.run_service(texts, chunk=100))
         assert run["lost"] == 0 and run["runs"][1] >= 1
         assert bool(checked) is asks, (mode, len(checked))
+
+
+def test_env_overrides_reach_the_service_only_and_write_a_section_of_their_own(
+        bench_module, english_sample, monkeypatch):
+    """``--env`` measures a configuration beside the shipped one: the service runs with the
+    overridden settings, batch (issue 12's yardstick) with the shipped ones, and the section
+    it writes is not the shipped section."""
+    import argparse
+    import os
+
+    keepup = bench_module("stream_keepup")
+    texts, gold = english_sample.texts[:200], english_sample.labels[:200]
+    monkeypatch.setattr(keepup, "make_set", lambda name, data, order: (texts, gold, []))
+    seen = {}
+
+    async def service(texts_, chunk):
+        seen["service"] = {k: os.environ.get(k) for k in ("DIALIN_JUDGE_BUDGET",
+                                                          "DIALIN_CONSOLIDATION_WARM_START")}
+        held = ["i0"] * len(texts_)
+        return {"final": held, "at_end": held, "names": {"i0": "inquire-card"},
+                "runs_during": (1, 0), "runs": (1, 0), "reassigned": 0.0, "records": 1.0,
+                "renames": 0, "lost": 0, "seconds": 0.0}
+
+    def batch(texts_, tmp, env):
+        seen["batch"] = {**os.environ, **env}  # what `dialin discover` runs with
+        return np.zeros(len(texts_), dtype=int), {0: "inquire-card"}
+
+    monkeypatch.setattr(keepup, "run_service", service)
+    monkeypatch.setattr(keepup, "run_batch", batch)
+    monkeypatch.delenv("DIALIN_JUDGE_BUDGET", raising=False)
+    args = argparse.Namespace(data=None, judge="shipped", chunk=100, sets=["test"],
+                              env=["DIALIN_JUDGE_BUDGET=0.5", "dialin_consolidation_warm_start=true"])
+    keepup.measure("test", 0, args, batch=True)
+    assert seen["service"] == {"DIALIN_JUDGE_BUDGET": "0.5", "DIALIN_CONSOLIDATION_WARM_START": "true"}
+    assert "DIALIN_JUDGE_BUDGET" not in seen["batch"] and "DIALIN_JUDGE_BUDGET" not in os.environ
+    assert keepup._section_name(keepup.SECTION, args) == (
+        "stream-keepup-judge-budget-0.5-consolidation-warm-start-true")
+    args.env = []
+    assert keepup._section_name(keepup.SECTION, args) == "stream-keepup"
+
+
+def test_env_overrides_that_name_no_setting_or_a_bad_value_stop_the_bench(bench_module):
+    quality = bench_module("stream_quality")
+    assert quality.overrides(["DIALIN_JUDGE_BUDGET=0.5"]) == {"DIALIN_JUDGE_BUDGET": "0.5"}
+    for pair, says in (("DIALIN_NO_SUCH_SETTING=1", "naming a setting"),
+                       ("JUDGE_BUDGET=0.5", "naming a setting"),
+                       ("DIALIN_JUDGE_BUDGET", "naming a setting"),
+                       ("DIALIN_JUDGE_BUDGET=-1", "greater than 0"),
+                       ("DIALIN_CONSOLIDATION_WARM_START=maybe", "valid boolean")):
+        with pytest.raises(SystemExit) as stop:
+            quality.overrides([pair])
+        assert says in str(stop.value), (pair, stop.value)
+    # the replay's section too: a run with overrides never rewrites the shipped defaults' one
+    import argparse
+    replay = argparse.Namespace(judge=quality.SIMULATED, env=["DIALIN_JUDGE_BUDGET=0.5"])
+    assert quality.section_name(replay) == quality.SECTION_SIMULATED + "-judge-budget-0.5"
+    replay.env = []
+    assert quality.section_name(replay) == quality.SECTION_SIMULATED
