@@ -354,8 +354,8 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join([
         start,
         f"## The service when discovery keeps up (`bench/stream_keepup.py"
-        f"{' --judge ' + SIMULATED if simulated else ''}{''.join(' --env ' + e for e in args.env[:1])}"
-        f"{''.join(' ' + e for e in args.env[1:])}`)",
+        f"{' --judge ' + SIMULATED if simulated else ''}"
+        f"{' --env ' + ' '.join(args.env) if args.env else ''}`)",
         "",
         "The service's own parts (ingest's open-set match, the leader's buffer runs, "
         "consolidations and renames, the catalog) in one process, without Kafka: what they "
