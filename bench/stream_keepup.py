@@ -251,8 +251,10 @@ def _section_name(base: str, args: argparse.Namespace) -> str:
 
 
 def _service_settings(args: argparse.Namespace) -> Settings:
-    """The settings the measured service ran with: the shipped ones and ``--env``."""
-    return Settings(**{k.lower().removeprefix("dialin_"): v for k, v in overrides(args.env).items()})
+    """The settings the measured service ran with, read as it read them: from the
+    environment with ``--env`` in it."""
+    with mock.patch.dict(os.environ, overrides(args.env)):
+        return Settings()
 
 
 def _overridden(args: argparse.Namespace) -> str:

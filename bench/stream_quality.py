@@ -344,13 +344,18 @@ def reading(results: list[dict]) -> str:
             f"of any run is {min(differences):+.3f}.")
 
 
+def _setting(name: str) -> str:
+    """The settings field an environment variable ``DIALIN_NAME`` sets (``name``)."""
+    return name.lower().removeprefix("dialin_")
+
+
 def overrides(pairs: list[str]) -> dict[str, str]:
     """``--env`` as a dict: each pair ``DIALIN_NAME=VALUE`` must name a setting and hold a
     value it accepts (a bench exits with the reason, not a traceback, on anything else)."""
     env = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        field = name.lower().removeprefix("dialin_")
+        field = _setting(name)
         if not sep or not name.upper().startswith("DIALIN_") or field not in Settings.model_fields:
             sys.exit(f"bench: --env {pair!r}: expected DIALIN_NAME=VALUE naming a setting "
                      "(the README's table of settings)")
@@ -365,8 +370,7 @@ def overrides(pairs: list[str]) -> dict[str, str]:
 def overrides_slug(env: dict[str, str]) -> str:
     """The suffix of a section measured with ``env``: a run with overridden settings never
     rewrites the section of the shipped defaults."""
-    return "".join(f"-{k.lower().removeprefix('dialin_').replace('_', '-')}-{v.lower()}"
-                   for k, v in env.items())
+    return "".join(f"-{_setting(k).replace('_', '-')}-{v.lower()}" for k, v in env.items())
 
 
 def section_name(args: argparse.Namespace) -> str:
@@ -379,9 +383,10 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
     start, end = markers(section_name(args))
     env = " ".join(args.env) or "none (shipped defaults)"
-    budget = (f"a budget of {overrides(args.env)['DIALIN_JUDGE_BUDGET']} calls per utterance per "
+    given = overrides(args.env)
+    budget = (f"a budget of {given['DIALIN_JUDGE_BUDGET']} calls per utterance per "
               f"discovery run, `DIALIN_JUDGE_BUDGET`; batch keeps the LLM judges' default of "
-              f"{Judge.default_budget:g}" if "DIALIN_JUDGE_BUDGET" in overrides(args.env) else
+              f"{Judge.default_budget:g}" if "DIALIN_JUDGE_BUDGET" in given else
               f"the LLM judges' default budget of {Judge.default_budget:g} calls per utterance "
               "per discovery run")
     flags = " --env " + " ".join(args.env) if args.env else ""

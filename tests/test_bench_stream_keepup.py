@@ -4,7 +4,9 @@ intents a subscriber can follow, and give the same figures when run again."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -67,9 +69,6 @@ def test_env_overrides_reach_the_service_only_and_write_a_section_of_their_own(
     """``--env`` measures a configuration beside the shipped one: the service runs with the
     overridden settings, batch (issue 12's yardstick) with the shipped ones, and the section
     it writes is not the shipped section."""
-    import argparse
-    import os
-
     keepup = bench_module("stream_keepup")
     texts, gold = english_sample.texts[:200], english_sample.labels[:200]
     monkeypatch.setattr(keepup, "make_set", lambda name, data, order: (texts, gold, []))
@@ -113,7 +112,6 @@ def test_env_overrides_that_name_no_setting_or_a_bad_value_stop_the_bench(bench_
             quality.overrides([pair])
         assert says in str(stop.value), (pair, stop.value)
     # the replay's section too: a run with overrides never rewrites the shipped defaults' one
-    import argparse
     replay = argparse.Namespace(judge=quality.SIMULATED, env=["DIALIN_JUDGE_BUDGET=0.5"])
     assert quality.section_name(replay) == quality.SECTION_SIMULATED + "-judge-budget-0.5"
     replay.env = []
