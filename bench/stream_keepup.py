@@ -251,10 +251,12 @@ def _section_name(base: str, args: argparse.Namespace) -> str:
 
 
 def _service_settings(args: argparse.Namespace) -> Settings:
-    """The settings the measured service ran with, read as it read them: from the
-    environment with ``--env`` in it."""
-    with mock.patch.dict(os.environ, overrides(args.env)):
-        return Settings()
+    """The settings the measured service's discovery ran with, read as it read them: from
+    the environment with the judge and ``--env`` in it, and the service's budget
+    (:func:`~dialin.streams.factory.service_settings`)."""
+    judge = {"DIALIN_JUDGE": "openai"} if args.judge == SIMULATED else {}  # as SimulatedLLM.env()
+    with mock.patch.dict(os.environ, {**judge, **overrides(args.env)}):
+        return factory.service_settings(Settings())
 
 
 def _overridden(args: argparse.Namespace) -> str:
@@ -276,8 +278,9 @@ def _pct(right_of: tuple[int, int]) -> str:
     return f"{100 * right / of:.0f}% of {of}" if of else "–"
 
 
-def reading(rows: list[dict], simulated: bool, warm: bool = False) -> str:
-    """The section's reading, computed from its rows (``warm``: consolidations start warm)."""
+def reading(rows: list[dict], simulated: bool, settings: Settings) -> str:
+    """The section's reading, computed from its rows and the ``settings`` the service's
+    discovery ran with (its warm start and judge budget)."""
     parts = []
     with_batch = [r for r in rows if "batch" in r]
     if with_batch:
@@ -310,10 +313,12 @@ def reading(rows: list[dict], simulated: bool, warm: bool = False) -> str:
         if both:
             line += (f", {_span([r['prompts'] / r['batch_prompts'] for r in both], '{:.1f}')} "
                      "times batch's on the same rows")
+        budget = (f"the judge's budget per row ({settings.judge_budget:g} calls per utterance)"
+                  if settings.judge_budget is not None else "the judge's budget per row")
         refit = ("every consolidation starts warm (`DIALIN_CONSOLIDATION_WARM_START`): the "
                  "groups the last one certified are asked about once each, and the rest of the "
-                 "memory is clustered anew at the judge's budget per row" if warm else
-                 "every consolidation re-fits the whole memory at the judge's budget per row")
+                 f"memory is clustered anew at {budget}" if Discovery.warm_start_on(settings) else
+                 f"every consolidation re-fits the whole memory at {budget}")
         parts.append(line + ": " + refit + ", and while the memory grows one runs each time it gains "
                      "`DIALIN_CONSOLIDATION_GROWTH` of its size, so the memory's rows are judged "
                      "again and again until it is full (then at most one re-fit per "
@@ -382,7 +387,7 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         *churn,
         "",
-        reading(rows, simulated, warm=_service_settings(args).consolidation_warm_start),
+        reading(rows, simulated, _service_settings(args)),
         "",
         provenance(),
         end,
@@ -463,15 +468,18 @@ def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
         "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`): the "
         "service as in the section above, once per value of `DIALIN_CONSOLIDATION_GROWTH` (a "
         "consolidation runs when the memory has gained this share of its size since the last "
-        "one), with " + _study_judge(simulated) + ". A consolidation "
-        "re-fits the whole memory, so a larger value judges the memory's rows again fewer "
-        "times; what subscribers hold while the traffic runs is then older.",
+        "one), with " + _study_judge(simulated) + ". A consolidation judges the memory's rows "
+        + ("again (warm, the default with this judge: the groups the last one certified once "
+           "each, the rest at the judge's budget)" if Discovery.warm_start_on(_service_settings(args))
+           else "again (it re-fits the whole memory)")
+        + ", so a larger value judges them fewer times; what subscribers hold while the "
+        "traffic runs is then older.",
         lines, "Reading (means over the orders): " + "; ".join(each) + ".")
 
 
 WARM_SECTION = "stream-keepup-warm"
-#: The re-fit pace the warm start is compared with besides the shipped one: in the growth
-#: study it spends about as many judge prompts as the warm start at the shipped pace.
+#: The re-fit pace the warm start is compared with besides the shipped one: a whole re-fit
+#: less often is the other way to spend fewer judge prompts (the growth study).
 WARM_PEER_GROWTH = 0.5
 #: (DIALIN_CONSOLIDATION_WARM_START, DIALIN_CONSOLIDATION_GROWTH) of the warm-start study.
 WARM_VARIANTS = ((False, None), (False, WARM_PEER_GROWTH), (True, None))
@@ -481,7 +489,8 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
     """The warm-start study: what starting a consolidation from the last one's groups saves
     and costs, beside re-fitting the whole memory at the shipped pace and less often."""
     simulated = args.judge == SIMULATED
-    shipped_warm = Settings.model_fields["consolidation_warm_start"].default
+    settings = _service_settings(args)
+    shipped_warm = Discovery.warm_start_on(settings)  # what `auto` is for this judge
     shipped_growth = Settings.model_fields["consolidation_growth"].default
     warm_share = inspect.signature(BudgetITLClustering).parameters["warm_share"].default
 
@@ -521,7 +530,7 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
         if simulated and {cold, peer, warm} <= set(by):
             fewer = 1 - mean(warm, lambda r: r["prompts"]) / mean(cold, lambda r: r["prompts"])
             text += (
-                f" Against the shipped re-fits, the warm start asks {100 * fewer:.0f}% fewer judge "
+                f" Against whole re-fits at the same pace, the warm start asks {100 * fewer:.0f}% fewer judge "
                 f"prompts; NMI moves by {diff(warm, cold, 'service', 'nmi')} at the end and "
                 f"{diff(warm, cold, 'at_end', 'nmi')} while the traffic ran (ARI "
                 f"{diff(warm, cold, 'service', 'ari')} and {diff(warm, cold, 'at_end', 'ari')}). "
@@ -531,10 +540,17 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
                 f"{diff(warm, peer, 'service', 'ari')} and {diff(warm, peer, 'at_end', 'ari')}), "
                 f"at {mean(warm, lambda r: r['prompts']) / mean(peer, lambda r: r['prompts']):.2f}x "
                 "its prompts.")
+        if "emergence" in by.get(warm, [{}])[0] and cold in by:
+            more = mean(warm, lambda r: r["emergence"]) - mean(cold, lambda r: r["emergence"])
+            text += (f" Held-back intents discovered: {more:+.1f} for the warm start against whole "
+                     "re-fits at the same pace.")
         readings.append(text)
-    readings.append("The default stays the whole re-fit: what subscribers hold comes first, and the "
-                    "warm start keeps groups a fresh fit would cut or regroup. It is the setting for "
-                    "a deployment whose LLM calls are what it must save.")
+    readings.append(
+        "The warm start keeps the groups a consolidation certified while the judge still calls "
+        "them Good, new intents among them, where a fresh fit may cut or regroup them; the same "
+        "keeping holds on to groups that drifted, which is what it costs on dense traffic. The "
+        "default (`auto`) starts warm with an LLM judge, for the new intents subscribers wait "
+        "for; `false` re-fits the whole memory.")
     return _study_section(
         _section_name(WARM_SECTION, args),
         "## Starting a consolidation warm: `DIALIN_CONSOLIDATION_WARM_START` "
@@ -544,7 +560,9 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
         "and starting each consolidation warm: the groups the last one certified (the members "
         "a verdict admitted, still in their intent) are asked about once each and kept when "
         f"still Good, only the rest is clustered anew, and kept rows cost {warm_share} of the "
-        "per-row judge budget (`warm_share`). With " + _study_judge(simulated) + ".",
+        "per-row judge budget (`warm_share`). With " + _study_judge(simulated)
+        + (f", at the service's judge budget of {settings.judge_budget:g} calls per utterance"
+           if settings.judge_budget is not None else "") + ".",
         lines, "Reading: " + " ".join(readings))
 
 

@@ -71,11 +71,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from pydantic import ValidationError
 
 from dialin.models import Judge, ari, nmi
+from dialin.streams import factory
+from dialin.streams.service.discovery import Discovery
 from dialin.streams.tools.broker import EmbeddedBroker, free_port
 from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
@@ -384,11 +387,14 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
     start, end = markers(section_name(args))
     env = " ".join(args.env) or "none (shipped defaults)"
     given = overrides(args.env)
-    budget = (f"a budget of {given['DIALIN_JUDGE_BUDGET']} calls per utterance per "
-              f"discovery run, `DIALIN_JUDGE_BUDGET`; batch keeps the LLM judges' default of "
-              f"{Judge.default_budget:g}" if "DIALIN_JUDGE_BUDGET" in given else
-              f"the LLM judges' default budget of {Judge.default_budget:g} calls per utterance "
-              "per discovery run")
+    with mock.patch.dict(os.environ, {"DIALIN_JUDGE": "openai", **given}):  # as the worker reads them
+        service = factory.service_settings(Settings())
+    budget = (f"a budget of {service.judge_budget:g} calls per utterance per discovery run ("
+              + ("`DIALIN_JUDGE_BUDGET`" if "DIALIN_JUDGE_BUDGET" in given else
+                 "the service's default with an LLM judge, `DIALIN_DISCOVERY_LLM_JUDGE_BUDGET`")
+              + f"; batch keeps the LLM judges' default of {Judge.default_budget:g})"
+              + (", consolidations starting warm (`DIALIN_CONSOLIDATION_WARM_START`)"
+                 if Discovery.warm_start_on(service) else ""))
     flags = " --env " + " ".join(args.env) if args.env else ""
     title = ("## The service with a simulated LLM judge (`bench/stream_quality.py --judge "
              f"{SIMULATED}{flags}`)" if simulated else

@@ -423,6 +423,18 @@ def build_estimator(settings: Settings, judge: Judge, namer: Namer | None,
     return estimator
 
 
+def service_settings(settings: Settings) -> Settings:
+    """The settings the service's discovery runs and consolidations fit with: with an LLM
+    judge and ``judge_budget`` unset, the budget is ``discovery_llm_judge_budget``.
+
+    Why apart from ``dialin discover``: a batch run fits all the data once, the service
+    fits small runs again and again, and there an intent the traffic brings late needs the
+    merge questions the batch default runs out of (``bench/stream_keepup.py``)."""
+    if settings.judge_budget is None and settings.judge != "heuristic":
+        return settings.model_copy(update={"judge_budget": settings.discovery_llm_judge_budget})
+    return settings
+
+
 def resolved_budget(settings: Settings, judge: Judge) -> float:
     """The judge budget in calls per utterance: the setting, else the judge's default."""
     return settings.judge_budget if settings.judge_budget is not None else judge.default_budget

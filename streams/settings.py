@@ -34,7 +34,14 @@ class Settings(BaseSettings):
     strategy: StrategyName = "budget"
     judge_budget: float | None = Field(
         None, gt=0, description="judge calls per utterance per discovery run; unset: the judge's "
-        "default (0.3 for LLM judges, 0.6 for the free offline heuristic)")
+        "default (0.3 for LLM judges, 0.6 for the free offline heuristic), except in the "
+        "service with an LLM judge (discovery_llm_judge_budget)")
+    discovery_llm_judge_budget: float = Field(
+        0.5, gt=0, description="the judge budget of the service's discovery runs and "
+        "consolidations with an LLM judge while judge_budget is unset: the service fits small "
+        "runs, where an intent new traffic brings needs the merge questions a budget of 0.3 "
+        "runs out of (held-back intents found at a call center's pace: bench/stream_keepup.py "
+        "--judge simulated-llm); dialin discover keeps the judge's 0.3")
     k_hint: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
         "off", description="the budget strategy's anchor on how many intents one fit holds: "
         "auto (a label-free estimate of its input, so a small discovery run of many intents "
@@ -119,11 +126,14 @@ class Settings(BaseSettings):
     consolidation_growth: float = Field(
         0.25, gt=0, description="a consolidation runs when the memory gained this share of "
         "its size at the last one")
-    consolidation_warm_start: bool = Field(
-        False, description="a consolidation starts from the groups the last one certified "
+    consolidation_warm_start: bool | Literal["auto"] = Field(
+        "auto", description="a consolidation starts from the groups the last one certified "
         "(each asked about once, kept when still Good) and clusters only the rest, instead of "
-        "re-fitting the whole memory: fewer judge calls while the memory grows, lower "
-        "quality (bench/stream_keepup.py --warm); budget strategy only")
+        "re-fitting the whole memory: a group a consolidation certified, often an intent new "
+        "traffic brought, is kept while the judge still calls it Good instead of being cut by "
+        "the next re-fit. true, false, or auto (on with an LLM judge, which reads the texts "
+        "it is asked to keep; off with the offline heuristic, whose warm starts found fewer "
+        "new intents: bench/stream_keepup.py --warm); budget strategy only")
     consolidation_split_check: Literal["auto", "on", "off"] = Field(
         "auto", description="before a consolidation splits a known intent in two clusters that "
         "each hold mostly its members, ask the judge whether they are one intent (a Good union "

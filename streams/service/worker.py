@@ -75,6 +75,7 @@ def estimator_builder(settings: Settings, spend: Any = None,
                                 responses=responses, examples=examples)
     namer = factory.build_namer(settings, on_call=metrics.observe_llm_call, spend=spend,
                                 responses=responses, examples=examples)
+    settings = factory.service_settings(settings)  # the service's budget with an LLM judge
     factory.build_estimator(settings, judge, namer, spend=spend)  # fail at start, not at the first run
     return lambda: factory.build_estimator(settings, judge, namer, spend=spend)
 

@@ -527,6 +527,7 @@ def rediscover(settings: Settings, span: Range, *, embedder: Any = None,
     from .. import factory
     from ..catalog import read_live
 
+    settings = factory.service_settings(settings)  # the service's budget with an LLM judge
     utterances = read_range(settings, span)
     embedder = embedder if embedder is not None else factory.build_service_embedder(settings)
     live = live if live is not None else read_live(settings)
