@@ -317,7 +317,7 @@ def reading(rows: list[dict], simulated: bool, settings: Settings) -> str:
                   if settings.judge_budget is not None else "the judge's budget per row")
         refit = ("every consolidation starts warm (`DIALIN_CONSOLIDATION_WARM_START`): the "
                  "groups the last one certified are asked about once each, and the rest of the "
-                 f"memory is clustered anew at {budget}" if Discovery.warm_start_on(settings) else
+                 f"memory is clustered anew at {budget}" if settings.consolidation_warm_start else
                  f"every consolidation re-fits the whole memory at {budget}")
         parts.append(line + ": " + refit + ", and while the memory grows one runs each time it gains "
                      "`DIALIN_CONSOLIDATION_GROWTH` of its size, so the memory's rows are judged "
@@ -468,12 +468,9 @@ def growth_section(rows: list[dict], args: argparse.Namespace) -> str:
         "Tuning data only (the emergence scenario on BANKING77 train, `emergence-train`): the "
         "service as in the section above, once per value of `DIALIN_CONSOLIDATION_GROWTH` (a "
         "consolidation runs when the memory has gained this share of its size since the last "
-        "one), with " + _study_judge(simulated) + ". A consolidation judges the memory's rows "
-        + ("again (warm, the default with this judge: the groups the last one certified once "
-           "each, the rest at the judge's budget)" if Discovery.warm_start_on(_service_settings(args))
-           else "again (it re-fits the whole memory)")
-        + ", so a larger value judges them fewer times; what subscribers hold while the "
-        "traffic runs is then older.",
+        "one), with " + _study_judge(simulated) + ". A consolidation "
+        "re-fits the whole memory, so a larger value judges the memory's rows again fewer "
+        "times; what subscribers hold while the traffic runs is then older.",
         lines, "Reading (means over the orders): " + "; ".join(each) + ".")
 
 
@@ -490,7 +487,7 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
     and costs, beside re-fitting the whole memory at the shipped pace and less often."""
     simulated = args.judge == SIMULATED
     settings = _service_settings(args)
-    shipped_warm = Discovery.warm_start_on(settings)  # what `auto` is for this judge
+    shipped_warm = settings.consolidation_warm_start
     shipped_growth = Settings.model_fields["consolidation_growth"].default
     warm_share = inspect.signature(BudgetITLClustering).parameters["warm_share"].default
 
@@ -545,12 +542,9 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
             text += (f" Held-back intents discovered: {more:+.1f} for the warm start against whole "
                      "re-fits at the same pace.")
         readings.append(text)
-    readings.append(
-        "The warm start keeps the groups a consolidation certified while the judge still calls "
-        "them Good, new intents among them, where a fresh fit may cut or regroup them; the same "
-        "keeping holds on to groups that drifted, which is what it costs on dense traffic. The "
-        "default (`auto`) starts warm with an LLM judge, for the new intents subscribers wait "
-        "for; `false` re-fits the whole memory.")
+    readings.append("The default stays the whole re-fit: what subscribers hold comes first, and the "
+                    "warm start keeps groups a fresh fit would cut or regroup. It is the setting for "
+                    "a deployment whose LLM calls are what it must save.")
     return _study_section(
         _section_name(WARM_SECTION, args),
         "## Starting a consolidation warm: `DIALIN_CONSOLIDATION_WARM_START` "

@@ -78,7 +78,6 @@ from pydantic import ValidationError
 
 from dialin.models import Judge, ari, nmi
 from dialin.streams import factory
-from dialin.streams.service.discovery import Discovery
 from dialin.streams.tools.broker import EmbeddedBroker, free_port
 from dialin.streams.tools.replay import replay
 from dialin.streams.settings import Settings
@@ -394,7 +393,7 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                  "the service's default with an LLM judge, `DIALIN_DISCOVERY_LLM_JUDGE_BUDGET`")
               + f"; batch keeps the LLM judges' default of {Judge.default_budget:g})"
               + (", consolidations starting warm (`DIALIN_CONSOLIDATION_WARM_START`)"
-                 if Discovery.warm_start_on(service) else ""))
+                 if service.consolidation_warm_start else ""))
     flags = " --env " + " ".join(args.env) if args.env else ""
     title = ("## The service with a simulated LLM judge (`bench/stream_quality.py --judge "
              f"{SIMULATED}{flags}`)" if simulated else

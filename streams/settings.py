@@ -126,14 +126,12 @@ class Settings(BaseSettings):
     consolidation_growth: float = Field(
         0.25, gt=0, description="a consolidation runs when the memory gained this share of "
         "its size at the last one")
-    consolidation_warm_start: bool | Literal["auto"] = Field(
-        "auto", description="a consolidation starts from the groups the last one certified "
+    consolidation_warm_start: bool = Field(
+        False, description="a consolidation starts from the groups the last one certified "
         "(each asked about once, kept when still Good) and clusters only the rest, instead of "
-        "re-fitting the whole memory: a group a consolidation certified, often an intent new "
-        "traffic brought, is kept while the judge still calls it Good instead of being cut by "
-        "the next re-fit. true, false, or auto (on with an LLM judge, which reads the texts "
-        "it is asked to keep; off with the offline heuristic, whose warm starts found fewer "
-        "new intents: bench/stream_keepup.py --warm); budget strategy only")
+        "re-fitting the whole memory: fewer judge calls while the memory grows, lower "
+        "quality, and no more new intents found (bench/stream_keepup.py --warm); budget "
+        "strategy only")
     consolidation_split_check: Literal["auto", "on", "off"] = Field(
         "auto", description="before a consolidation splits a known intent in two clusters that "
         "each hold mostly its members, ask the judge whether they are one intent (a Good union "

@@ -46,27 +46,22 @@ def test_consolidations_start_warm_and_decide_every_utterance(bench_module, engl
     assert fits[0][1] is None and len(warm) < len(fits) - 1
 
 
-def test_consolidations_start_cold_by_default_with_the_offline_judge(bench_module, english_sample,
-                                                                      fits):
+def test_consolidations_start_cold_by_default(bench_module, english_sample, fits):
     keepup = bench_module("stream_keepup")
     result = asyncio.run(keepup.run_service(shuffled(english_sample.texts, 300, 1), chunk=50))
     assert result["lost"] == 0 and len(fits) >= 3
     assert all(prior is None for _, prior in fits)
 
 
-def test_with_an_llm_judge_the_service_starts_warm_and_spends_its_own_budget():
-    """``auto``: warm with an LLM judge, cold with the offline heuristic; the worker's (and
-    ``dialin rediscover``'s) estimators fit at ``discovery_llm_judge_budget`` while
-    ``dialin discover`` keeps the judge's default, and a set ``judge_budget`` wins."""
+def test_with_an_llm_judge_the_service_spends_its_own_budget():
+    """The worker's (and ``dialin rediscover``'s) estimators fit at
+    ``discovery_llm_judge_budget`` with an LLM judge while ``dialin discover`` keeps the
+    judge's default; a set ``judge_budget`` wins, and the offline heuristic keeps its own."""
     from dialin.streams import factory
-    from dialin.streams.service.discovery import Discovery
     from dialin.streams.service.worker import estimator_builder
     from dialin.streams.settings import Settings
 
     llm = Settings(judge="openai", llm_url="http://127.0.0.1:9/v1", llm_model="m")
-    assert Discovery.warm_start_on(llm) and not Discovery.warm_start_on(Settings())
-    assert not Discovery.warm_start_on(llm.model_copy(update={"consolidation_warm_start": False}))
-    assert Discovery.warm_start_on(Settings(consolidation_warm_start=True))
     assert estimator_builder(llm)().budget == llm.discovery_llm_judge_budget == 0.5
     judge = factory.build_judge(llm)
     assert factory.build_estimator(llm, judge, None).budget == judge.default_budget == 0.3  # discover

@@ -27,15 +27,14 @@ Each tick of the leader-only timer (``@app.timer(interval, on_leader=True)``):
    consolidation, so the end of a burst is settled in seconds, not after the age
    trigger (under steady traffic this never fires). The engine's estimator is
    fitted per role, in a process of its own (:mod:`.fitter`) or on a worker thread: on
-   the buffer alone, or on the memory and the buffer together. With an LLM judge (and
-   ``consolidation_warm_start`` on) a consolidation starts warm: the groups the last
-   consolidation certified (the members a verdict admitted, still in that intent) go to
-   the estimator as ``prior_labels``; each is asked about once and kept when still Good,
-   and only the rest (utterances assigned or buffered since, and groups now refused) is
-   clustered anew, so a new intent a consolidation found is not cut by the next re-fit
-   and the judge's calls go mostly to what arrived since (``bench/stream_keepup.py
-   --warm``). With the offline heuristic every consolidation re-fits the whole memory
-   (its warm starts found fewer new intents). A new leader has no such groups: its first consolidation starts cold;
+   the buffer alone, or on the memory and the buffer together. By default every
+   consolidation re-fits the whole memory. With ``consolidation_warm_start`` on, it starts
+   warm: the groups the last consolidation certified (the members a verdict admitted,
+   still in that intent) go to the estimator as ``prior_labels``; each is asked about once
+   and kept when still Good, and only the rest (utterances assigned or buffered since,
+   and groups now refused) is clustered anew, so a consolidation spends judge calls
+   mostly on what arrived since (``bench/stream_keepup.py --warm``: fewer calls, lower
+   quality). A new leader has no such groups: its first consolidation starts cold;
 4. **reconcile** (consolidation): each certified cluster continues the known intent
    whose remembered members it mostly holds (:func:`dialin.models.reconcile`); known
    intents it also absorbed are ``merged`` into it; a cluster continuing nothing is
@@ -516,7 +515,7 @@ class Discovery:
         intent the last consolidation certified it in gets that intent's group number, every
         other row -1; None when there is nothing to start from (a buffer run, a new leader,
         ``consolidation_warm_start`` off)."""
-        if not (self.warm_start_on(self.settings) and self.certified):
+        if not (self.settings.consolidation_warm_start and self.certified):
             return None
         groups: dict[str, int] = {}
         prior = np.full(len(rows), -1, dtype=np.int64)
@@ -556,7 +555,7 @@ class Discovery:
         for phase, n in est.calls_by_phase_.items():
             metrics.JUDGE_CALLS.labels(str(phase)).inc(n)
         in_group = getattr(est, "in_group_", None)  # rows a verdict admitted (not the classifier)
-        if self.warm_start_on(self.settings) and in_group is not None:
+        if self.settings.consolidation_warm_start and in_group is not None:
             self._core.update(rows[np.asarray(in_group, dtype=bool)].tolist())
         return est, certified, covered
 
@@ -602,15 +601,6 @@ class Discovery:
                 continue
             out += self._parts(f, parts, entries, X)
         return out
-
-    @staticmethod
-    def warm_start_on(settings: Settings) -> bool:
-        """Whether a consolidation starts warm from the groups the last one certified
-        (``consolidation_warm_start``; ``auto``: with an LLM judge, which reads the texts of
-        the groups it is asked to keep. With the offline heuristic, warm starts found fewer
-        of the intents new traffic brought: ``bench/stream_keepup.py --warm``)."""
-        mode = settings.consolidation_warm_start
-        return mode is True or (mode == "auto" and settings.judge != "heuristic")
 
     @staticmethod
     def split_check_on(settings: Settings) -> bool:
@@ -997,7 +987,7 @@ class Discovery:
             owner.update({r: intent for r in alive})
             if intent.event in ("created", "renamed"):
                 named_now[intent.intent_id] = frozenset(entries[r].utterance_id for r in alive)
-        if self.warm_start_on(self.settings) and any(
+        if self.settings.consolidation_warm_start and any(
                 isinstance(e, MemoryEntry) for e in entries):  # the next one's warm start
             self.certified = {entries[r].utterance_id: intent.intent_id
                               for r, intent in owner.items() if r in self._core}
