@@ -95,7 +95,8 @@ from _doc import markers, provenance, write_section
 from _simulated_llm import SimulatedLLM
 from quality import embed
 from stream_quality import (N_DENSE, N_HELD_BACK, SIMULATED, _span, as_labels, emergence, final_intent,
-                            make_set, names_right, overrides, overrides_slug, run_batch, score)
+                            make_set, names_right, overrides, overrides_slug, run_batch, score,
+                            service_settings)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "stream-keepup"
@@ -250,15 +251,6 @@ def _section_name(base: str, args: argparse.Namespace) -> str:
             + overrides_slug(overrides(args.env)))
 
 
-def _service_settings(args: argparse.Namespace) -> Settings:
-    """The settings the measured service's discovery ran with, read as it read them: from
-    the environment with the judge and ``--env`` in it, and the service's budget
-    (:func:`~dialin.streams.factory.service_settings`)."""
-    judge = {"DIALIN_JUDGE": "openai"} if args.judge == SIMULATED else {}  # as SimulatedLLM.env()
-    with mock.patch.dict(os.environ, {**judge, **overrides(args.env)}):
-        return factory.service_settings(Settings())
-
-
 def _overridden(args: argparse.Namespace) -> str:
     """The sentence naming the settings ``--env`` overrode for the service (none: empty)."""
     if not args.env:
@@ -387,7 +379,7 @@ def section(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         *churn,
         "",
-        reading(rows, simulated, _service_settings(args)),
+        reading(rows, simulated, service_settings(simulated, args.env)),
         "",
         provenance(),
         end,
@@ -486,7 +478,7 @@ def warm_section(rows: list[dict], args: argparse.Namespace) -> str:
     """The warm-start study: what starting a consolidation from the last one's groups saves
     and costs, beside re-fitting the whole memory at the shipped pace and less often."""
     simulated = args.judge == SIMULATED
-    settings = _service_settings(args)
+    settings = service_settings(simulated, args.env)
     shipped_warm = settings.consolidation_warm_start
     shipped_growth = Settings.model_fields["consolidation_growth"].default
     warm_share = inspect.signature(BudgetITLClustering).parameters["warm_share"].default

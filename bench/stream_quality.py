@@ -381,19 +381,28 @@ def section_name(args: argparse.Namespace) -> str:
     return base + overrides_slug(overrides(args.env))
 
 
+def service_settings(simulated: bool, env: list[str]) -> Settings:
+    """The settings the measured service's discovery ran with, read as it read them: from
+    the environment with the simulated judge (as ``SimulatedLLM.env()`` sets it) and
+    ``--env`` in it, and the service's budget (:func:`dialin.streams.factory.service_settings`).
+    Both benches word their sections from it."""
+    judge = {"DIALIN_JUDGE": "openai"} if simulated else {}
+    with mock.patch.dict(os.environ, {**judge, **overrides(env)}):
+        return factory.service_settings(Settings())
+
+
 def section(results: list[dict], args: argparse.Namespace) -> str:
     simulated = args.judge == SIMULATED
     start, end = markers(section_name(args))
     env = " ".join(args.env) or "none (shipped defaults)"
     given = overrides(args.env)
-    with mock.patch.dict(os.environ, {"DIALIN_JUDGE": "openai", **given}):  # as the worker reads them
-        service = factory.service_settings(Settings())
+    service = service_settings(simulated, args.env)
     budget = (f"a budget of {service.judge_budget:g} calls per utterance per discovery run ("
               + ("`DIALIN_JUDGE_BUDGET`" if "DIALIN_JUDGE_BUDGET" in given else
                  "the service's default with an LLM judge, `DIALIN_DISCOVERY_LLM_JUDGE_BUDGET`")
               + f"; batch keeps the LLM judges' default of {Judge.default_budget:g})"
               + (", consolidations starting warm (`DIALIN_CONSOLIDATION_WARM_START`)"
-                 if service.consolidation_warm_start else ""))
+                 if service.consolidation_warm_start else "") if simulated else "")
     flags = " --env " + " ".join(args.env) if args.env else ""
     title = ("## The service with a simulated LLM judge (`bench/stream_quality.py --judge "
              f"{SIMULATED}{flags}`)" if simulated else

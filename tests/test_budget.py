@@ -322,3 +322,19 @@ def test_bad_prior_labels_fail_clearly(english_sample, english_lsa, prior, messa
     est = BudgetITLClustering(OracleJudge(english_sample.labels))
     with pytest.raises(ValueError, match=message):
         est.fit(english_lsa, prior_labels=prior)
+
+
+def test_with_an_llm_judge_the_service_spends_its_own_budget():
+    """The worker's (and ``dialin rediscover``'s) estimators fit at
+    ``discovery_llm_judge_budget`` with an LLM judge while ``dialin discover`` keeps the
+    judge's default; a set ``judge_budget`` wins, and the offline heuristic keeps its own."""
+    from dialin.streams import factory
+    from dialin.streams.service.worker import estimator_builder
+    from dialin.streams.settings import Settings
+
+    llm = Settings(judge="openai", llm_url="http://127.0.0.1:9/v1", llm_model="m")
+    assert estimator_builder(llm)().budget == llm.discovery_llm_judge_budget == 0.5
+    judge = factory.build_judge(llm)
+    assert factory.build_estimator(llm, judge, None).budget == judge.default_budget == 0.3  # discover
+    assert estimator_builder(llm.model_copy(update={"judge_budget": 0.3}))().budget == 0.3
+    assert estimator_builder(Settings())().budget == 0.6  # the offline heuristic's own default
